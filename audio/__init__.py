@@ -1,0 +1,1 @@
+"""Audio: speech normalisation, TTS engines, mastering, programmes and feeds."""

@@ -1,0 +1,1 @@
+"""Chat front ends: a channel-neutral conversation core and platform adapters."""

@@ -1,0 +1,1 @@
+"""The broadcast domain: bulletins, approval, audiences, schedules, delivery."""

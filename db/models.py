@@ -1,0 +1,550 @@
+"""SQLAlchemy models for the whole domain, with their lifecycle enums."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    Time,
+    UniqueConstraint,
+    false,
+    func,
+    true,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from db.types import UTCDateTime, str_enum
+
+# Deterministic constraint names so Alembic migrations are the same on SQLite and PostgreSQL.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# BIGINT ids on PostgreSQL for the high-volume tables; SQLite needs plain INTEGER for rowid.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        dt.datetime: UTCDateTime(),
+        dict[str, Any]: JSON(),
+    }
+
+
+def _now_default() -> Any:
+    return func.now()
+
+
+class Timestamped:
+    created_at: Mapped[dt.datetime] = mapped_column(server_default=_now_default())
+
+
+# --- enums -------------------------------------------------------------------------------
+
+
+class AreaKind(enum.StrEnum):
+    province = "province"  # one of the 34 provinces / centrally-run cities (code p<NN>)
+    commune = "commune"  # xã, phường or đặc khu (five-digit official code)
+    village = "village"  # thôn, xóm, ấp, bản under a commune (code <commune>.<n>)
+    port = "port"  # a fishing port or landing under a commune (code <commune>.<n>)
+
+
+class Platform(enum.StrEnum):
+    telegram = "telegram"  # python-telegram-bot against the Telegram Bot API
+    zalo = "zalo"  # the Zalo Bot API (Telegram-like, no buttons, no uploads)
+
+
+class SubscriberRole(enum.StrEnum):
+    fisherman = "fisherman"  # ngư dân
+    villager = "villager"  # người dân
+    radio_operator = "radio_operator"  # cán bộ truyền thanh
+    border_guard = "border_guard"  # đồn biên phòng
+    commune_official = "commune_official"  # cán bộ xã
+
+
+class SubscriberStatus(enum.StrEnum):
+    active = "active"  # receives bulletins
+    stopped = "stopped"  # sent /huy; kept so /batdau can resume
+    erased = "erased"  # sent /xoa; personal data removed, the row stays for anonymous counts
+
+
+class OfficialRole(enum.StrEnum):
+    admin = "admin"  # everything, everywhere
+    province_editor = "province_editor"  # writes bulletins for a province and its communes
+    commune_editor = "commune_editor"  # writes bulletins for one commune
+    approver = "approver"  # approves others' bulletins within a scope
+    radio_operator = "radio_operator"  # downloads audio for a commune
+
+
+class Priority(enum.StrEnum):
+    routine = "routine"  # thường: waits for quiet hours to pass, at-most-once
+    urgent = "urgent"  # khẩn: goes first, ignores quiet hours, at-least-once, "Đã nhận" button
+
+
+class BulletinState(enum.StrEnum):
+    draft = "draft"  # being written; only the author sees it
+    pending_approval = "pending_approval"  # submitted; waits for a second official
+    approved = "approved"  # approved, not yet scheduled
+    scheduled = "scheduled"  # has an active schedule; runs fire from it
+    sending = "sending"  # a run is delivering
+    sent = "sent"  # every run finished and no schedule remains
+    cancelled = "cancelled"  # stopped by an official; no new sends
+    expired = "expired"  # passed its expiry before everything was sent
+    rejected = "rejected"  # the approver sent it back with a comment
+
+
+class ScheduleKind(enum.StrEnum):
+    once = "once"  # one firing at `run_at` (now = the moment of scheduling)
+    cron = "cron"  # recurring, a cron expression in local time, optional end
+
+
+class RunState(enum.StrEnum):
+    pending = "pending"  # created by a firing; fan-out not done yet
+    sending = "sending"  # deliveries exist; senders are working
+    done = "done"  # no delivery left pending or sending
+    cancelled = "cancelled"  # the bulletin was cancelled during the run
+    missed = "missed"  # fired too late (outside the grace window or after expiry)
+
+
+class DeliveryState(enum.StrEnum):
+    pending = "pending"  # waiting to be claimed (maybe after next_attempt_at)
+    sending = "sending"  # claimed by a sender, lease until lease_until
+    sent = "sent"  # the platform accepted it (platform message id recorded)
+    failed = "failed"  # permanent failure, with a reason code
+    blocked = "blocked"  # the person blocked the bot (403): address deactivated
+    expired = "expired"  # the bulletin expired before it could be sent
+    unknown = "unknown"  # a sender died mid-send on a routine bulletin; not resent
+    cancelled = "cancelled"  # the bulletin was cancelled before this was sent
+
+
+class AssetKind(enum.StrEnum):
+    bulletin = "bulletin"  # the spoken bulletin
+    programme = "programme"  # a commune's daily programme
+    document = "document"  # an official document read aloud on request
+
+
+class InboxKind(enum.StrEnum):
+    text = "text"  # free text from a subscriber
+    photo = "photo"  # a photo (file reference kept)
+    location = "location"  # a shared location
+    other = "other"  # voice, sticker, file: kept as a note
+
+
+class InboxStatus(enum.StrEnum):
+    new = "new"  # not yet read by an official
+    read = "read"  # opened on the dashboard
+    answered = "answered"  # an official replied in chat
+    archived = "archived"  # closed without reply
+
+
+# --- the map -------------------------------------------------------------------------------
+
+
+class Area(Timestamped, Base):
+    """A province, commune, village or port; codes follow the official 2025 map."""
+
+    __tablename__ = "areas"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(16), unique=True)
+    kind: Mapped[AreaKind] = mapped_column(str_enum(AreaKind))
+    # "tỉnh", "thành phố trung ương", "xã", "phường", "đặc khu", "thôn", "bến cá" ...
+    division_type: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(120))
+    # Lower-case, diacritics removed, đ folded to d: what search compares against.
+    name_folded: Mapped[str] = mapped_column(String(120), index=True)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("areas.id"), index=True)
+    province_id: Mapped[int | None] = mapped_column(ForeignKey("areas.id"), index=True)
+    coastal: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+
+    parent: Mapped[Area | None] = relationship(
+        remote_side=[id], foreign_keys=[parent_id], lazy="raise"
+    )
+    province: Mapped[Area | None] = relationship(
+        remote_side=[id], foreign_keys=[province_id], lazy="raise"
+    )
+
+
+class Topic(Timestamped, Base):
+    __tablename__ = "topics"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(40), unique=True)
+    name: Mapped[str] = mapped_column(String(120))
+    description: Mapped[str] = mapped_column(Text, default="", server_default="")
+    position: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+
+
+# --- people and chats ----------------------------------------------------------------------
+
+
+class Subscriber(Timestamped, Base):
+    """A person; personal data lives here and in chat_addresses, and /xoa removes both."""
+
+    __tablename__ = "subscribers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    display_name: Mapped[str | None] = mapped_column(String(120))
+    role: Mapped[SubscriberRole] = mapped_column(
+        str_enum(SubscriberRole), default=SubscriberRole.fisherman
+    )
+    language: Mapped[str] = mapped_column(String(8), default="vi", server_default="vi")
+    status: Mapped[SubscriberStatus] = mapped_column(
+        str_enum(SubscriberStatus), default=SubscriberStatus.active, index=True
+    )
+    consent_at: Mapped[dt.datetime | None]
+    stopped_at: Mapped[dt.datetime | None]
+    erased_at: Mapped[dt.datetime | None]
+
+
+class SubscriberTopic(Base):
+    __tablename__ = "subscriber_topics"
+
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True
+    )
+    topic_id: Mapped[int] = mapped_column(
+        ForeignKey("topics.id", ondelete="CASCADE"), primary_key=True
+    )
+
+
+class Subscription(Timestamped, Base):
+    """A person follows an area (usually a commune; a village narrows it)."""
+
+    __tablename__ = "subscriptions"
+    __table_args__ = (UniqueConstraint("subscriber_id", "area_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
+    )
+    area_id: Mapped[int] = mapped_column(ForeignKey("areas.id"), index=True)
+
+
+class Bot(Timestamped, Base):
+    """One bot account on one platform; each has exactly one sender (a lease)."""
+
+    __tablename__ = "bots"
+    __table_args__ = (UniqueConstraint("platform", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    platform: Mapped[Platform] = mapped_column(str_enum(Platform))
+    name: Mapped[str] = mapped_column(String(60), default="default")
+    username: Mapped[str | None] = mapped_column(String(120))
+    # Messages per second for this bot as a whole; Telegram bulk is about 30/s.
+    rate_per_second: Mapped[float] = mapped_column(Float, default=30.0)
+    # Minimum seconds between two messages to the same chat (Telegram: about 1/s).
+    per_chat_interval: Mapped[float] = mapped_column(Float, default=1.0)
+    paid_broadcast: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    quiet_start: Mapped[dt.time | None] = mapped_column(Time, default=dt.time(21, 0))
+    quiet_end: Mapped[dt.time | None] = mapped_column(Time, default=dt.time(6, 0))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+
+
+class ChatAddress(Timestamped, Base):
+    """Where a person is reached: a chat id on one bot."""
+
+    __tablename__ = "chat_addresses"
+    __table_args__ = (UniqueConstraint("bot_id", "chat_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
+    )
+    bot_id: Mapped[int] = mapped_column(ForeignKey("bots.id"))
+    chat_id: Mapped[str] = mapped_column(String(64))
+    active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    # Why it stopped receiving: "blocked" (403), "stopped" (/huy) ...
+    inactive_reason: Mapped[str | None] = mapped_column(String(40))
+    last_seen_at: Mapped[dt.datetime | None]
+
+
+# --- officials -----------------------------------------------------------------------------
+
+
+class Official(Timestamped, Base):
+    __tablename__ = "officials"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(60), unique=True)
+    display_name: Mapped[str] = mapped_column(String(120), default="", server_default="")
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[OfficialRole] = mapped_column(str_enum(OfficialRole))
+    # The scope: a province or a commune; NULL only for admins.
+    area_id: Mapped[int | None] = mapped_column(ForeignKey("areas.id"))
+    active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    locked_until: Mapped[dt.datetime | None]
+    last_login_at: Mapped[dt.datetime | None]
+
+    area: Mapped[Area | None] = relationship(lazy="raise")
+
+
+# --- bulletins -----------------------------------------------------------------------------
+
+
+class Bulletin(Timestamped, Base):
+    __tablename__ = "bulletins"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    title: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text)
+    topic_id: Mapped[int | None] = mapped_column(ForeignKey("topics.id"))
+    priority: Mapped[Priority] = mapped_column(str_enum(Priority), default=Priority.routine)
+    state: Mapped[BulletinState] = mapped_column(
+        str_enum(BulletinState), default=BulletinState.draft, index=True
+    )
+    author_id: Mapped[int] = mapped_column(ForeignKey("officials.id"))
+    approved_by_id: Mapped[int | None] = mapped_column(ForeignKey("officials.id"))
+    approved_at: Mapped[dt.datetime | None]
+    review_comment: Mapped[str | None] = mapped_column(Text)
+    expires_at: Mapped[dt.datetime | None]
+    # Minutes a firing may be late (service down) and still be sent.
+    grace_minutes: Mapped[int] = mapped_column(Integer, default=30, server_default="30")
+    photo_path: Mapped[str | None] = mapped_column(String(255))
+    # Audience filters; an empty list means "everyone" for that dimension.
+    audience_roles: Mapped[list[str]] = mapped_column(JSON, default=list)
+    audience_platforms: Mapped[list[str]] = mapped_column(JSON, default=list)
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        server_default=_now_default(), onupdate=func.now()
+    )
+    cancelled_at: Mapped[dt.datetime | None]
+
+
+class BulletinArea(Base):
+    """The bulletin's audience areas (a union)."""
+
+    __tablename__ = "bulletin_areas"
+
+    bulletin_id: Mapped[int] = mapped_column(
+        ForeignKey("bulletins.id", ondelete="CASCADE"), primary_key=True
+    )
+    area_id: Mapped[int] = mapped_column(ForeignKey("areas.id"), primary_key=True)
+
+
+class BulletinTranslation(Base):
+    __tablename__ = "bulletin_translations"
+    __table_args__ = (UniqueConstraint("bulletin_id", "language"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    bulletin_id: Mapped[int] = mapped_column(ForeignKey("bulletins.id", ondelete="CASCADE"))
+    language: Mapped[str] = mapped_column(String(8))
+    title: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text)
+
+
+class Schedule(Timestamped, Base):
+    __tablename__ = "schedules"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    bulletin_id: Mapped[int] = mapped_column(
+        ForeignKey("bulletins.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[ScheduleKind] = mapped_column(str_enum(ScheduleKind))
+    run_at: Mapped[dt.datetime | None]
+    cron: Mapped[str | None] = mapped_column(String(120))
+    until: Mapped[dt.datetime | None]
+    next_fire_at: Mapped[dt.datetime | None] = mapped_column(index=True)
+    last_fire_at: Mapped[dt.datetime | None]
+    active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+
+
+class BroadcastRun(Timestamped, Base):
+    """One firing of a schedule; the unique key makes a double firing one run."""
+
+    __tablename__ = "broadcast_runs"
+    __table_args__ = (UniqueConstraint("bulletin_id", "fire_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    bulletin_id: Mapped[int] = mapped_column(ForeignKey("bulletins.id", ondelete="CASCADE"))
+    schedule_id: Mapped[int | None] = mapped_column(ForeignKey("schedules.id"))
+    fire_at: Mapped[dt.datetime]
+    state: Mapped[RunState] = mapped_column(str_enum(RunState), default=RunState.pending)
+    total: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    started_at: Mapped[dt.datetime | None]
+    finished_at: Mapped[dt.datetime | None]
+
+
+class Delivery(Base):
+    """One message of one run to one chat address; the queue the senders drain."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("run_id", "chat_address_id"),
+        # The claim query: a bot's pending rows, urgent first, oldest first.
+        Index("ix_deliveries_claim", "bot_id", "state", "priority", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("broadcast_runs.id", ondelete="CASCADE"))
+    # SET NULL so /xoa can erase an address while the anonymous counts stay.
+    chat_address_id: Mapped[int | None] = mapped_column(
+        ForeignKey("chat_addresses.id", ondelete="SET NULL")
+    )
+    bot_id: Mapped[int] = mapped_column(ForeignKey("bots.id"))
+    # 0 = urgent, 1 = routine: claims order by it so warnings overtake routine sends.
+    priority: Mapped[int] = mapped_column(Integer, default=1)
+    state: Mapped[DeliveryState] = mapped_column(
+        str_enum(DeliveryState), default=DeliveryState.pending
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_attempt_at: Mapped[dt.datetime | None]
+    lease_until: Mapped[dt.datetime | None]
+    platform_message_id: Mapped[str | None] = mapped_column(String(64))
+    reason: Mapped[str | None] = mapped_column(String(80))
+    sent_at: Mapped[dt.datetime | None]
+
+
+class Acknowledgement(Timestamped, Base):
+    """A "Đã nhận" tap: once per person per bulletin."""
+
+    __tablename__ = "acknowledgements"
+    __table_args__ = (UniqueConstraint("bulletin_id", "subscriber_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    bulletin_id: Mapped[int] = mapped_column(ForeignKey("bulletins.id", ondelete="CASCADE"))
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("broadcast_runs.id"))
+    subscriber_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="SET NULL")
+    )
+    # Kept after /xoa so per-commune acknowledgement rates stay right.
+    area_id: Mapped[int | None] = mapped_column(ForeignKey("areas.id"))
+
+
+# --- audio ---------------------------------------------------------------------------------
+
+
+class AudioAsset(Timestamped, Base):
+    """One rendered, mastered audio file; content-addressed so a re-render is a cache hit."""
+
+    __tablename__ = "audio_assets"
+    __table_args__ = (UniqueConstraint("content_hash", "format"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[AssetKind] = mapped_column(str_enum(AssetKind))
+    format: Mapped[str] = mapped_column(String(8))  # mp3, aac, ogg
+    bulletin_id: Mapped[int | None] = mapped_column(
+        ForeignKey("bulletins.id", ondelete="SET NULL"), index=True
+    )
+    area_id: Mapped[int | None] = mapped_column(ForeignKey("areas.id"))
+    engine: Mapped[str] = mapped_column(String(40))  # which TTS engine actually spoke
+    store_key: Mapped[str] = mapped_column(String(255))
+    sha256: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    duration_seconds: Mapped[float] = mapped_column(Float)
+    loudness_lufs: Mapped[float | None] = mapped_column(Float)
+    true_peak_dbtp: Mapped[float | None] = mapped_column(Float)
+
+
+class AudioUpload(Base):
+    """A platform's file id for an asset, so each bot uploads a file once."""
+
+    __tablename__ = "audio_uploads"
+
+    asset_id: Mapped[int] = mapped_column(
+        ForeignKey("audio_assets.id", ondelete="CASCADE"), primary_key=True
+    )
+    bot_id: Mapped[int] = mapped_column(ForeignKey("bots.id"), primary_key=True)
+    file_id: Mapped[str] = mapped_column(String(255))
+
+
+# --- inbox, documents, audit, leases -------------------------------------------------------
+
+
+class InboxMessage(Timestamped, Base):
+    """A message from a subscriber to the officials of their commune."""
+
+    __tablename__ = "inbox_messages"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscriber_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="SET NULL"), index=True
+    )
+    chat_address_id: Mapped[int | None] = mapped_column(
+        ForeignKey("chat_addresses.id", ondelete="SET NULL")
+    )
+    area_id: Mapped[int | None] = mapped_column(ForeignKey("areas.id"), index=True)
+    kind: Mapped[InboxKind] = mapped_column(str_enum(InboxKind), default=InboxKind.text)
+    text: Mapped[str] = mapped_column(Text, default="", server_default="")
+    attachment_ref: Mapped[str | None] = mapped_column(String(255))
+    latitude: Mapped[float | None] = mapped_column(Float)
+    longitude: Mapped[float | None] = mapped_column(Float)
+    urgent: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    status: Mapped[InboxStatus] = mapped_column(str_enum(InboxStatus), default=InboxStatus.new)
+    reply_text: Mapped[str | None] = mapped_column(Text)
+    replied_by_id: Mapped[int | None] = mapped_column(ForeignKey("officials.id"))
+    replied_at: Mapped[dt.datetime | None]
+
+
+class Document(Timestamped, Base):
+    """An official document in the library (law, decree, decision, guidance)."""
+
+    __tablename__ = "documents"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    title: Mapped[str] = mapped_column(String(400))
+    number: Mapped[str | None] = mapped_column(String(80), index=True)  # e.g. 1191/QĐ-TTg
+    issuer: Mapped[str | None] = mapped_column(String(200))
+    issued_on: Mapped[dt.date | None] = mapped_column(Date)
+    language: Mapped[str] = mapped_column(String(8), default="vi", server_default="vi")
+    summary: Mapped[str] = mapped_column(Text, default="", server_default="")
+    body: Mapped[str] = mapped_column(Text, default="", server_default="")
+    source_url: Mapped[str | None] = mapped_column(String(500))
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        server_default=_now_default(), onupdate=func.now()
+    )
+
+
+class DocumentTopic(Base):
+    __tablename__ = "document_topics"
+
+    document_id: Mapped[int] = mapped_column(
+        ForeignKey("documents.id", ondelete="CASCADE"), primary_key=True
+    )
+    topic_id: Mapped[int] = mapped_column(ForeignKey("topics.id"), primary_key=True)
+
+
+class AuditEntry(Base):
+    """Who did what, when: one row for every official action."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(index=True)
+    official_id: Mapped[int | None] = mapped_column(ForeignKey("officials.id"))
+    # "web", "cli" or "system": where the action came from.
+    via: Mapped[str] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(60))
+    object_type: Mapped[str | None] = mapped_column(String(40))
+    object_id: Mapped[str | None] = mapped_column(String(40))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class Lease(Base):
+    """A named lease (a bot's sender, the scheduler): one holder at a time until expiry."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(80), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(120))
+    expires_at: Mapped[dt.datetime]

@@ -1,0 +1,1 @@
+"""Hải Đăng composition root: settings, CLI and runtime wiring."""

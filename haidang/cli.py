@@ -1,0 +1,344 @@
+"""The `haidang` command line: serve, database, areas, topics and official accounts."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from broadcasts import areas, audit, officials
+from db import schema
+from db.backup import BackupError, backup
+from db.engine import make_engine, make_sessionmaker
+from db.models import AreaKind, OfficialRole, Topic
+from db.seed import seed_all
+from db.text import nfc
+from haidang import logs
+from haidang.settings import Settings, SettingsError, load_settings
+
+app = typer.Typer(
+    help="Hải Đăng: official bulletins to fishermen over Telegram, Zalo and loudspeakers.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Database schema and backups.", no_args_is_help=True)
+areas_app = typer.Typer(
+    help="The 2025 map: search, coastal flags, villages, ports.", no_args_is_help=True
+)
+topics_app = typer.Typer(help="Bulletin topics.", no_args_is_help=True)
+officials_app = typer.Typer(help="Official accounts.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(areas_app, name="areas")
+app.add_typer(topics_app, name="topics")
+app.add_typer(officials_app, name="officials")
+
+T = TypeVar("T")
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+@app.callback()
+def main(ctx: typer.Context) -> None:
+    """Build Settings once (environment and .env) and hand them to every command."""
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        raise fail(str(exc), code=2) from None
+    logs.configure(settings.log_level, secrets=_secrets(settings))
+    ctx.obj = settings
+
+
+def _secrets(settings: Settings) -> list[str]:
+    values = [
+        settings.secret_key,
+        settings.telegram_bot_token,
+        settings.telegram_webhook_secret,
+        settings.zalo_bot_token,
+        settings.zalo_webhook_secret,
+    ]
+    return [value.get_secret_value() for value in values if value is not None]
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@asynccontextmanager
+async def _transaction(settings: Settings) -> AsyncIterator[AsyncSession]:
+    engine = make_engine(settings.database_url)
+    try:
+        async with make_sessionmaker(engine).begin() as session:
+            yield session
+    finally:
+        await engine.dispose()
+
+
+def _run(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """Run `work` in one committed transaction; domain errors become a clean exit."""
+
+    async def runner() -> T:
+        async with _transaction(settings) as session:
+            return await work(session)
+
+    try:
+        return asyncio.run(runner())
+    except (areas.AreaError, officials.OfficialError, ValueError) as exc:
+        raise fail(str(exc)) from None
+
+
+# --- serve ---------------------------------------------------------------------------------
+
+
+@app.command()
+def serve(ctx: typer.Context) -> None:
+    """Run the whole service in one process: web app, bots, scheduler, senders, audio work.
+
+    Each part starts only where it is configured; the log says which parts are off and why.
+    Stops cleanly on Ctrl+C (SIGINT) or SIGTERM.
+    """
+    from haidang.runtime import StartupError
+    from haidang.runtime import serve as run_service
+
+    settings: Settings = ctx.obj
+    try:
+        asyncio.run(run_service(settings))
+    except StartupError as exc:
+        raise fail(str(exc)) from None
+
+
+# --- db ------------------------------------------------------------------------------------
+
+
+@db_app.command("upgrade")
+def db_upgrade(ctx: typer.Context) -> None:
+    """Migrate the database to the newest schema, then seed the map and topics where missing."""
+    settings: Settings = ctx.obj
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    schema.upgrade(settings.database_url)
+    report = _run(settings, seed_all)
+    typer.echo(
+        f"schema at {schema.head_revision()}; added {report.provinces_added} provinces, "
+        f"{report.communes_added} communes, {report.topics_added} topics"
+    )
+
+
+@db_app.command("backup")
+def db_backup(
+    ctx: typer.Context, path: Annotated[Path, typer.Argument(help="File to write.")]
+) -> None:
+    """Write a consistent backup (SQLite online backup; pg_dump custom format on PostgreSQL)."""
+    settings: Settings = ctx.obj
+    try:
+        written = backup(settings.database_url, path)
+    except BackupError as exc:
+        raise fail(str(exc)) from None
+    typer.echo(f"backup written to {written} ({written.stat().st_size} bytes)")
+
+
+# --- areas ---------------------------------------------------------------------------------
+
+
+@areas_app.command("search")
+def areas_search(
+    ctx: typer.Context,
+    text: Annotated[str, typer.Argument(help='A name or a code: "cat hai", "11914", "p31".')],
+    limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
+) -> None:
+    """Find provinces and communes; case and diacritics are ignored ("cat hai" = "Cát Hải")."""
+
+    async def work(session: AsyncSession) -> list[areas.AreaMatch]:
+        kinds = (AreaKind.province, AreaKind.commune, AreaKind.village, AreaKind.port)
+        return await areas.search(session, text, kinds=kinds, limit=limit)
+
+    matches = _run(ctx.obj, work)
+    if not matches:
+        raise fail(f"no area matches {text!r}")
+    for match in matches:
+        flag = "  [ven biển]" if match.area.coastal else ""
+        typer.echo(f"{match.area.code:>9}  {match.label}{flag}")
+
+
+@areas_app.command("stats")
+def areas_stats(ctx: typer.Context) -> None:
+    """Count the areas by kind (34 provinces and 3,321 communes after seeding)."""
+    counts = _run(ctx.obj, areas.count_by_kind)
+    for kind in AreaKind:
+        typer.echo(f"{kind.value:>9}: {counts.get(kind, 0)}")
+
+
+@areas_app.command("coastal")
+def areas_coastal(
+    ctx: typer.Context,
+    codes: Annotated[list[str], typer.Argument(help="Commune codes, or p<code> for a province.")],
+    off: Annotated[bool, typer.Option("--off", help="Clear the flag instead.")] = False,
+) -> None:
+    """Flag communes as coastal (a province code flags all its communes)."""
+
+    async def work(session: AsyncSession) -> list[str]:
+        changed = await areas.set_coastal(session, codes, coastal=not off)
+        await audit.record(
+            session,
+            now=_now(),
+            official=None,
+            via="cli",
+            action="area.coastal_off" if off else "area.coastal_on",
+            object_type="area",
+            object_id=",".join(area.code for area in changed),
+        )
+        return [area.name for area in changed]
+
+    names = _run(ctx.obj, work)
+    typer.echo(("cleared: " if off else "flagged coastal: ") + ", ".join(names))
+
+
+def _add_subarea(ctx: typer.Context, commune: str, name: str, kind: AreaKind) -> None:
+    async def work(session: AsyncSession) -> str:
+        area = await areas.add_subarea(session, commune, name, kind)
+        await audit.record(
+            session,
+            now=_now(),
+            official=None,
+            via="cli",
+            action=f"area.add_{kind.value}",
+            object_type="area",
+            object_id=area.code,
+            details={"name": area.name},
+        )
+        return f"{area.code}  {area.name}"
+
+    typer.echo(_run(ctx.obj, work))
+
+
+@areas_app.command("add-village")
+def areas_add_village(
+    ctx: typer.Context,
+    commune: Annotated[str, typer.Argument(help="The commune's code, e.g. 11914.")],
+    name: Annotated[str, typer.Argument(help='e.g. "Thôn Liên Minh".')],
+) -> None:
+    """Add a village (thôn, xóm, ấp, bản) under a commune; prints its new code."""
+    _add_subarea(ctx, commune, name, AreaKind.village)
+
+
+@areas_app.command("add-port")
+def areas_add_port(
+    ctx: typer.Context,
+    commune: Annotated[str, typer.Argument(help="The commune's code, e.g. 11914.")],
+    name: Annotated[str, typer.Argument(help='e.g. "Cảng cá Cát Bà".')],
+) -> None:
+    """Add a fishing port or landing under a commune; prints its new code."""
+    _add_subarea(ctx, commune, name, AreaKind.port)
+
+
+# --- topics --------------------------------------------------------------------------------
+
+
+@topics_app.command("list")
+def topics_list(ctx: typer.Context) -> None:
+    """List topics in display order."""
+
+    async def work(session: AsyncSession) -> list[Topic]:
+        return list((await session.scalars(select(Topic).order_by(Topic.position))).all())
+
+    for topic in _run(ctx.obj, work):
+        state = "" if topic.active else "  (tắt)"
+        typer.echo(f"{topic.slug:>12}  {topic.name}{state}")
+
+
+@topics_app.command("set")
+def topics_set(
+    ctx: typer.Context,
+    slug: Annotated[str, typer.Argument(help="Short id, e.g. thoi-tiet (new or existing).")],
+    name: Annotated[str, typer.Argument(help="The name people see, in Vietnamese.")],
+    description: Annotated[str | None, typer.Option(help="One line shown in menus.")] = None,
+    active: Annotated[bool, typer.Option("--active/--inactive")] = True,
+) -> None:
+    """Add a topic or rename / describe / switch an existing one."""
+
+    async def work(session: AsyncSession) -> str:
+        clean_slug = slug.strip().lower()
+        if not clean_slug or not clean_slug.replace("-", "").isalnum() or not clean_slug.isascii():
+            raise ValueError("slug must be ASCII letters, digits and '-'")
+        topic = await session.scalar(select(Topic).where(Topic.slug == clean_slug))
+        created = topic is None
+        if topic is None:
+            position = len((await session.scalars(select(Topic.id))).all())
+            topic = Topic(slug=clean_slug, position=position)
+            session.add(topic)
+        topic.name = nfc(name.strip())
+        if description is not None:
+            topic.description = nfc(description.strip())
+        topic.active = active
+        await session.flush()
+        await audit.record(
+            session,
+            now=_now(),
+            official=None,
+            via="cli",
+            action="topic.create" if created else "topic.update",
+            object_type="topic",
+            object_id=topic.id,
+            details={"slug": topic.slug, "name": topic.name, "active": active},
+        )
+        return ("added " if created else "updated ") + f"{topic.slug}: {topic.name}"
+
+    typer.echo(_run(ctx.obj, work))
+
+
+# --- officials -----------------------------------------------------------------------------
+
+
+@officials_app.command("add")
+def officials_add(
+    ctx: typer.Context,
+    username: Annotated[str, typer.Argument(help="Login name (lower-case).")],
+    role: Annotated[OfficialRole, typer.Option(help="What the official may do.")],
+    area: Annotated[
+        str | None, typer.Option(help="Scope: p<province> or a commune code (not for admin).")
+    ] = None,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+    ] = False,
+    name: Annotated[str, typer.Option(help="Display name.")] = "",
+) -> None:
+    """Create an official account; the password is hashed with argon2 and never echoed."""
+    if not password_stdin:
+        raise fail("pass the password on standard input with --password-stdin")
+    password = sys.stdin.read().rstrip("\r\n")
+
+    async def work(session: AsyncSession) -> str:
+        official = await officials.create(
+            session,
+            username=username,
+            role=role,
+            password=password,
+            area_code=area,
+            display_name=name,
+        )
+        await audit.record(
+            session,
+            now=_now(),
+            official=None,
+            via="cli",
+            action="official.create",
+            object_type="official",
+            object_id=official.id,
+            details={"username": official.username, "role": role.value, "area": area},
+        )
+        return f"created {official.username} ({role.value})"
+
+    typer.echo(_run(ctx.obj, work))
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,180 @@
+"""Runtime wiring for `haidang serve`: one process running every configured part."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Generator
+from typing import Protocol
+
+import uvicorn
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from db import schema
+from db.engine import make_engine, make_sessionmaker
+from db.seed import seed_all
+from haidang.settings import Settings
+from web.app import PartStatus, create_app
+
+log = logging.getLogger("haidang.serve")
+
+
+class StartupError(RuntimeError):
+    """The service cannot start; the message tells the operator what to do."""
+
+
+class Part(Protocol):
+    """One part of the service (web, a bot, the scheduler, a sender, audio work)."""
+
+    name: str
+
+    def status(self) -> PartStatus: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class OffPart:
+    """A part that is not configured here; it only reports why."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        self.name = name
+        self._reason = reason
+
+    def status(self) -> PartStatus:
+        return PartStatus(active=False, detail=self._reason)
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        # The runtime owns SIGINT/SIGTERM for every part; uvicorn would re-raise them
+        # after its own shutdown and kill the process before the other parts stop.
+        yield
+
+
+class WebPart:
+    """The web app under uvicorn: landing page, /healthz, later dashboard and webhooks."""
+
+    name = "web"
+
+    def __init__(self, settings: Settings, service: Service) -> None:
+        app = create_app(engine=service.engine, parts=service.statuses)
+        config = uvicorn.Config(
+            app,
+            host=settings.http_host,
+            port=settings.http_port,
+            log_config=None,  # keep our handlers (and their redaction)
+            access_log=False,
+            lifespan="off",
+        )
+        self._server = _Server(config)
+        self._task: asyncio.Task[None] | None = None
+        self._where = f"http://{settings.http_host}:{settings.http_port}"
+
+    def status(self) -> PartStatus:
+        running = self._task is not None and not self._task.done()
+        return PartStatus(active=running, detail=self._where if running else "stopped")
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._server.serve(), name="web")
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()  # raises the bind error, if any
+                raise StartupError(f"the web server did not start on {self._where}")
+            await asyncio.sleep(0.02)
+
+    async def stop(self) -> None:
+        if self._task is None:
+            return
+        self._server.should_exit = True
+        await self._task
+
+
+def _bot_parts(settings: Settings) -> list[Part]:
+    parts: list[Part] = []
+    if settings.telegram_bot_token is None:
+        parts.append(OffPart("telegram", "TELEGRAM_BOT_TOKEN not set"))
+    else:
+        parts.append(OffPart("telegram", "token set; the chat front end is not built yet"))
+    if settings.zalo_bot_token is None:
+        parts.append(OffPart("zalo", "ZALO_BOT_TOKEN not set"))
+    else:
+        parts.append(OffPart("zalo", "token set; the chat front end is not built yet"))
+    return parts
+
+
+class Service:
+    """Everything `haidang serve` runs, built once from Settings."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.engine: AsyncEngine = make_engine(settings.database_url)
+        self.sessions: async_sessionmaker[AsyncSession] = make_sessionmaker(self.engine)
+        self.parts: list[Part] = [WebPart(settings, self), *_bot_parts(settings)]
+
+    def statuses(self) -> dict[str, PartStatus]:
+        return {part.name: part.status() for part in self.parts}
+
+    async def prepare(self) -> None:
+        """Refuse an out-of-date schema; seed the map and topics where missing."""
+        try:
+            current = await schema.current_revision(self.engine)
+        except Exception as exc:
+            raise StartupError(f"cannot open the database: {exc}") from exc
+        head = schema.head_revision()
+        if current != head:
+            raise StartupError(
+                f"the database schema is at {current or 'nothing'}, not {head}: "
+                "run `haidang db upgrade` first"
+            )
+        async with self.sessions.begin() as session:
+            report = await seed_all(session)
+        if report.provinces_added or report.communes_added or report.topics_added:
+            log.info(
+                "seeded %d provinces, %d communes, %d topics",
+                report.provinces_added,
+                report.communes_added,
+                report.topics_added,
+            )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Start every part, wait for `stop`, then stop them in reverse order."""
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        started: list[Part] = []
+        try:
+            await self.prepare()
+            for part in self.parts:
+                await part.start()
+                started.append(part)
+                status = part.status()
+                log.info("%s: %s (%s)", part.name, "on" if status.active else "off", status.detail)
+            log.info("Hải Đăng is running; press Ctrl+C to stop")
+            await stop.wait()
+            log.info("stopping")
+        finally:
+            for part in reversed(started):
+                try:
+                    await part.stop()
+                except Exception:
+                    log.exception("%s did not stop cleanly", part.name)
+            await self.engine.dispose()
+        log.info("stopped")
+
+
+async def serve(settings: Settings) -> None:
+    """Run the service until SIGINT or SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await Service(settings).run(stop)

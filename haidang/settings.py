@@ -1,0 +1,159 @@
+"""Typed settings: the only code that reads the environment or `.env`."""
+
+from __future__ import annotations
+
+import enum
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Values copied from .env.example or docs; none of them may sign a production session.
+PLACEHOLDER_SECRETS = frozenset({"", "change-me", "changeme", "secret", "dev", "development"})
+DEV_SECRET_KEY = "change-me"  # noqa: S105 - the development placeholder production refuses
+
+
+class Environment(enum.StrEnum):
+    development = "development"  # a developer's machine: placeholder secret allowed
+    production = "production"  # a real deployment: every secret must be real
+
+
+class TtsEngineChoice(enum.StrEnum):
+    auto = "auto"  # online engine first, offline engine when it fails or hangs
+    gtts = "gtts"  # Google's online voice only
+    espeak = "espeak"  # the offline engine only (no network needed)
+
+
+class Settings(BaseSettings):
+    """Every setting of the service; build once with `load_settings()` and pass it down."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    environment: Environment = Environment.development
+    data_dir: Path = Path("./var")
+    database_url: str = ""
+    http_host: str = "127.0.0.1"
+    http_port: Annotated[int, Field(ge=1, le=65535)] = 8000
+    public_base_url: AnyHttpUrl | None = None
+    timezone: str = "Asia/Ho_Chi_Minh"
+    log_level: str = "INFO"
+    secret_key: SecretStr = SecretStr(DEV_SECRET_KEY)
+
+    telegram_bot_token: SecretStr | None = None
+    telegram_api_base_url: AnyHttpUrl = AnyHttpUrl("https://api.telegram.org")
+    telegram_webhook_secret: SecretStr | None = None
+    zalo_bot_token: SecretStr | None = None
+    zalo_api_base_url: AnyHttpUrl = AnyHttpUrl("https://bot-api.zaloplatforms.com")
+    zalo_webhook_secret: SecretStr | None = None
+
+    tts_engine: TtsEngineChoice = TtsEngineChoice.auto
+
+    @field_validator("public_base_url", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: object) -> object:
+        # `PUBLIC_BASE_URL=` in a .env means "not set", not an invalid URL.
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator(
+        "telegram_bot_token",
+        "telegram_webhook_secret",
+        "zalo_bot_token",
+        "zalo_webhook_secret",
+        mode="before",
+    )
+    @classmethod
+    def _blank_secret_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name)") from exc
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        return level
+
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, value: str) -> str:
+        return normalise_database_url(value) if value else value
+
+    @field_validator("zalo_webhook_secret")
+    @classmethod
+    def _zalo_secret_length(cls, value: SecretStr | None) -> SecretStr | None:
+        # The Zalo Bot API refuses webhook secrets outside 8-256 characters.
+        if value is not None and not 8 <= len(value.get_secret_value()) <= 256:
+            raise ValueError("must be 8 to 256 characters (Zalo's limit)")
+        return value
+
+    @model_validator(mode="after")
+    def _defaults_and_production_rules(self) -> Settings:
+        if not self.database_url:
+            self.database_url = f"sqlite+aiosqlite:///{(self.data_dir / 'haidang.db').as_posix()}"
+        if self.environment is Environment.production:
+            if self.secret_key.get_secret_value().strip().lower() in PLACEHOLDER_SECRETS:
+                raise ValueError(
+                    "SECRET_KEY is a placeholder; set a long random value in production"
+                )
+            if len(self.secret_key.get_secret_value()) < 32:
+                raise ValueError("SECRET_KEY must be at least 32 characters in production")
+        return self
+
+    @cached_property
+    def tz(self) -> ZoneInfo:
+        """The local zone (Asia/Ho_Chi_Minh by default) for cron and display."""
+        return ZoneInfo(self.timezone)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def audio_dir(self) -> Path:
+        return self.data_dir / "audio"
+
+
+def normalise_database_url(url: str) -> str:
+    """Give a plain `postgresql://` or `sqlite:///` URL the async driver we ship."""
+    for plain, driver in (
+        ("postgres://", "postgresql+asyncpg://"),
+        ("postgresql://", "postgresql+asyncpg://"),
+        ("postgresql+psycopg2://", "postgresql+asyncpg://"),
+        ("sqlite://", "sqlite+aiosqlite://"),
+    ):
+        if url.startswith(plain):
+            return driver + url[len(plain) :]
+    if url.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite://")):
+        return url
+    raise ValueError("must be a postgresql:// or sqlite:/// URL")
+
+
+class SettingsError(Exception):
+    """A setting has a wrong value; the message names it."""
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build Settings from the environment and `.env`; raise SettingsError naming the setting."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            name = ".".join(str(part) for part in error["loc"]).upper() or "settings"
+            message = str(error["msg"]).removeprefix("Value error, ")
+            lines.append(f"{name}: {message}")
+        raise SettingsError("invalid setting: " + "; ".join(lines)) from None

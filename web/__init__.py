@@ -1,0 +1,1 @@
+"""Web app: dashboard, public audio pages and feeds, health check, webhooks."""
