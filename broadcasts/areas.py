@@ -76,6 +76,11 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+def sort_key(area: Area) -> str:
+    """Alphabetical by the name itself: "Thành phố Hà Nội" sorts under H, not T."""
+    return _bare(area.name_folded)
+
+
 def _bare(folded_name: str) -> str:
     for word in _DIVISION_WORDS:
         if folded_name.startswith(word + " "):

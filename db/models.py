@@ -276,6 +276,18 @@ class ChatAddress(Timestamped, Base):
     # Why it stopped receiving: "blocked" (403), "stopped" (/huy) ...
     inactive_reason: Mapped[str | None] = mapped_column(String(40))
     last_seen_at: Mapped[dt.datetime | None]
+    # Where this chat is in a conversation flow (step, page, offered options); see bot/.
+    dialog: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default="{}")
+
+
+class ProcessedUpdate(Base):
+    """An inbound update already handled: platforms redeliver, we act once."""
+
+    __tablename__ = "processed_updates"
+
+    bot_id: Mapped[int] = mapped_column(ForeignKey("bots.id"), primary_key=True)
+    update_key: Mapped[str] = mapped_column(String(80), primary_key=True)
+    received_at: Mapped[dt.datetime] = mapped_column(index=True)
 
 
 # --- officials -----------------------------------------------------------------------------

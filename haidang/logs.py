@@ -35,17 +35,24 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+_installed: list[logging.Handler] = []
+
+
 def configure(level: str, secrets: Iterable[str] = ()) -> None:
-    """Send logs to stderr at `level`, redacted; quiet the HTTP clients that echo bot URLs."""
+    """Send logs to stderr at `level`, redacted; quiet the HTTP clients that echo bot URLs.
+
+    Calling it again replaces only the handler it installed, never anyone else's.
+    """
     handler = logging.StreamHandler()
     handler.setFormatter(
         logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
     )
     handler.addFilter(RedactingFilter(secrets))
     root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
+    while _installed:
+        root.removeHandler(_installed.pop())
     root.addHandler(handler)
+    _installed.append(handler)
     root.setLevel(level)
     # httpx logs every request URL at INFO, and a Telegram URL carries the bot token.
     for noisy in ("httpx", "httpcore", "apscheduler.executors.default"):

@@ -4,19 +4,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import logging
 import signal
 from collections.abc import Generator
 from typing import Protocol
 
 import uvicorn
+from fastapi import Request, Response
+from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from bot.conversation import Conversation
+from bot.telegram import WEBHOOK_PATH as TELEGRAM_WEBHOOK_PATH
+from bot.telegram import TelegramFrontEnd
+from bot.zalo import WEBHOOK_PATH as ZALO_WEBHOOK_PATH
+from bot.zalo import ZaloFrontEnd
+from broadcasts.subscribers import ensure_bot
 from db import schema
 from db.engine import make_engine, make_sessionmaker
+from db.models import Platform
 from db.seed import seed_all
 from haidang.settings import Settings
-from web.app import PartStatus, create_app
+from web.app import PartStatus, Webhook, create_app
 
 log = logging.getLogger("haidang.serve")
 
@@ -68,7 +79,7 @@ class WebPart:
     name = "web"
 
     def __init__(self, settings: Settings, service: Service) -> None:
-        app = create_app(engine=service.engine, parts=service.statuses)
+        app = create_app(engine=service.engine, parts=service.statuses, webhooks=service.webhooks)
         config = uvicorn.Config(
             app,
             host=settings.http_host,
@@ -100,27 +111,107 @@ class WebPart:
         await self._task
 
 
-def _bot_parts(settings: Settings) -> list[Part]:
+def webhook_secret(settings: Settings, platform: Platform) -> str:
+    """The configured webhook secret, or one derived from SECRET_KEY (never none at all)."""
+    configured = (
+        settings.telegram_webhook_secret
+        if platform is Platform.telegram
+        else settings.zalo_webhook_secret
+    )
+    if configured is not None:
+        return configured.get_secret_value()
+    key = settings.secret_key.get_secret_value().encode()
+    return hmac.new(key, f"webhook:{platform.value}".encode(), hashlib.sha256).hexdigest()
+
+
+WEBHOOK_PATHS = {Platform.telegram: TELEGRAM_WEBHOOK_PATH, Platform.zalo: ZALO_WEBHOOK_PATH}
+
+
+class ChatPart:
+    """One chat bot (Telegram or Zalo); it needs its bot row, so it is built at start."""
+
+    def __init__(self, platform: Platform, settings: Settings, service: Service) -> None:
+        self.name = platform.value
+        self.platform = platform
+        self._settings = settings
+        self._service = service
+        self.front: TelegramFrontEnd | ZaloFrontEnd | None = None
+
+    def status(self) -> PartStatus:
+        if self.front is None:
+            return PartStatus(active=False, detail="starting")
+        return self.front.status()
+
+    async def start(self) -> None:
+        settings = self._settings
+        async with self._service.sessions.begin() as session:
+            bot_id = (await ensure_bot(session, self.platform)).id
+        public = str(settings.public_base_url).rstrip("/") if settings.public_base_url else None
+        secret = webhook_secret(settings, self.platform)
+        telegram = self.platform is Platform.telegram
+        front_end = TelegramFrontEnd if telegram else ZaloFrontEnd
+        token = settings.telegram_bot_token if telegram else settings.zalo_bot_token
+        base = settings.telegram_api_base_url if telegram else settings.zalo_api_base_url
+        front = front_end(
+            token=_secret(token),
+            api_base_url=str(base),
+            conversation=self._service.conversation,
+            bot_id=bot_id,
+            webhook_url=f"{public}{WEBHOOK_PATHS[self.platform]}" if public else None,
+            webhook_secret=secret,
+        )
+        await front.start()
+        self.front = front
+
+    async def stop(self) -> None:
+        if self.front is not None:
+            await self.front.stop()
+
+    async def webhook(self, request: Request) -> Response:
+        if self.front is None:
+            return Response(status_code=503)  # not started yet: the platform retries
+        return await self.front.webhook(request)
+
+
+def _secret(value: SecretStr | None) -> str:
+    if value is None:
+        raise StartupError("a chat part was started without its token")
+    return value.get_secret_value()
+
+
+def _chat_parts(settings: Settings, service: Service) -> list[Part]:
     parts: list[Part] = []
-    if settings.telegram_bot_token is None:
-        parts.append(OffPart("telegram", "TELEGRAM_BOT_TOKEN not set"))
-    else:
-        parts.append(OffPart("telegram", "token set; the chat front end is not built yet"))
-    if settings.zalo_bot_token is None:
-        parts.append(OffPart("zalo", "ZALO_BOT_TOKEN not set"))
-    else:
-        parts.append(OffPart("zalo", "token set; the chat front end is not built yet"))
+    for platform, token, variable in (
+        (Platform.telegram, settings.telegram_bot_token, "TELEGRAM_BOT_TOKEN"),
+        (Platform.zalo, settings.zalo_bot_token, "ZALO_BOT_TOKEN"),
+    ):
+        if token is None:
+            parts.append(OffPart(platform.value, f"{variable} not set"))
+        else:
+            parts.append(ChatPart(platform, settings, service))
     return parts
 
 
 class Service:
     """Everything `haidang serve` runs, built once from Settings."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, engine: AsyncEngine | None = None) -> None:
         self.settings = settings
-        self.engine: AsyncEngine = make_engine(settings.database_url)
+        self.engine: AsyncEngine = engine or make_engine(settings.database_url)
         self.sessions: async_sessionmaker[AsyncSession] = make_sessionmaker(self.engine)
-        self.parts: list[Part] = [WebPart(settings, self), *_bot_parts(settings)]
+        self.conversation = Conversation(self.sessions)
+        chat_parts = _chat_parts(settings, self)
+        self.webhooks: dict[str, Webhook] = {}
+        for part in chat_parts:
+            if isinstance(part, ChatPart):
+                path = (
+                    TELEGRAM_WEBHOOK_PATH
+                    if part.platform is Platform.telegram
+                    else ZALO_WEBHOOK_PATH
+                )
+                self.webhooks[path] = part.webhook
+        # The web app starts first, so webhooks have somewhere to land when registered.
+        self.parts: list[Part] = [WebPart(settings, self), *chat_parts]
 
     def statuses(self) -> dict[str, PartStatus]:
         return {part.name: part.status() for part in self.parts}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import socket
 import sqlite3
@@ -74,7 +75,40 @@ def _guarded_getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
     return _real_getaddrinfo(host, *args, **kwargs)
 
 
+# --- unhandled exceptions in the logs ---------------------------------------------------------
+
+# Our packages log the errors they handle (and answer with an apology); anything logged with
+# a traceback by another logger (asyncio's "Task exception was never retrieved", PTB's "No
+# error handlers are registered", uvicorn's "Exception in ASGI application") escaped us.
+OUR_LOGGERS = ("bot", "broadcasts", "audio", "web", "haidang", "db")
+
+
+class UnhandledRecorder(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(level=logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        ours = record.name.split(".", 1)[0] in OUR_LOGGERS
+        if not ours and (record.exc_info or "exception" in record.getMessage().lower()):
+            self.records.append(record)
+
+
+UNHANDLED = UnhandledRecorder()
+
+
+@pytest.fixture(autouse=True)
+def no_unhandled_exceptions_logged() -> Iterator[None]:
+    """Fails any test during which an exception escaped our code into the logs."""
+    UNHANDLED.records.clear()
+    yield
+    escaped = [f"{r.name}: {r.getMessage()}" for r in UNHANDLED.records]
+    UNHANDLED.records.clear()
+    assert not escaped, f"unhandled exceptions were logged: {escaped}"
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    logging.getLogger().addHandler(UNHANDLED)
     socket.socket.connect = _guarded_connect  # type: ignore[method-assign,assignment]
     socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign,assignment]
     socket.getaddrinfo = _guarded_getaddrinfo

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -36,9 +36,22 @@ class PartStatus:
     detail: str
 
 
-def create_app(*, engine: AsyncEngine, parts: Callable[[], Mapping[str, PartStatus]]) -> FastAPI:
-    """Build the web app; `parts` reports the live status of bots, engines and workers."""
+Webhook = Callable[[Request], Awaitable[Response]]
+
+
+def create_app(
+    *,
+    engine: AsyncEngine,
+    parts: Callable[[], Mapping[str, PartStatus]],
+    webhooks: Mapping[str, Webhook] | None = None,
+) -> FastAPI:
+    """Build the web app; `parts` reports the live status of bots, engines and workers.
+
+    `webhooks` maps a path to the handler a chat front end provides (bot/ owns them).
+    """
     app = FastAPI(title="Hải Đăng", version=app_version(), docs_url=None, redoc_url=None)
+    for path, handler in (webhooks or {}).items():
+        app.add_api_route(path, handler, methods=["POST"], include_in_schema=False)
 
     async def database_reachable() -> tuple[bool, str]:
         try:

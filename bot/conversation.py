@@ -1,0 +1,733 @@
+"""The channel-neutral conversation core: inbound chat events in, replies with options out."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import enum
+import logging
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import exc, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot import texts
+from broadcasts import areas, inbox, subscribers
+from db.models import (
+    Area,
+    AreaKind,
+    Bulletin,
+    ChatAddress,
+    InboxKind,
+    Priority,
+    ProcessedUpdate,
+    Subscriber,
+    SubscriberRole,
+    SubscriberStatus,
+)
+from db.text import fold, nfc
+
+log = logging.getLogger(__name__)
+
+PAGE_SIZE = 8
+MAX_INPUT = 2000  # characters of one message we keep; the rest is cut (and the person told)
+FLOOD_WINDOW_S = 10.0
+FLOOD_MAX_EVENTS = 30  # a person toggling topics taps fast; a script taps faster
+
+
+class EventKind(enum.StrEnum):
+    text = "text"  # a typed message (commands included: "/start c11914")
+    button = "button"  # a button press (Telegram callback) carrying `data`
+    photo = "photo"  # a photo, maybe with a caption
+    location = "location"  # a shared location
+    sticker = "sticker"  # a sticker
+    voice = "voice"  # a voice note or audio
+    other = "other"  # anything else (files, contacts, polls ...)
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """One event from a person in a chat, as every platform adapter describes it."""
+
+    bot_id: int
+    chat_id: str
+    kind: EventKind
+    update_key: str  # platform update id: redeliveries of the same update are handled once
+    text: str = ""
+    data: str = ""
+    display_name: str | None = None
+    is_group: bool = False
+    file_ref: str | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+
+
+@dataclass(frozen=True)
+class Option:
+    label: str
+    data: str
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A message to send back. `replace`: edit the message whose button was pressed.
+
+    `notice`: a short answer to the button tap itself (a toast on Telegram).
+    """
+
+    text: str
+    options: tuple[Option, ...] = ()
+    columns: int = 1
+    replace: bool = False
+    notice: bool = False
+
+
+@dataclass
+class _Turn:
+    """What one event works with: its session, person, dialog state and clock."""
+
+    session: AsyncSession
+    address: ChatAddress
+    subscriber: Subscriber
+    dialog: dict[str, Any]
+    now: dt.datetime
+    display_name: str | None
+    replies: list[Reply] = field(default_factory=list)
+
+    def say(self, text: str, options: list[Option] | tuple[Option, ...] = (), **kw: Any) -> None:
+        self.replies.append(Reply(text=text, options=tuple(options), **kw))
+
+
+def ack_option(bulletin_id: int) -> Option:
+    """The "Đã nhận" button senders attach to urgent bulletins."""
+    return Option(texts.ACK_BUTTON, f"ack:{bulletin_id}")
+
+
+class FloodGate:
+    """Per-chat limit on events, so one person flooding the bot cannot crowd out others."""
+
+    def __init__(self, window_s: float = FLOOD_WINDOW_S, max_events: int = FLOOD_MAX_EVENTS):
+        self._window = window_s
+        self._max = max_events
+        self._seen: dict[str, deque[float]] = defaultdict(deque)
+
+    def admit(self, key: str, now: float) -> tuple[bool, bool]:
+        """(admitted, first_refusal): warn once when a chat goes over, then stay quiet."""
+        events = self._seen[key]
+        while events and now - events[0] > self._window:
+            events.popleft()
+        events.append(now)
+        if len(events) <= self._max:
+            return True, False
+        return False, len(events) == self._max + 1
+
+
+class Conversation:
+    """Owns every chat flow; one committed transaction per inbound event."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        flood: FloodGate | None = None,
+    ) -> None:
+        self._sessions = sessions
+        self._clock = clock
+        self._flood = flood or FloodGate()
+        # One event at a time per chat, so dialog state never races; chats run in parallel.
+        self._locks: dict[tuple[int, str], asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    async def handle(self, event: Inbound) -> list[Reply]:
+        """The replies for one event; [] when it is a redelivery or the chat is flooding.
+
+        Raises on database errors: the adapter logs them and apologises, and since the
+        transaction rolled back, a redelivery of the same update is handled afresh.
+        """
+        if event.is_group:
+            return [Reply(texts.GROUP_REPLY.format(handle=""))]
+        admitted, warn = self._flood.admit(f"{event.bot_id}:{event.chat_id}", time.monotonic())
+        if not admitted:
+            return [Reply(texts.TOO_FAST)] if warn else []
+        async with self._locks[(event.bot_id, event.chat_id)]:
+            return await self._handle(event)
+
+    async def _handle(self, event: Inbound) -> list[Reply]:
+        now = self._clock()
+        async with self._sessions.begin() as session:
+            if not await self._first_time(session, event, now):
+                return []
+            contact = await subscribers.contact_for(
+                session,
+                bot_id=event.bot_id,
+                chat_id=event.chat_id,
+                display_name=event.display_name,
+                now=now,
+            )
+            turn = _Turn(
+                session=session,
+                address=contact.address,
+                subscriber=contact.subscriber,
+                dialog=dict(contact.address.dialog or {}),
+                now=now,
+                display_name=event.display_name,
+            )
+            await self._dispatch(turn, event)
+            # Remember the options last offered, so "2" typed on Zalo means the second one.
+            offered = [r for r in turn.replies if r.options]
+            if offered:
+                turn.dialog["options"] = [o.data for o in offered[-1].options]
+            if turn.address in session:  # /xoa deletes the address
+                turn.address.dialog = turn.dialog
+            return turn.replies
+
+    async def _first_time(self, session: AsyncSession, event: Inbound, now: dt.datetime) -> bool:
+        """Mark the update processed; False when it already was (a redelivery)."""
+        try:
+            async with session.begin_nested():
+                session.add(
+                    ProcessedUpdate(
+                        bot_id=event.bot_id, update_key=event.update_key[:80], received_at=now
+                    )
+                )
+        except exc.IntegrityError:
+            return False
+        return True
+
+    # --- routing -------------------------------------------------------------------------
+
+    async def _dispatch(self, turn: _Turn, event: Inbound) -> None:
+        if event.kind is EventKind.button:
+            await self._on_button(turn, event.data)
+            return
+        if event.kind is EventKind.text:
+            await self._on_text(turn, event.text)
+            return
+        if event.kind is EventKind.photo:
+            area = await self._home_area(turn)
+            await inbox.save(
+                turn.session, now=turn.now, subscriber_id=turn.subscriber.id,
+                chat_address_id=turn.address.id, area_id=area.id if area else None,
+                kind=InboxKind.photo, text=event.text[:MAX_INPUT], attachment_ref=event.file_ref,
+            )  # fmt: skip
+            turn.say(texts.PHOTO_FORWARDED.format(area=self._area_name(area)))
+            return
+        if event.kind is EventKind.location:
+            area = await self._home_area(turn)
+            await inbox.save(
+                turn.session, now=turn.now, subscriber_id=turn.subscriber.id,
+                chat_address_id=turn.address.id, area_id=area.id if area else None,
+                kind=InboxKind.location, latitude=event.latitude, longitude=event.longitude,
+            )  # fmt: skip
+            turn.say(texts.LOCATION_FORWARDED.format(area=self._area_name(area)))
+            return
+        if event.kind is EventKind.sticker:
+            turn.say(texts.STICKER_REPLY)
+        elif event.kind is EventKind.voice:
+            turn.say(texts.VOICE_REPLY)
+        else:
+            turn.say(texts.UNSUPPORTED_REPLY)
+
+    async def _on_text(self, turn: _Turn, raw: str) -> None:
+        text = nfc(raw.strip())
+        cut = len(text) > MAX_INPUT
+        text = text[:MAX_INPUT]
+        if text.startswith("/"):
+            word, _, rest = text[1:].partition(" ")
+            command = word.split("@", 1)[0].lower()  # "/start@HaiDangBot" in groups
+            if command in texts.COMMANDS or command == "tracuu":
+                await self._command(turn, command, rest.strip())
+                return
+        keyword = texts.KEYWORDS.get(fold(text).strip(" .!?"))
+        if keyword == "ack":
+            await self._ack_latest(turn)
+            return
+        if keyword is not None:
+            await self._command(turn, keyword, "")
+            return
+        options = turn.dialog.get("options") or []
+        if text.isdigit() and options and 1 <= int(text) <= len(options):
+            await self._on_button(turn, options[int(text) - 1])
+            return
+        step = turn.dialog.get("step")
+        if step == "province":
+            await self._typed_province(turn, text)
+        elif step == "commune":
+            await self._typed_commune(turn, text)
+        elif step == "role":
+            await self._typed_role(turn, text)
+        elif step == "topics" and fold(text) in {"xong", "ok", "done"}:
+            await self._on_button(turn, "t:done")
+        else:
+            await self._to_inbox(turn, text, cut)
+
+    async def _command(self, turn: _Turn, command: str, argument: str) -> None:
+        turn.dialog = {}
+        if command == "start":
+            await self._start(turn, argument)
+        elif command == "caidat":
+            await self._settings_menu(turn)
+        elif command == "huy":
+            if not await self._is_subscribed(turn):
+                turn.say(texts.NOT_SUBSCRIBED)
+                return
+            turn.dialog = {"step": "confirm", "action": "huy"}
+            turn.say(texts.CONFIRM_STOP, self._yes_no(), columns=2)
+        elif command == "batdau":
+            await self._resume(turn)
+        elif command == "xoa":
+            turn.dialog = {"step": "confirm", "action": "xoa"}
+            turn.say(texts.CONFIRM_ERASE, self._yes_no(), columns=2)
+        elif command == "tin":
+            await self._latest(turn)
+        else:  # trogiup, and /tracuu until the documents library exists
+            turn.say(texts.HELP)
+
+    async def _on_button(self, turn: _Turn, data: str) -> None:
+        kind, _, value = data.partition(":")
+        step = turn.dialog.get("step")
+        if kind == "ack":
+            await self._ack(turn, int(value) if value.isdigit() else 0)
+        elif kind == "consent":
+            await self._consent(turn, value == "yes")
+        elif kind == "pg" and value.lstrip("-").isdigit():
+            turn.dialog["page"] = max(0, int(value))
+            if step == "commune":
+                await self._ask_commune(turn, replace=True)
+            else:
+                await self._ask_province(turn, replace=True)
+        elif kind == "p":
+            await self._pick_province(turn, value)
+        elif kind == "c":
+            await self._pick_commune(turn, value)
+        elif kind == "r" and value in SubscriberRole.__members__:
+            await self._pick_role(turn, SubscriberRole(value))
+        elif kind == "t":
+            await self._toggle_topic(turn, value)
+        elif kind == "s":
+            await self._settings_choice(turn, value)
+        elif kind == "rm":
+            await self._remove_commune(turn, value)
+        elif kind == "l" and value in texts.LANGUAGES:
+            turn.subscriber.language = value
+            turn.dialog = {}
+            turn.say(texts.SAVED)
+        elif kind == "yes" and step == "confirm":
+            await self._confirmed(turn, str(turn.dialog.get("action")))
+        elif kind in {"no", "done"}:
+            turn.dialog = {}
+            turn.say(texts.CANCELLED if kind == "no" else texts.SAVED)
+        else:  # a stale button from an older message
+            turn.say(texts.HELP)
+
+    # --- sign-up ----------------------------------------------------------------------
+
+    async def _start(self, turn: _Turn, argument: str) -> None:
+        followed = await subscribers.communes_of(turn.session, turn.subscriber.id)
+        payload = argument.strip()
+        if payload:
+            await self._deep_link(turn, payload, followed)
+            return
+        if followed and turn.subscriber.consent_at is not None:
+            await subscribers.resume(turn.session, turn.subscriber)
+            turn.say(texts.WELCOME_BACK.format(areas=self._names(followed)))
+            return
+        turn.dialog = {"step": "consent"}
+        turn.say(texts.WELCOME)
+        self._ask_consent(turn)
+
+    @staticmethod
+    def _ask_consent(turn: _Turn) -> None:
+        turn.say(
+            texts.CONSENT,
+            [Option(texts.CONSENT_YES, "consent:yes"), Option(texts.CONSENT_NO, "consent:no")],
+            columns=2,
+        )
+
+    async def _deep_link(self, turn: _Turn, payload: str, followed: list[Area]) -> None:
+        try:
+            area = await areas.get_by_code(turn.session, payload)
+        except areas.AreaError:
+            area = None
+        if area is None or area.kind not in (AreaKind.province, AreaKind.commune):
+            turn.say(texts.BAD_DEEP_LINK.format(code=payload[:20]))
+            await self._start(turn, "")
+            return
+        if area.kind is AreaKind.province:
+            if turn.subscriber.consent_at is None:
+                turn.dialog = {"step": "consent", "province": area.id}
+                turn.say(texts.WELCOME)
+                self._ask_consent(turn)
+                return
+            turn.dialog = {"step": "commune", "province": area.id, "page": 0, "mode": "signup"}
+            await self._ask_commune(turn)
+            return
+        # A QR poster at the port: subscribe at once, default role, every topic.
+        await subscribers.record_consent(turn.session, turn.subscriber, turn.now, turn.display_name)
+        await subscribers.follow(turn.session, turn.subscriber.id, area.id)
+        if not await subscribers.topic_ids_of(turn.session, turn.subscriber.id):
+            await subscribers.follow_all_topics(turn.session, turn.subscriber.id)
+        province = await turn.session.get(Area, area.province_id) if area.province_id else None
+        turn.say(
+            texts.DEEP_LINK_DONE.format(commune=area.name, province=self._area_name(province)),
+            [
+                Option(texts.ADJUST, "s:menu"),
+                Option(texts.ADD_COMMUNE, "s:add"),
+                Option(texts.ALL_GOOD, "done"),
+            ],
+        )
+
+    async def _consent(self, turn: _Turn, agreed: bool) -> None:
+        if not agreed:
+            turn.dialog = {}
+            turn.say(texts.CONSENT_DECLINED)
+            return
+        await subscribers.record_consent(turn.session, turn.subscriber, turn.now, turn.display_name)
+        province = turn.dialog.get("province")  # set by a /start p<code> poster link
+        if province is not None:
+            turn.dialog = {"step": "commune", "province": province, "page": 0, "mode": "signup"}
+            await self._ask_commune(turn)
+            return
+        turn.dialog = {"step": "province", "page": 0, "mode": "signup"}
+        await self._ask_province(turn)
+
+    async def _provinces(self, session: AsyncSession) -> list[Area]:
+        rows = await session.scalars(select(Area).where(Area.kind == AreaKind.province))
+        return sorted(rows.all(), key=areas.sort_key)
+
+    def _page(
+        self, items: list[Option], page: int, *, extra: tuple[Option, ...] = ()
+    ) -> list[Option]:
+        pages = max(1, -(-len(items) // PAGE_SIZE))
+        page = min(page, pages - 1)
+        shown = items[page * PAGE_SIZE : (page + 1) * PAGE_SIZE]
+        if page > 0:
+            shown.append(Option(texts.PREVIOUS, f"pg:{page - 1}"))
+        if page < pages - 1:
+            shown.append(Option(texts.NEXT, f"pg:{page + 1}"))
+        return [*shown, *extra]
+
+    async def _ask_province(self, turn: _Turn, *, replace: bool = False) -> None:
+        turn.dialog["step"] = "province"
+        options = [Option(p.name, f"p:{p.code[1:]}") for p in await self._provinces(turn.session)]
+        page = int(turn.dialog.get("page", 0))
+        turn.say(texts.ASK_PROVINCE, self._page(options, page), columns=2, replace=replace)
+
+    async def _typed_province(self, turn: _Turn, text: str) -> None:
+        matches = await areas.search(turn.session, text, kinds=(AreaKind.province,), limit=8)
+        if len(matches) == 1 or (matches and fold(matches[0].area.name).endswith(fold(text))):
+            await self._pick_province(turn, matches[0].area.code[1:])
+            return
+        if matches:
+            options = [Option(m.area.name, f"p:{m.area.code[1:]}") for m in matches]
+            turn.say(texts.PICK_FROM_MATCHES, options, columns=2)
+            return
+        # People often type their commune straight away ("cat hai"): offer those.
+        communes = await areas.search(turn.session, text, kinds=(AreaKind.commune,), limit=8)
+        await self._offer_communes(turn, communes, text)
+
+    async def _offer_communes(self, turn: _Turn, matches: list[areas.AreaMatch], text: str) -> None:
+        """One match is taken at once; several are offered with their provinces."""
+        if len(matches) == 1:
+            await self._pick_commune(turn, matches[0].area.code)
+        elif matches:
+            options = [Option(m.label, f"c:{m.area.code}") for m in matches]
+            turn.say(texts.PICK_FROM_MATCHES, options)
+        else:
+            turn.say(texts.NOTHING_FOUND.format(text=text[:60]))
+
+    async def _pick_province(self, turn: _Turn, code: str) -> None:
+        try:
+            province = await areas.get_by_code(turn.session, f"p{code}")
+        except areas.AreaError:
+            await self._ask_province(turn)
+            return
+        turn.dialog.update(step="commune", province=province.id, page=0)
+        await self._ask_commune(turn)
+
+    async def _ask_commune(self, turn: _Turn, *, replace: bool = False) -> None:
+        province = await turn.session.get(Area, int(turn.dialog["province"]))
+        if province is None:
+            await self._ask_province(turn)
+            return
+        turn.dialog["step"] = "commune"
+        rows = await turn.session.scalars(
+            select(Area).where(Area.parent_id == province.id, Area.kind == AreaKind.commune)
+        )
+        options = [Option(c.name, f"c:{c.code}") for c in sorted(rows.all(), key=areas.sort_key)]
+        page = int(turn.dialog.get("page", 0))
+        back = (Option(texts.OTHER_PROVINCE, "s:province"),)
+        turn.say(
+            texts.ASK_COMMUNE.format(province=province.name),
+            self._page(options, page, extra=back),
+            columns=2,
+            replace=replace,
+        )
+
+    async def _typed_commune(self, turn: _Turn, text: str) -> None:
+        province_id = turn.dialog.get("province")
+        matches = await areas.search(
+            turn.session, text, kinds=(AreaKind.commune,), province_id=province_id, limit=8
+        )
+        if not matches:  # maybe the person is in another province than they picked
+            matches = await areas.search(turn.session, text, kinds=(AreaKind.commune,), limit=8)
+        await self._offer_communes(turn, matches, text)
+
+    async def _pick_commune(self, turn: _Turn, code: str) -> None:
+        try:
+            commune = await areas.get_by_code(turn.session, code)
+        except areas.AreaError:
+            turn.say(texts.NOTHING_FOUND.format(text=code[:20]))
+            return
+        added = await subscribers.follow(turn.session, turn.subscriber.id, commune.id)
+        if turn.dialog.get("mode") == "settings":
+            label = await self._label(turn.session, commune)
+            turn.dialog = {}
+            turn.say((texts.ADDED_COMMUNE if added else texts.ALREADY_FOLLOWING).format(area=label))
+            await self._settings_menu(turn)
+            return
+        turn.dialog.update(step="role")
+        await self._ask_role(turn)
+
+    async def _ask_role(self, turn: _Turn) -> None:
+        turn.dialog["step"] = "role"
+        options = [Option(name, f"r:{role.value}") for role, name in texts.ROLE_NAMES.items()]
+        turn.say(texts.ASK_ROLE, options, columns=2)
+
+    async def _typed_role(self, turn: _Turn, text: str) -> None:
+        wanted = fold(text)
+        for role, name in texts.ROLE_NAMES.items():
+            if wanted and (wanted in fold(name) or fold(name) in wanted):
+                await self._pick_role(turn, role)
+                return
+        await self._ask_role(turn)
+
+    async def _pick_role(self, turn: _Turn, role: SubscriberRole) -> None:
+        turn.subscriber.role = role
+        if turn.dialog.get("mode") == "settings":
+            turn.dialog = {}
+            turn.say(texts.SAVED)
+            return
+        chosen = await subscribers.topic_ids_of(turn.session, turn.subscriber.id)
+        if not chosen:
+            chosen = {t.id for t in await subscribers.active_topics(turn.session)}
+        turn.dialog.update(step="topics", topics=sorted(chosen))
+        await self._ask_topics(turn)
+
+    async def _ask_topics(self, turn: _Turn, *, replace: bool = False) -> None:
+        chosen = set(turn.dialog.get("topics", []))
+        options = [
+            Option(("✅ " if t.id in chosen else "⬜ ") + t.name, f"t:{t.id}")
+            for t in await subscribers.active_topics(turn.session)
+        ]
+        options.append(Option(texts.TOPICS_DONE, "t:done"))
+        turn.say(texts.ASK_TOPICS, options, replace=replace)
+
+    async def _toggle_topic(self, turn: _Turn, value: str) -> None:
+        if turn.dialog.get("step") != "topics":
+            turn.dialog = {"step": "topics", "mode": "settings"}
+            turn.dialog["topics"] = sorted(
+                await subscribers.topic_ids_of(turn.session, turn.subscriber.id)
+            )
+        chosen = set(turn.dialog.get("topics", []))
+        if value == "done":
+            if not chosen:
+                turn.say(texts.NEED_ONE_TOPIC)
+                await self._ask_topics(turn)
+                return
+            await subscribers.set_topics(turn.session, turn.subscriber.id, chosen)
+            mode = turn.dialog.get("mode")
+            turn.dialog = {}
+            if mode == "settings":
+                turn.say(texts.SAVED)
+            else:
+                await self._summary(turn)
+            return
+        if value.isdigit():
+            chosen ^= {int(value)}
+        turn.dialog["topics"] = sorted(chosen)
+        await self._ask_topics(turn, replace=True)
+
+    async def _summary(self, turn: _Turn) -> None:
+        followed = await subscribers.communes_of(turn.session, turn.subscriber.id)
+        topic_ids = await subscribers.topic_ids_of(turn.session, turn.subscriber.id)
+        topics = [
+            t.name for t in await subscribers.active_topics(turn.session) if t.id in topic_ids
+        ]
+        labels = [await self._label(turn.session, a) for a in followed]
+        turn.say(
+            texts.SUMMARY.format(
+                areas="; ".join(labels),
+                role=texts.ROLE_NAMES[turn.subscriber.role],
+                topics=", ".join(topics),
+            )
+        )
+
+    # --- settings, stop, resume, erase ----------------------------------------------------
+
+    async def _settings_menu(self, turn: _Turn) -> None:
+        if turn.subscriber.consent_at is None:
+            await self._start(turn, "")
+            return
+        turn.dialog = {"step": "settings"}
+        turn.say(
+            texts.SETTINGS_MENU,
+            [
+                Option(texts.SETTINGS_COMMUNES, "s:communes"),
+                Option(texts.SETTINGS_ROLE, "s:role"),
+                Option(texts.SETTINGS_TOPICS, "s:topics"),
+                Option(texts.SETTINGS_LANGUAGE, "s:lang"),
+                Option(texts.SETTINGS_CLOSE, "done"),
+            ],
+            columns=2,
+        )
+
+    async def _settings_choice(self, turn: _Turn, value: str) -> None:
+        if value == "menu":
+            await self._settings_menu(turn)
+        elif value == "communes":
+            followed = await subscribers.communes_of(turn.session, turn.subscriber.id)
+            options = [Option("❌ " + a.name, f"rm:{a.code}") for a in followed]
+            options.append(Option(texts.ADD_COMMUNE, "s:add"))
+            text = (
+                texts.COMMUNES_MENU.format(areas=self._names(followed))
+                if followed
+                else texts.NO_COMMUNES
+            )
+            turn.dialog = {"step": "settings"}
+            turn.say(text, options)
+        elif value in {"add", "province"}:
+            mode = turn.dialog.get("mode") or ("settings" if value == "add" else "signup")
+            turn.dialog = {"step": "province", "page": 0, "mode": mode}
+            await self._ask_province(turn)
+        elif value == "role":
+            turn.dialog = {"step": "role", "mode": "settings"}
+            await self._ask_role(turn)
+        elif value == "topics":
+            chosen = await subscribers.topic_ids_of(turn.session, turn.subscriber.id)
+            turn.dialog = {"step": "topics", "mode": "settings", "topics": sorted(chosen)}
+            await self._ask_topics(turn)
+        elif value == "lang":
+            turn.dialog = {"step": "language"}
+            options = [Option(name, f"l:{code}") for code, name in texts.LANGUAGES.items()]
+            turn.say(texts.ASK_LANGUAGE, options, columns=2)
+        else:
+            await self._settings_menu(turn)
+
+    async def _remove_commune(self, turn: _Turn, code: str) -> None:
+        try:
+            area = await areas.get_by_code(turn.session, code)
+        except areas.AreaError:
+            await self._settings_menu(turn)
+            return
+        await subscribers.unfollow(turn.session, turn.subscriber.id, area.id)
+        turn.say(texts.REMOVED_COMMUNE.format(area=area.name))
+        await self._settings_choice(turn, "communes")
+
+    async def _confirmed(self, turn: _Turn, action: str) -> None:
+        turn.dialog = {}
+        if action == "huy":
+            await subscribers.stop(turn.session, turn.subscriber, turn.now)
+            turn.say(texts.STOPPED)
+        elif action == "xoa":
+            await subscribers.erase(turn.session, turn.subscriber, turn.now)
+            turn.say(texts.ERASED)
+
+    async def _resume(self, turn: _Turn) -> None:
+        followed = await subscribers.communes_of(turn.session, turn.subscriber.id)
+        if not followed or turn.subscriber.consent_at is None:
+            await self._start(turn, "")
+            return
+        await subscribers.resume(turn.session, turn.subscriber)
+        turn.say(texts.RESUMED.format(areas=self._names(followed)))
+
+    async def _is_subscribed(self, turn: _Turn) -> bool:
+        return turn.subscriber.status is SubscriberStatus.active and bool(
+            await subscribers.communes_of(turn.session, turn.subscriber.id)
+        )
+
+    # --- bulletins, acknowledgements, inbox ---------------------------------------------
+
+    async def _latest(self, turn: _Turn) -> None:
+        followed = await subscribers.communes_of(turn.session, turn.subscriber.id)
+        if not followed:
+            turn.say(texts.NOT_SUBSCRIBED)
+            return
+        found = await subscribers.latest_bulletins(turn.session, turn.subscriber.id)
+        if not found:
+            turn.say(texts.NO_BULLETINS)
+            return
+        lines = [texts.LATEST_HEADER.format(areas=self._names(followed))]
+        for bulletin in found:
+            marker = (
+                texts.URGENT_MARK if bulletin.priority is Priority.urgent else texts.ROUTINE_MARK
+            )
+            local = bulletin.updated_at.astimezone(dt.timezone(dt.timedelta(hours=7)))
+            lines.append(
+                texts.LATEST_ITEM.format(
+                    marker=marker, title=bulletin.title, date=local.strftime("%d/%m/%Y")
+                )
+            )
+        turn.say("\n".join(lines))
+
+    async def _ack(self, turn: _Turn, bulletin_id: int) -> None:
+        outcome = await subscribers.acknowledge(
+            turn.session, bulletin_id=bulletin_id, subscriber=turn.subscriber, now=turn.now
+        )
+        message = {True: texts.ACK_THANKS, False: texts.ACK_ALREADY, None: texts.ACK_UNKNOWN}
+        turn.say(message[outcome], notice=True)
+
+    async def _ack_latest(self, turn: _Turn) -> None:
+        """ "đã nhận" typed (Zalo has no buttons): acknowledge the newest urgent bulletin."""
+        found = await subscribers.latest_bulletins(turn.session, turn.subscriber.id, limit=10)
+        urgent: Bulletin | None = next((b for b in found if b.priority is Priority.urgent), None)
+        if urgent is None:
+            turn.say(texts.ACK_NOTHING)
+            return
+        await self._ack(turn, urgent.id)
+
+    async def _to_inbox(self, turn: _Turn, text: str, cut: bool) -> None:
+        if not text:
+            turn.say(texts.HELP)
+            return
+        area = await self._home_area(turn)
+        message = await inbox.save(
+            turn.session, now=turn.now, subscriber_id=turn.subscriber.id,
+            chat_address_id=turn.address.id, area_id=area.id if area else None,
+            kind=InboxKind.text, text=text,
+        )  # fmt: skip
+        if area is None:
+            reply = texts.INBOX_NO_AREA
+        elif message.urgent:
+            reply = texts.INBOX_FORWARDED_URGENT.format(area=area.name)
+        else:
+            reply = texts.INBOX_FORWARDED.format(area=area.name)
+        if cut:
+            reply += "\n" + texts.TOO_LONG_NOTE.format(limit=MAX_INPUT)
+        turn.say(reply)
+
+    # --- helpers ------------------------------------------------------------------------
+
+    async def _home_area(self, turn: _Turn) -> Area | None:
+        followed = await subscribers.communes_of(turn.session, turn.subscriber.id)
+        return followed[0] if followed else None
+
+    async def _label(self, session: AsyncSession, area: Area) -> str:
+        province = await session.get(Area, area.province_id) if area.province_id else None
+        return f"{area.name} ({province.name})" if province else area.name
+
+    @staticmethod
+    def _area_name(area: Area | None) -> str:
+        return area.name if area is not None else "xã"
+
+    @staticmethod
+    def _names(followed: list[Area]) -> str:
+        return ", ".join(a.name for a in followed)
+
+    @staticmethod
+    def _yes_no() -> list[Option]:
+        return [Option(texts.YES, "yes"), Option(texts.NO, "no")]

@@ -1,0 +1,245 @@
+"""Telegram front end on python-telegram-bot: polling or webhook, inline keyboards."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Sequence
+
+from fastapi import Request, Response
+from telegram import (
+    BotCommand,
+    CallbackQuery,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    Message,
+    Update,
+)
+from telegram.error import TelegramError
+from telegram.ext import Application, ContextTypes, TypeHandler
+
+from bot import texts
+from bot.conversation import Conversation, EventKind, Inbound, Option, Reply
+from web.app import PartStatus
+
+log = logging.getLogger(__name__)
+
+WEBHOOK_PATH = "/webhooks/telegram"
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 - a header name, not a secret
+MAX_TEXT = 4096  # Telegram's limit for one message
+
+
+def keyboard(options: Sequence[Option], columns: int = 1) -> InlineKeyboardMarkup | None:
+    """Options as an inline keyboard, `columns` buttons a row."""
+    if not options:
+        return None
+    buttons = [InlineKeyboardButton(o.label, callback_data=o.data) for o in options]
+    rows = [buttons[i : i + max(1, columns)] for i in range(0, len(buttons), max(1, columns))]
+    return InlineKeyboardMarkup(rows)
+
+
+def to_inbound(update: Update, bot_id: int) -> Inbound | None:
+    """Describe a Telegram update for the conversation core; None for updates we ignore."""
+    key = str(update.update_id)
+    query = update.callback_query
+    if query is not None and query.message is not None:
+        chat = query.message.chat
+        return Inbound(
+            bot_id=bot_id, chat_id=str(chat.id), kind=EventKind.button, update_key=key,
+            data=query.data or "", display_name=query.from_user.full_name,
+            is_group=chat.type != "private",
+        )  # fmt: skip
+    message = update.message
+    if message is None:
+        return None  # edits, member changes, channel posts: nothing to answer
+    user = message.from_user
+    common = {
+        "bot_id": bot_id,
+        "chat_id": str(message.chat.id),
+        "update_key": key,
+        "display_name": user.full_name if user else None,
+        "is_group": message.chat.type != "private",
+    }
+    if message.text is not None:
+        return Inbound(kind=EventKind.text, text=message.text, **common)  # type: ignore[arg-type]
+    if message.photo:
+        return Inbound(
+            kind=EventKind.photo, text=message.caption or "",
+            file_ref=f"telegram:{message.photo[-1].file_id}", **common,  # type: ignore[arg-type]
+        )  # fmt: skip
+    if message.location is not None:
+        return Inbound(
+            kind=EventKind.location, latitude=message.location.latitude,
+            longitude=message.location.longitude, **common,  # type: ignore[arg-type]
+        )  # fmt: skip
+    if message.sticker is not None:
+        return Inbound(kind=EventKind.sticker, **common)  # type: ignore[arg-type]
+    if message.voice is not None or message.audio is not None:
+        return Inbound(kind=EventKind.voice, **common)  # type: ignore[arg-type]
+    return Inbound(kind=EventKind.other, **common)  # type: ignore[arg-type]
+
+
+def webhook_secret_ok(expected: str, given: str | None) -> bool:
+    """Constant-time comparison, so the secret cannot be guessed byte by byte from timings."""
+    return given is not None and hmac.compare_digest(expected.encode(), given.encode())
+
+
+class TelegramFrontEnd:
+    """Runs one Telegram bot: receives updates, hands them to the core, renders replies."""
+
+    name = "telegram"
+
+    def __init__(
+        self,
+        *,
+        token: str,
+        api_base_url: str,
+        conversation: Conversation,
+        bot_id: int,
+        webhook_url: str | None = None,
+        webhook_secret: str | None = None,
+    ) -> None:
+        base = api_base_url.rstrip("/")
+        builder = (
+            Application.builder()
+            .token(token)
+            .base_url(f"{base}/bot")
+            .base_file_url(f"{base}/file/bot")
+            # Updates run concurrently; the core serialises each chat, so one person
+            # flooding the bot never holds up anyone else.
+            .concurrent_updates(True)
+        )
+        if webhook_url is not None:
+            builder = builder.updater(None)
+        self.application = builder.build()
+        self.application.add_handler(TypeHandler(Update, self._on_update))
+        self.application.add_error_handler(self._on_error)
+        self._conversation = conversation
+        self._bot_id = bot_id
+        self._webhook_url = webhook_url
+        self._secret = webhook_secret
+        self._running = False
+        self._username: str | None = None
+
+    @property
+    def mode(self) -> str:
+        return "webhook" if self._webhook_url else "polling"
+
+    def status(self) -> PartStatus:
+        if not self._running:
+            return PartStatus(active=False, detail="stopped")
+        who = f"@{self._username}" if self._username else "bot"
+        return PartStatus(active=True, detail=f"{who} via {self.mode}")
+
+    async def start(self) -> None:
+        app = self.application
+        await app.initialize()  # getMe: a wrong token fails here, loudly
+        self._username = app.bot.username
+        await app.bot.set_my_commands(
+            [BotCommand(command, description) for command, description in texts.COMMANDS.items()]
+        )
+        if self._webhook_url is not None:
+            await app.bot.set_webhook(
+                url=self._webhook_url,
+                secret_token=self._secret,
+                allowed_updates=["message", "callback_query"],
+            )
+            await app.start()
+        else:
+            await app.bot.delete_webhook()
+            await app.start()
+            if app.updater is None:
+                raise RuntimeError("polling needs an updater")
+            await app.updater.start_polling(
+                allowed_updates=["message", "callback_query"], timeout=10
+            )
+        self._running = True
+
+    async def stop(self) -> None:
+        app = self.application
+        if app.updater is not None and app.updater.running:
+            await app.updater.stop()
+        if app.running:
+            await app.stop()
+        await app.shutdown()
+        self._running = False
+
+    async def webhook(self, request: Request) -> Response:
+        """POST /webhooks/telegram: a wrong or missing secret gets 403 and is not read."""
+        if self._secret is None or not webhook_secret_ok(
+            self._secret, request.headers.get(SECRET_HEADER)
+        ):
+            return Response(status_code=403)
+        try:
+            update = Update.de_json(await request.json(), self.application.bot)
+        except ValueError:
+            return Response(status_code=400)
+        await self.application.update_queue.put(update)
+        return Response(status_code=200)
+
+    async def _on_update(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        event = to_inbound(update, self._bot_id)
+        if event is None:
+            return
+        query = update.callback_query
+        try:
+            replies = await self._conversation.handle(event)
+        except Exception:
+            # Logged with its traceback and answered; the bot keeps serving everyone else.
+            log.error("telegram: update %s failed; apologised", update.update_id, exc_info=True)
+            replies = [Reply(texts.APOLOGY)]
+        await self._render(event, query, replies)
+
+    async def _render(
+        self, event: Inbound, query: CallbackQuery | None, replies: list[Reply]
+    ) -> None:
+        bot = self.application.bot
+        chat_id = int(event.chat_id)
+        answered = False
+        pressed = (
+            query.message if query is not None and isinstance(query.message, Message) else None
+        )
+        try:
+            for reply in replies:
+                markup = keyboard(reply.options, reply.columns)
+                if reply.notice and query is not None and not answered:
+                    await query.answer(reply.text[:200], show_alert=False)
+                    answered = True
+                    continue
+                if reply.replace and pressed is not None:
+                    await bot.edit_message_text(
+                        reply.text[:MAX_TEXT], chat_id=chat_id,
+                        message_id=pressed.message_id, reply_markup=markup,
+                    )  # fmt: skip
+                    continue
+                for part in split_text(reply.text, MAX_TEXT):
+                    await bot.send_message(chat_id, part, reply_markup=markup)
+            if query is not None:
+                if not answered:
+                    await query.answer()
+                if pressed is not None and not any(r.replace for r in replies):
+                    # The old buttons are spent; removing them stops stale presses.
+                    await bot.edit_message_reply_markup(chat_id, pressed.message_id)
+        except TelegramError as exc:
+            log.warning("telegram: could not answer chat: %s", exc)
+
+    async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        # Network trouble while polling and similar: PTB retries; we only keep a record.
+        log.warning("telegram: %s", context.error)
+
+
+def split_text(text: str, limit: int) -> list[str]:
+    """Cut a long text at line or sentence ends so each part fits the platform's limit."""
+    if len(text) <= limit:
+        return [text]
+    parts: list[str] = []
+    rest = text
+    while len(rest) > limit:
+        window = rest[:limit]
+        cut = max(window.rfind("\n"), window.rfind(". "), window.rfind("! "), window.rfind("? "))
+        cut = cut + 1 if cut > limit // 2 else limit
+        parts.append(rest[:cut].rstrip())
+        rest = rest[cut:].lstrip()
+    if rest:
+        parts.append(rest)
+    return parts

@@ -1,0 +1,191 @@
+"""Everything the bots say, in Vietnamese, in one place for officials to review."""
+
+from __future__ import annotations
+
+from db.models import SubscriberRole
+
+WELCOME = (
+    "Chào bà con! Đây là kênh thông tin chính thống Hải Đăng của chính quyền địa phương: "
+    "tin bão, cảnh báo thiên tai, phổ biến pháp luật, chủ quyền biển đảo và thông báo của xã."
+)
+CONSENT = (
+    "Để gửi đúng tin cho bà con, Hải Đăng lưu: tên hiển thị và mã trò chuyện của bà con, "
+    "xã/phường bà con theo dõi, vai trò và các chủ đề bà con chọn. Thông tin chỉ dùng để gửi "
+    "bản tin và nhận phản ánh của bà con, không chia sẻ cho ai khác. Bà con có thể ngừng "
+    "nhận tin (/huy) hoặc xóa toàn bộ thông tin (/xoa) bất cứ lúc nào.\n\nBà con đồng ý chứ?"
+)
+CONSENT_YES = "✅ Đồng ý"
+CONSENT_NO = "Không đồng ý"
+CONSENT_DECLINED = (
+    "Bà con chưa đồng ý nên Hải Đăng không lưu thông tin gì. Khi cần, bà con nhắn /start "
+    "để bắt đầu lại."
+)
+ASK_PROVINCE = "Bà con ở tỉnh/thành phố nào? Chọn bên dưới hoặc gõ tên (ví dụ: Hải Phòng)."
+ASK_COMMUNE = (
+    "Bà con theo dõi xã/phường/đặc khu nào của {province}? Chọn bên dưới hoặc gõ một phần "
+    "tên (ví dụ: cat hai)."
+)
+PICK_FROM_MATCHES = "Bà con chọn đúng nơi của mình:"
+NOTHING_FOUND = "Không tìm thấy «{text}». Bà con thử gõ lại tên khác, không cần dấu cũng được."
+ASK_ROLE = "Bà con là:"
+ASK_TOPICS = (
+    "Bà con muốn nhận tin về những chủ đề nào? Bấm để bật/tắt, xong thì bấm «Xong». "
+    "Mặc định nhận tất cả."
+)
+TOPICS_DONE = "✔️ Xong"
+NEED_ONE_TOPIC = "Bà con cần chọn ít nhất một chủ đề."
+PREVIOUS = "◀ Trước"
+NEXT = "Sau ▶"
+OTHER_PROVINCE = "◀ Chọn tỉnh khác"
+BAD_DEEP_LINK = "Mã «{code}» trên áp phích không đúng hoặc đã thay đổi. Bà con chọn lại nhé."
+PICK_BY_NUMBER = "Bà con trả lời bằng số (ví dụ: 1)."
+
+SUMMARY = (
+    "🎉 Đăng ký xong!\n"
+    "• Nơi theo dõi: {areas}\n"
+    "• Vai trò: {role}\n"
+    "• Chủ đề: {topics}\n\n"
+    "Bà con sẽ nhận bản tin bằng chữ và tiếng nói. Tin khẩn có nút «Đã nhận», bà con bấm "
+    "để chính quyền biết đã nhận được. Nhắn /caidat để thay đổi, /trogiup để xem hướng dẫn."
+)
+DEEP_LINK_DONE = (
+    "🎉 Bà con đã đăng ký nhận tin của {commune} ({province}) với tất cả các chủ đề.\n\n"
+    "Hải Đăng lưu tên hiển thị, mã trò chuyện, xã theo dõi và chủ đề của bà con chỉ để gửi "
+    "bản tin; nhắn /huy để ngừng, /xoa để xóa thông tin bất cứ lúc nào."
+)
+ADJUST = "⚙️ Điều chỉnh"
+ADD_COMMUNE = "➕ Thêm xã khác"
+ALL_GOOD = "👍 Vậy là được"
+WELCOME_BACK = "Chào bà con! Bà con đang theo dõi: {areas}. Nhắn /caidat để thay đổi."
+
+SETTINGS_MENU = "⚙️ Cài đặt. Bà con muốn thay đổi gì?"
+SETTINGS_COMMUNES = "📍 Xã/phường theo dõi"
+SETTINGS_ROLE = "👤 Vai trò"
+SETTINGS_TOPICS = "🗂 Chủ đề"
+SETTINGS_LANGUAGE = "🌐 Ngôn ngữ"
+SETTINGS_CLOSE = "Đóng"
+COMMUNES_MENU = "Bà con đang theo dõi: {areas}. Bấm vào một nơi để bỏ theo dõi, hoặc thêm nơi mới."
+NO_COMMUNES = "Bà con chưa theo dõi xã/phường nào."
+REMOVED_COMMUNE = "Đã bỏ theo dõi {area}."
+ALREADY_FOLLOWING = "Bà con đã theo dõi {area} rồi."
+ADDED_COMMUNE = "Đã thêm {area}."
+SAVED = "✅ Đã lưu."
+ASK_LANGUAGE = (
+    "Bà con muốn đọc bản tin bằng ngôn ngữ nào? (Khi có bản dịch; nếu không có sẽ gửi tiếng Việt.)"
+)
+LANGUAGES = {
+    "vi": "Tiếng Việt",
+    "en": "English",
+    "zh": "中文",
+    "km": "ភាសាខ្មែរ",
+    "lo": "ພາສາລາວ",
+}
+
+CONFIRM_STOP = "Bà con muốn NGỪNG nhận mọi bản tin? Thông tin vẫn được giữ để bà con nhận lại sau."
+STOPPED = "Đã ngừng gửi tin. Khi muốn nhận lại, bà con nhắn /batdau."
+CONFIRM_ERASE = (
+    "Bà con muốn XÓA toàn bộ thông tin của mình (tên, mã trò chuyện, xã theo dõi, chủ đề)? "
+    "Việc này không hoàn tác được."
+)
+ERASED = (
+    "Đã xóa toàn bộ thông tin của bà con. Hải Đăng chỉ còn giữ số liệu thống kê không gắn "
+    "với ai. Cảm ơn bà con; khi cần, nhắn /start để đăng ký lại."
+)
+YES = "Có"
+NO = "Không"
+CANCELLED = "Đã hủy thao tác, mọi thứ giữ nguyên."
+RESUMED = "Chào mừng bà con trở lại! Bà con sẽ tiếp tục nhận tin của: {areas}."
+NOT_SUBSCRIBED = "Bà con chưa đăng ký nhận tin. Nhắn /start để bắt đầu."
+
+LATEST_HEADER = "📰 Tin mới nhất cho {areas}:"
+LATEST_ITEM = "{marker} {title} ({date})"
+NO_BULLETINS = "Chưa có bản tin nào cho nơi bà con theo dõi."
+
+HELP = (
+    "Hải Đăng gửi bản tin chính thống của chính quyền tới bà con.\n\n"
+    "/start – đăng ký nhận tin\n"
+    "/tin – xem tin mới nhất\n"
+    "/caidat – đổi xã theo dõi, vai trò, chủ đề, ngôn ngữ\n"
+    "/huy – ngừng nhận tin\n"
+    "/batdau – nhận tin trở lại\n"
+    "/xoa – xóa thông tin của bà con\n"
+    "/trogiup – xem hướng dẫn này\n"
+    "(Nhắn chữ cũng được: «dang ky», «tin», «cai dat», «huy», «bat dau», «xoa», «tro giup»; "
+    "tin khẩn thì nhắn «da nhan» để xác nhận.)\n\n"
+    "Muốn phản ánh, báo tin (tàu lạ, tai nạn, phao hỏng…) bà con cứ nhắn chữ, gửi ảnh hoặc "
+    "vị trí: tin nhắn sẽ được chuyển tới cán bộ xã."
+)
+INBOX_FORWARDED = "📨 Đã chuyển ý kiến của bạn tới cán bộ {area}. Cảm ơn bà con!"
+INBOX_FORWARDED_URGENT = (
+    "🚨 Đã chuyển tin KHẨN của bạn tới cán bộ {area}. Trường hợp nguy hiểm đến tính mạng, "
+    "bà con gọi ngay 112 (tìm kiếm cứu nạn) hoặc Bộ đội Biên phòng gần nhất."
+)
+INBOX_NO_AREA = (
+    "📨 Đã ghi nhận tin nhắn của bạn. Để tin được chuyển đúng cán bộ xã, bà con nhắn /start "
+    "để chọn xã của mình."
+)
+PHOTO_FORWARDED = "📷 Đã chuyển ảnh của bạn tới cán bộ {area}. Cảm ơn bà con!"
+LOCATION_FORWARDED = "📍 Đã chuyển vị trí của bạn tới cán bộ {area}. Cảm ơn bà con!"
+STICKER_REPLY = "😊 Cảm ơn bà con! Muốn hỏi hay phản ánh gì, bà con nhắn chữ giúp nhé. /trogiup"
+VOICE_REPLY = (
+    "🎙 Hải Đăng chưa nghe được tin nhắn thoại. Bà con nhắn chữ, gửi ảnh hoặc vị trí giúp nhé."
+)
+UNSUPPORTED_REPLY = "Hải Đăng chưa đọc được loại tin này. Bà con nhắn chữ giúp nhé. /trogiup"
+GROUP_REPLY = (
+    "Hải Đăng chỉ làm việc trong trò chuyện riêng để giữ kín thông tin của bà con. "
+    "Bà con nhắn riêng cho bot{handle} và gõ /start nhé."
+)
+TOO_FAST = "Bà con nhắn nhanh quá, Hải Đăng xin phép trả lời chậm lại một chút."
+TOO_LONG_NOTE = "(Tin nhắn dài nên chỉ giữ {limit} ký tự đầu.)"
+APOLOGY = "Xin lỗi bà con, Hải Đăng đang gặp trục trặc. Bà con thử lại sau ít phút nhé."
+
+ACK_BUTTON = "✅ Đã nhận"
+ACK_THANKS = "Cảm ơn bà con đã xác nhận đã nhận tin!"
+ACK_ALREADY = "Bà con đã xác nhận tin này rồi. Cảm ơn bà con!"
+ACK_UNKNOWN = "Không tìm thấy bản tin này nữa."
+ACK_NOTHING = "Hiện không có tin khẩn nào cần xác nhận."
+
+URGENT_MARK = "🚨"
+ROUTINE_MARK = "📢"
+
+ROLE_NAMES: dict[SubscriberRole, str] = {
+    SubscriberRole.fisherman: "Ngư dân",
+    SubscriberRole.villager: "Người dân",
+    SubscriberRole.radio_operator: "Cán bộ truyền thanh",
+    SubscriberRole.border_guard: "Đồn biên phòng",
+    SubscriberRole.commune_official: "Cán bộ xã",
+}
+
+# Bot menu (Telegram setMyCommands): command → description.
+COMMANDS: dict[str, str] = {
+    "start": "Đăng ký nhận tin",
+    "tin": "Tin mới nhất",
+    "caidat": "Cài đặt xã, vai trò, chủ đề",
+    "huy": "Ngừng nhận tin",
+    "batdau": "Nhận tin trở lại",
+    "xoa": "Xóa thông tin của tôi",
+    "trogiup": "Hướng dẫn",
+}
+
+# Typed words that act as commands (folded: no case, no diacritics). Zalo has no command
+# menu, and many people type words rather than slash commands on either platform.
+KEYWORDS: dict[str, str] = {
+    "start": "start",
+    "dang ky": "start",
+    "cai dat": "caidat",
+    "huy": "huy",
+    "huy dang ky": "huy",
+    "ngung": "huy",
+    "bat dau": "batdau",
+    "tiep tuc": "batdau",
+    "xoa": "xoa",
+    "xoa du lieu": "xoa",
+    "tin": "tin",
+    "tin moi": "tin",
+    "tro giup": "trogiup",
+    "giup": "trogiup",
+    "huong dan": "trogiup",
+    "help": "trogiup",
+    "menu": "trogiup",
+    "da nhan": "ack",
+}

@@ -1,0 +1,230 @@
+"""Zalo front end on python-zalo-bot, wrapped so no API error is ever silent."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from fastapi import Request, Response
+from zalo_bot import Bot, Update
+from zalo_bot.error import ZaloError
+from zalo_bot.request import HTTPXRequest
+from zalo_bot.request._request_data import RequestData
+from zalo_bot.request._request_parameter import RequestParameter
+
+from bot import texts
+from bot.conversation import Conversation, EventKind, Inbound, Option, Reply
+from bot.telegram import split_text, webhook_secret_ok
+from web.app import PartStatus
+
+log = logging.getLogger(__name__)
+
+WEBHOOK_PATH = "/webhooks/zalo"
+SECRET_HEADER = "X-Bot-Api-Secret-Token"  # noqa: S105 - a header name, not a secret
+MAX_TEXT = 2000  # Zalo's sendMessage limit
+POLL_TIMEOUT_S = 25
+NO_UPDATE_CODES = {408}  # getUpdates answers "timeout" as ok:false 408 when nothing came
+
+
+class ZaloApiError(ZaloError):  # type: ignore[misc]  # the SDK ships no type hints
+    """An `ok: false` answer from the Zalo Bot API (the SDK alone would return None)."""
+
+    def __init__(self, method: str, error_code: int | None, description: str) -> None:
+        super().__init__(f"{method}: {error_code} {description}")
+        self.method = method
+        self.error_code = error_code
+        self.description = description
+
+
+class CheckedRequest(HTTPXRequest):  # type: ignore[misc]
+    """The SDK's HTTP transport, with `ok: false` turned into ZaloApiError.
+
+    The SDK reads only `result` from a 200 answer, so an API error comes back as None and
+    a failed send looks like a success. HTTP-level errors (403, 429, 5xx) were already
+    raised by the SDK as Forbidden / RetryAfter / NetworkError and still are.
+    """
+
+    async def post(self, url: str, request_data: RequestData | None = None, **timeouts: Any) -> Any:
+        raw = await self._request_wrapper(
+            url=url, method="POST", request_data=request_data, **timeouts
+        )
+        payload = self.parse_json_payload(raw)
+        if not payload.get("ok", False):
+            method = url.rsplit("/", 1)[-1]
+            raise ZaloApiError(
+                method, payload.get("error_code"), str(payload.get("description", ""))
+            )
+        return payload.get("result")
+
+
+def numbered(text: str, options: tuple[Option, ...]) -> str:
+    """Zalo has no buttons: options become a numbered list answered with the number."""
+    if not options:
+        return text
+    lines = [text, ""]
+    lines += [f"{n}. {option.label}" for n, option in enumerate(options, start=1)]
+    lines += ["", texts.PICK_BY_NUMBER]
+    return "\n".join(lines)
+
+
+def to_inbound(update: Update | None, bot_id: int) -> Inbound | None:
+    """Describe a Zalo update for the conversation core; None for what we ignore."""
+    message = update.message if update is not None else None
+    if message is None or message.chat is None:
+        return None
+    user = message.from_user
+    common: dict[str, Any] = {
+        "bot_id": bot_id,
+        "chat_id": str(message.chat.id),
+        "update_key": f"m:{message.message_id}",
+        "display_name": getattr(user, "display_name", None) if user else None,
+        "is_group": str(message.chat.type or "PRIVATE").upper() != "PRIVATE",
+    }
+    if message.text:
+        return Inbound(kind=EventKind.text, text=message.text, **common)
+    if message.photo_url:
+        return Inbound(kind=EventKind.photo, file_ref=f"zalo:{message.photo_url}", **common)
+    if message.sticker:
+        return Inbound(kind=EventKind.sticker, **common)
+    # Voice, location and the rest arrive as "unsupported" events with no payload.
+    return Inbound(kind=EventKind.other, **common)
+
+
+class ZaloFrontEnd:
+    """Runs one Zalo bot: polling loop or webhook, numbered menus, checked API calls."""
+
+    name = "zalo"
+
+    def __init__(
+        self,
+        *,
+        token: str,
+        api_base_url: str,
+        conversation: Conversation,
+        bot_id: int,
+        webhook_url: str | None = None,
+        webhook_secret: str | None = None,
+    ) -> None:
+        self._base = api_base_url.rstrip("/")
+        self.bot = Bot(token, base_url=self._base)
+        # Two requests as the SDK keeps them: one for long polls, one for everything else.
+        self.bot._request = (
+            CheckedRequest(read_timeout=10),  # get_update adds the poll timeout to it
+            CheckedRequest(),
+        )
+        self._token = token
+        self._conversation = conversation
+        self._bot_id = bot_id
+        self._webhook_url = webhook_url
+        self._secret = webhook_secret
+        self._poller: asyncio.Task[None] | None = None
+        self._handlers: set[asyncio.Task[None]] = set()
+        self._running = False
+        self._account: str | None = None
+
+    @property
+    def mode(self) -> str:
+        return "webhook" if self._webhook_url else "polling"
+
+    def status(self) -> PartStatus:
+        if not self._running:
+            return PartStatus(active=False, detail="stopped")
+        return PartStatus(active=True, detail=f"{self._account or 'bot'} via {self.mode}")
+
+    async def call(self, method: str, **params: Any) -> Any:
+        """Call a Bot API method over the SDK's checked transport.
+
+        Used where the SDK lacks an async call: its set_webhook / delete_webhook /
+        get_webhook_info wrap `asyncio.run` and fail inside our running loop.
+        """
+        data = RequestData(
+            parameters=[RequestParameter.from_input(k, v) for k, v in params.items()]
+        )
+        return await self.bot._request[1].post(
+            url=f"{self._base}/bot{self._token}/{method}", request_data=data
+        )
+
+    async def start(self) -> None:
+        await self.bot.initialize()  # getMe: a wrong token fails here, loudly
+        me = await self.call("getMe")
+        self._account = str(me.get("account_name")) if isinstance(me, dict) else None
+        if self._webhook_url is not None:
+            await self.call("setWebhook", url=self._webhook_url, secret_token=self._secret)
+        else:
+            with contextlib.suppress(ZaloApiError):  # "no webhook set" is fine here
+                await self.call("deleteWebhook")
+            self._poller = asyncio.create_task(self._poll(), name="zalo-poll")
+        self._running = True
+
+    async def stop(self) -> None:
+        self._running = False
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
+        if self._handlers:
+            await asyncio.gather(*self._handlers, return_exceptions=True)
+        await self.bot.shutdown()
+
+    async def _poll(self) -> None:
+        backoff = 1.0
+        while True:
+            try:
+                update = await self.bot.get_update(timeout=POLL_TIMEOUT_S)
+            except ZaloApiError as exc:
+                if exc.error_code not in NO_UPDATE_CODES:
+                    log.warning("zalo: getUpdates: %s", exc)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 30.0)
+                continue
+            except ZaloError as exc:
+                log.warning("zalo: getUpdates failed: %s", exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
+                continue
+            backoff = 1.0
+            self._spawn(update)
+
+    def _spawn(self, update: Update | None) -> None:
+        # Each update in its own task: one slow or flooding chat never blocks the others.
+        task = asyncio.create_task(self._on_update(update))
+        self._handlers.add(task)
+        task.add_done_callback(self._handlers.discard)
+
+    async def webhook(self, request: Request) -> Response:
+        """POST /webhooks/zalo: a wrong or missing secret gets 403 and is not read."""
+        if self._secret is None or not webhook_secret_ok(
+            self._secret, request.headers.get(SECRET_HEADER)
+        ):
+            return Response(status_code=403)
+        try:
+            body = await request.json()
+        except ValueError:
+            return Response(status_code=400)
+        if isinstance(body, dict) and "result" in body and "ok" in body:
+            body = body["result"]  # some deliveries wrap the update like an API answer
+        try:
+            update = Update.de_json(body, self.bot)
+        except Exception:  # malformed body from someone who knows the secret
+            return Response(status_code=400)
+        self._spawn(update)
+        return Response(status_code=200)
+
+    async def _on_update(self, update: Update | None) -> None:
+        event = to_inbound(update, self._bot_id)
+        if event is None:
+            return
+        try:
+            replies = await self._conversation.handle(event)
+        except Exception:
+            log.error("zalo: update %s failed; apologised", event.update_key, exc_info=True)
+            replies = [Reply(texts.APOLOGY)]
+        for reply in replies:
+            for part in split_text(numbered(reply.text, reply.options), MAX_TEXT):
+                try:
+                    await self.bot.send_message(event.chat_id, part)
+                except ZaloError as exc:
+                    log.warning("zalo: could not answer chat: %s", exc)
+                    return

@@ -1,0 +1,249 @@
+"""Subscribers and their chat addresses, communes and topics: subscribe, stop, resume, erase."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.models import (
+    Acknowledgement,
+    Area,
+    Bot,
+    Bulletin,
+    BulletinArea,
+    BulletinState,
+    ChatAddress,
+    InboxMessage,
+    Platform,
+    Subscriber,
+    SubscriberRole,
+    SubscriberStatus,
+    SubscriberTopic,
+    Subscription,
+    Topic,
+)
+from db.text import nfc
+
+MAX_NAME_LENGTH = 120
+
+
+async def ensure_bot(session: AsyncSession, platform: Platform, name: str = "default") -> Bot:
+    """The bot row for a platform (created on first start with the platform's defaults)."""
+    bot = await session.scalar(select(Bot).where(Bot.platform == platform, Bot.name == name))
+    if bot is None:
+        bot = Bot(platform=platform, name=name)
+        session.add(bot)
+        await session.flush()
+    return bot
+
+
+@dataclass
+class Contact:
+    """A chat address with its person, as the conversation core sees them."""
+
+    address: ChatAddress
+    subscriber: Subscriber
+    is_new: bool
+
+
+async def contact_for(
+    session: AsyncSession,
+    *,
+    bot_id: int,
+    chat_id: str,
+    display_name: str | None,
+    now: dt.datetime,
+) -> Contact:
+    """Find or create the chat address (and its person) for a chat on a bot."""
+    address = await session.scalar(
+        select(ChatAddress).where(ChatAddress.bot_id == bot_id, ChatAddress.chat_id == chat_id)
+    )
+    if address is not None:
+        subscriber = await session.get_one(Subscriber, address.subscriber_id)
+        address.last_seen_at = now
+        if subscriber.consent_at is not None and display_name:
+            subscriber.display_name = _clean_name(display_name)  # people rename themselves
+        return Contact(address=address, subscriber=subscriber, is_new=False)
+    # No name until the person consents: a first "hello" must not keep personal data.
+    subscriber = Subscriber(display_name=None, role=SubscriberRole.fisherman, language="vi")
+    session.add(subscriber)
+    await session.flush()
+    address = ChatAddress(
+        subscriber_id=subscriber.id, bot_id=bot_id, chat_id=chat_id, last_seen_at=now, dialog={}
+    )
+    session.add(address)
+    await session.flush()
+    return Contact(address=address, subscriber=subscriber, is_new=True)
+
+
+def _clean_name(name: str | None) -> str | None:
+    if not name:
+        return None
+    return nfc(" ".join(name.split()))[:MAX_NAME_LENGTH] or None
+
+
+async def record_consent(
+    session: AsyncSession, subscriber: Subscriber, now: dt.datetime, display_name: str | None
+) -> None:
+    """The person agreed to the data statement: keep their display name from now on."""
+    if subscriber.consent_at is None:
+        subscriber.consent_at = now
+    subscriber.display_name = _clean_name(display_name) or subscriber.display_name
+    subscriber.status = SubscriberStatus.active
+    subscriber.stopped_at = None
+
+
+async def communes_of(session: AsyncSession, subscriber_id: int) -> list[Area]:
+    """The areas a person follows, in the order they were added."""
+    rows = await session.scalars(
+        select(Area)
+        .join(Subscription, Subscription.area_id == Area.id)
+        .where(Subscription.subscriber_id == subscriber_id)
+        .order_by(Subscription.id)
+    )
+    return list(rows.all())
+
+
+async def follow(session: AsyncSession, subscriber_id: int, area_id: int) -> bool:
+    """Follow an area; False when already followed."""
+    exists = await session.scalar(
+        select(Subscription.id).where(
+            Subscription.subscriber_id == subscriber_id, Subscription.area_id == area_id
+        )
+    )
+    if exists is not None:
+        return False
+    session.add(Subscription(subscriber_id=subscriber_id, area_id=area_id))
+    await session.flush()
+    return True
+
+
+async def unfollow(session: AsyncSession, subscriber_id: int, area_id: int) -> None:
+    await session.execute(
+        delete(Subscription).where(
+            Subscription.subscriber_id == subscriber_id, Subscription.area_id == area_id
+        )
+    )
+
+
+async def active_topics(session: AsyncSession) -> list[Topic]:
+    rows = await session.scalars(
+        select(Topic).where(Topic.active.is_(True)).order_by(Topic.position, Topic.id)
+    )
+    return list(rows.all())
+
+
+async def topic_ids_of(session: AsyncSession, subscriber_id: int) -> set[int]:
+    rows = await session.scalars(
+        select(SubscriberTopic.topic_id).where(SubscriberTopic.subscriber_id == subscriber_id)
+    )
+    return set(rows.all())
+
+
+async def set_topics(session: AsyncSession, subscriber_id: int, topic_ids: set[int]) -> None:
+    await session.execute(
+        delete(SubscriberTopic).where(SubscriberTopic.subscriber_id == subscriber_id)
+    )
+    if topic_ids:
+        await session.execute(
+            insert(SubscriberTopic),
+            [{"subscriber_id": subscriber_id, "topic_id": t} for t in sorted(topic_ids)],
+        )
+
+
+async def follow_all_topics(session: AsyncSession, subscriber_id: int) -> None:
+    await set_topics(session, subscriber_id, {t.id for t in await active_topics(session)})
+
+
+async def stop(session: AsyncSession, subscriber: Subscriber, now: dt.datetime) -> None:
+    """/huy: no more bulletins; everything is kept so /batdau can resume."""
+    subscriber.status = SubscriberStatus.stopped
+    subscriber.stopped_at = now
+
+
+async def resume(session: AsyncSession, subscriber: Subscriber) -> None:
+    subscriber.status = SubscriberStatus.active
+    subscriber.stopped_at = None
+
+
+async def erase(session: AsyncSession, subscriber: Subscriber, now: dt.datetime) -> None:
+    """/xoa: remove the name, chat addresses, communes and topics; keep an anonymous row.
+
+    Deliveries, acknowledgements and inbox messages stay for the officials' counts, but
+    lose every link to the person (their foreign keys are SET NULL or cleared here).
+    """
+    await session.execute(
+        update(InboxMessage)
+        .where(InboxMessage.subscriber_id == subscriber.id)
+        .values(subscriber_id=None, chat_address_id=None)
+    )
+    await session.execute(
+        update(Acknowledgement)
+        .where(Acknowledgement.subscriber_id == subscriber.id)
+        .values(subscriber_id=None)
+    )
+    await session.execute(delete(Subscription).where(Subscription.subscriber_id == subscriber.id))
+    await session.execute(
+        delete(SubscriberTopic).where(SubscriberTopic.subscriber_id == subscriber.id)
+    )
+    await session.execute(delete(ChatAddress).where(ChatAddress.subscriber_id == subscriber.id))
+    subscriber.display_name = None
+    subscriber.status = SubscriberStatus.erased
+    subscriber.erased_at = now
+    subscriber.consent_at = None
+
+
+async def latest_bulletins(
+    session: AsyncSession, subscriber_id: int, limit: int = 5
+) -> list[Bulletin]:
+    """The newest bulletins sent to the person's communes or their provinces."""
+    followed = await communes_of(session, subscriber_id)
+    area_ids = {a.id for a in followed} | {a.province_id for a in followed if a.province_id}
+    area_ids |= {a.parent_id for a in followed if a.parent_id}
+    if not area_ids:
+        return []
+    targeted = select(BulletinArea.bulletin_id).where(BulletinArea.area_id.in_(area_ids))
+    rows = await session.scalars(
+        select(Bulletin)
+        .where(
+            Bulletin.id.in_(targeted),
+            Bulletin.state.in_([BulletinState.sending, BulletinState.sent]),
+        )
+        .order_by(Bulletin.updated_at.desc(), Bulletin.id.desc())
+        .limit(limit)
+    )
+    return list(rows.all())
+
+
+async def acknowledge(
+    session: AsyncSession, *, bulletin_id: int, subscriber: Subscriber, now: dt.datetime
+) -> bool | None:
+    """Record a "Đã nhận" tap once per person per bulletin.
+
+    True when recorded now, False when it already was, None when there is no such bulletin.
+    """
+    bulletin = await session.get(Bulletin, bulletin_id)
+    if bulletin is None:
+        return None
+    exists = await session.scalar(
+        select(Acknowledgement.id).where(
+            Acknowledgement.bulletin_id == bulletin_id,
+            Acknowledgement.subscriber_id == subscriber.id,
+        )
+    )
+    if exists is not None:
+        return False
+    followed = await communes_of(session, subscriber.id)
+    session.add(
+        Acknowledgement(
+            bulletin_id=bulletin_id,
+            subscriber_id=subscriber.id,
+            area_id=followed[0].id if followed else None,
+            created_at=now,
+        )
+    )
+    await session.flush()
+    return True

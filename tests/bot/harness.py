@@ -1,0 +1,167 @@
+"""Runs the real service (web app + chat parts) in the test's loop against fake Bot APIs."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import AsyncIterator, Callable, Collection
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import select, text
+
+from db import schema
+from db.models import Area, ChatAddress, Subscriber, Subscription
+from haidang.runtime import OffPart, Service
+from haidang.settings import Settings
+from tests.conftest import Database
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Said:
+    """What the bot said: the text (never None here), how, and its buttons."""
+
+    text: str
+    method: str
+    reply_markup: Any
+
+
+SENDS_AND_EDITS = {"sendMessage", "editMessageText", "sendPhoto", "sendVoice", "sendAudio"}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def stamp_head(database: Database) -> None:
+    """Mark a create_all schema as migrated, as `haidang db upgrade` would leave it."""
+    async with database.engine.begin() as connection:
+        await connection.execute(
+            text("CREATE TABLE IF NOT EXISTS alembic_version (version_num VARCHAR(32) PRIMARY KEY)")
+        )
+        await connection.execute(text("DELETE FROM alembic_version"))
+        await connection.execute(
+            text("INSERT INTO alembic_version VALUES (:v)"), {"v": schema.head_revision()}
+        )
+
+
+@asynccontextmanager
+async def running_service(
+    database: Database, tmp_path: Path, *, webhook: bool = False, **overrides: Any
+) -> AsyncIterator[Service]:
+    """Start `haidang serve`'s Service in this loop; stop it cleanly afterwards."""
+    await stamp_head(database)
+    port = free_port()
+    values: dict[str, Any] = {
+        "data_dir": tmp_path / "var",
+        "http_port": port,
+        "public_base_url": f"http://127.0.0.1:{port}" if webhook else None,
+        "telegram_webhook_secret": "telegram-secret-123" if webhook else None,
+        "zalo_webhook_secret": "zalo-secret-123" if webhook else None,
+    }
+    values.update(overrides)
+    settings = Settings(_env_file=None, **values)
+    service = Service(settings, engine=database.engine)
+    stop = asyncio.Event()
+    task = asyncio.create_task(service.run(stop))
+    try:
+        configured = [p for p in service.parts if not isinstance(p, OffPart)]
+        await until(lambda: all(p.status().active for p in configured) or task.done(), 15)
+        if task.done():
+            task.result()
+        yield service
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 20)
+
+
+async def until(probe: Callable[[], T | None], timeout: float = 5.0) -> T:  # noqa: ASYNC109
+    """Poll `probe` until it gives a truthy value; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        await asyncio.sleep(0.02)
+
+
+async def wait_text(
+    api: Any,
+    chat_id: object,
+    fragment: str,
+    *,
+    after: int = 0,
+    methods: Collection[str] = SENDS_AND_EDITS,
+    timeout: float = 8.0,  # noqa: ASYNC109
+) -> Said:
+    """The first message to the chat, from index `after` on, whose text has `fragment`."""
+
+    def probe() -> Said | None:
+        for record in api.sent_to(chat_id, methods=methods)[after:]:
+            if record.text and fragment in record.text:
+                return Said(record.text, record.method, record.reply_markup)
+        return None
+
+    try:
+        return await until(probe, timeout)
+    except AssertionError:
+        seen = [r.text for r in api.sent_to(chat_id, methods=methods)[after:]]
+        raise AssertionError(f"no message with {fragment!r}; the bot sent {seen}") from None
+
+
+def count(api: Any, chat_id: object) -> int:
+    return len(api.sent_to(chat_id, methods=SENDS_AND_EDITS))
+
+
+async def person(database: Database, chat_id: str) -> tuple[Subscriber, list[str]] | None:
+    """The subscriber behind a chat and the codes of the areas they follow (None if gone)."""
+    async with database.sessions() as session:
+        address = await session.scalar(select(ChatAddress).where(ChatAddress.chat_id == chat_id))
+        if address is None:
+            return None
+        subscriber = await session.get_one(Subscriber, address.subscriber_id)
+        codes = (
+            await session.scalars(
+                select(Area.code)
+                .join(Subscription, Subscription.area_id == Area.id)
+                .where(Subscription.subscriber_id == subscriber.id)
+                .order_by(Subscription.id)
+            )
+        ).all()
+        return subscriber, list(codes)
+
+
+async def add_sent_bulletin(database: Database, area_code: str, *, urgent: bool) -> int:
+    """A bulletin already sent to an area (until the broadcast engine makes them itself)."""
+    from db.models import Bulletin, BulletinArea, BulletinState, Official, OfficialRole, Priority
+
+    async with database.sessions.begin() as session:
+        area = await session.scalar(select(Area).where(Area.code == area_code))
+        assert area is not None
+        author = await session.scalar(select(Official).where(Official.username == "tester"))
+        if author is None:
+            author = Official(username="tester", password_hash="x", role=OfficialRole.admin)
+            session.add(author)
+            await session.flush()
+        bulletin = Bulletin(
+            title="Bão số 3 tiến vào vịnh Bắc Bộ" if urgent else "Luật Thủy sản 2017: giấy phép",
+            body="Nội dung bản tin.",
+            priority=Priority.urgent if urgent else Priority.routine,
+            state=BulletinState.sent,
+            author_id=author.id,
+            audience_roles=[],
+            audience_platforms=[],
+        )
+        session.add(bulletin)
+        await session.flush()
+        session.add(BulletinArea(bulletin_id=bulletin.id, area_id=area.id))
+        return bulletin.id
