@@ -239,9 +239,9 @@ class Conversation:
         if text.startswith("/"):
             word, _, rest = text[1:].partition(" ")
             command = word.split("@", 1)[0].lower()  # "/start@HaiDangBot" in groups
-            if command in texts.COMMANDS or command == "tracuu":
-                await self._command(turn, command, rest.strip())
-                return
+            # An unknown command gets the help, not the officials' inbox.
+            await self._command(turn, command if command in texts.COMMANDS else "trogiup", rest)
+            return
         keyword = texts.KEYWORDS.get(fold(text).strip(" .!?"))
         if keyword == "ack":
             await self._ack_latest(turn)
@@ -284,7 +284,7 @@ class Conversation:
             turn.say(texts.CONFIRM_ERASE, self._yes_no(), columns=2)
         elif command == "tin":
             await self._latest(turn)
-        else:  # trogiup, and /tracuu until the documents library exists
+        else:
             turn.say(texts.HELP)
 
     async def _on_button(self, turn: _Turn, data: str) -> None:

@@ -35,10 +35,12 @@ areas_app = typer.Typer(
 )
 topics_app = typer.Typer(help="Bulletin topics.", no_args_is_help=True)
 officials_app = typer.Typer(help="Official accounts.", no_args_is_help=True)
+audio_app = typer.Typer(help="Audio: spoken text, rendering.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(areas_app, name="areas")
 app.add_typer(topics_app, name="topics")
 app.add_typer(officials_app, name="officials")
+app.add_typer(audio_app, name="audio")
 
 T = TypeVar("T")
 
@@ -338,6 +340,19 @@ def officials_add(
         return f"created {official.username} ({role.value})"
 
     typer.echo(_run(ctx.obj, work))
+
+
+# --- audio ---------------------------------------------------------------------------------
+
+
+@audio_app.command("normalize")
+def audio_normalize(
+    text: Annotated[str, typer.Argument(help="Bulletin text as officials write it.")],
+) -> None:
+    """Print the spoken form of TEXT: numbers, dates, codes and abbreviations read out."""
+    from audio.spoken import to_spoken
+
+    typer.echo(to_spoken(text))
 
 
 if __name__ == "__main__":

@@ -123,6 +123,18 @@ def test_every_command_has_help(tmp_path: Path) -> None:
         assert "Usage" in result.output
 
 
+def test_audio_normalize_prints_the_spoken_form(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app, ["audio", "normalize", "Bão số 3, giật cấp 10 lúc 20h30 ngày 05/8/2020"],
+        env={"DATA_DIR": str(tmp_path)},
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == (
+        "Bão số ba, giật cấp mười lúc hai mươi giờ ba mươi phút "
+        "ngày năm tháng tám năm hai nghìn không trăm hai mươi"
+    )
+
+
 def test_password_must_come_from_stdin(tmp_path: Path) -> None:
     result = CliRunner().invoke(
         app,

@@ -68,6 +68,19 @@ async def test_full_flow_with_numbered_menus(seeded: Database, tmp_path: Path) -
         await wait_text(api, CHAT, "Cảm ơn bà con đã xác nhận", after=mark)
         assert urgent  # the Cát Hải one is not theirs; theirs was acknowledged
 
+        # Settings by keyword: change the role through the numbered menu.
+        mark = count(api, CHAT)
+        api.user_sends(CHAT, "cai dat")
+        menu = await wait_text(api, CHAT, "Cài đặt", after=mark)
+        api.user_sends(CHAT, option_number(menu.text, "👤 Vai trò"))
+        roles = await wait_text(api, CHAT, "Bà con là:", after=mark)
+        api.user_sends(CHAT, option_number(roles.text, "Ngư dân"))
+        await wait_text(api, CHAT, "Đã lưu", after=mark)
+        found = await person(seeded, CHAT)
+        assert found is not None and found[0].role is SubscriberRole.fisherman
+        api.user_sends(CHAT, "/khonghieu")
+        await wait_text(api, CHAT, "/trogiup – xem hướng dẫn này", after=mark)
+
         # Stop, resume and erase by keyword, each confirmed by number.
         mark = count(api, CHAT)
         api.user_sends(CHAT, "huy")
