@@ -20,6 +20,7 @@ from telegram.ext import Application, ContextTypes, TypeHandler
 
 from bot import texts
 from bot.conversation import Conversation, EventKind, Inbound, Option, Reply
+from db.text import split_message
 from web.app import PartStatus
 
 log = logging.getLogger(__name__)
@@ -212,7 +213,7 @@ class TelegramFrontEnd:
                         message_id=pressed.message_id, reply_markup=markup,
                     )  # fmt: skip
                     continue
-                for part in split_text(reply.text, MAX_TEXT):
+                for part in split_message(reply.text, MAX_TEXT):
                     await bot.send_message(chat_id, part, reply_markup=markup)
             if query is not None:
                 if not answered:
@@ -227,19 +228,3 @@ class TelegramFrontEnd:
         # Network trouble while polling and similar: PTB retries; we only keep a record.
         log.warning("telegram: %s", context.error)
 
-
-def split_text(text: str, limit: int) -> list[str]:
-    """Cut a long text at line or sentence ends so each part fits the platform's limit."""
-    if len(text) <= limit:
-        return [text]
-    parts: list[str] = []
-    rest = text
-    while len(rest) > limit:
-        window = rest[:limit]
-        cut = max(window.rfind("\n"), window.rfind(". "), window.rfind("! "), window.rfind("? "))
-        cut = cut + 1 if cut > limit // 2 else limit
-        parts.append(rest[:cut].rstrip())
-        rest = rest[cut:].lstrip()
-    if rest:
-        parts.append(rest)
-    return parts

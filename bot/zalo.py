@@ -222,7 +222,7 @@ class ZaloFrontEnd:
             log.error("zalo: update %s failed; apologised", event.update_key, exc_info=True)
             replies = [Reply(texts.APOLOGY)]
         for reply in replies:
-            for part in split_text(numbered(reply.text, reply.options), MAX_TEXT):
+            for part in split_message(numbered(reply.text, reply.options), MAX_TEXT):
                 try:
                     await self.bot.send_message(event.chat_id, part)
                 except ZaloError as exc:

@@ -27,16 +27,37 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _sqlite_take_over_transactions(dbapi_connection: Any, _record: Any) -> None:
+    # The sqlite3 module opens transactions itself, lazily and DEFERRED, which breaks
+    # SAVEPOINT and lets two writers deadlock on the read-to-write upgrade. We emit BEGIN
+    # ourselves instead (SQLAlchemy's documented recipe for pysqlite/aiosqlite).
+    dbapi_connection.isolation_level = None
+
+
+def _sqlite_begin(connection: Any) -> None:
+    mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
+    connection.exec_driver_sql(f"BEGIN {mode}")
+
+
 def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     """Create the async engine for `url` (sqlite+aiosqlite or postgresql+asyncpg)."""
     if url.startswith("sqlite"):
         engine = create_async_engine(url, **kwargs)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "connect", _sqlite_take_over_transactions)
+        event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     return create_async_engine(url, **kwargs)
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    """Sessions that keep loaded objects usable after commit (no implicit reloads in async)."""
+    """Sessions for units of work; they keep loaded objects usable after commit.
+
+    On SQLite every session transaction is BEGIN IMMEDIATE: it takes the write lock up
+    front, so concurrent writers (senders, the scheduler, the bots) queue on busy_timeout
+    instead of failing with "database is locked" on a read-to-write upgrade.
+    """
+    if engine.dialect.name == "sqlite":
+        engine = engine.execution_options(sqlite_begin="IMMEDIATE")
     return async_sessionmaker(engine, expire_on_commit=False)

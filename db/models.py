@@ -413,12 +413,17 @@ class Delivery(Base):
         ForeignKey("chat_addresses.id", ondelete="SET NULL")
     )
     bot_id: Mapped[int] = mapped_column(ForeignKey("bots.id"))
+    # The audience area that matched this address, for per-commune reports.
+    area_id: Mapped[int | None] = mapped_column(ForeignKey("areas.id"))
     # 0 = urgent, 1 = routine: claims order by it so warnings overtake routine sends.
     priority: Mapped[int] = mapped_column(Integer, default=1)
     state: Mapped[DeliveryState] = mapped_column(
         str_enum(DeliveryState), default=DeliveryState.pending
     )
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Messages of this delivery already accepted (long texts and voice are several), so a
+    # retry after a transient error continues instead of repeating the first part.
+    parts_sent: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     next_attempt_at: Mapped[dt.datetime | None]
     lease_until: Mapped[dt.datetime | None]
     platform_message_id: Mapped[str | None] = mapped_column(String(64))

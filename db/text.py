@@ -21,3 +21,34 @@ def fold(text: str) -> str:
     decomposed = unicodedata.normalize("NFD", text.translate(_D_FOLD))
     stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
     return _SPACES.sub(" ", stripped.casefold()).strip()
+
+
+_BREAKS = ("\n\n", "\n", ". ", "! ", "? ", "… ", "; ", ", ", " ")
+
+
+def split_message(text: str, limit: int) -> list[str]:
+    """Cut a long message into parts of at most `limit` characters for a chat platform.
+
+    Prefers paragraph breaks, then line breaks, then sentence ends, then clause marks,
+    then spaces; cuts inside a word only when nothing else fits. Line breaks are kept
+    (unlike the TTS chunker, which reflows text for speech).
+    """
+    if limit < 1:
+        raise ValueError("limit must be at least 1")
+    parts: list[str] = []
+    rest = text.strip()
+    while len(rest) > limit:
+        window = rest[: limit + 1]
+        cut = 0
+        for mark in _BREAKS:
+            at = window.rfind(mark)
+            if at >= limit // 3:  # a cut too early would leave a tiny first part
+                cut = at + len(mark.rstrip()) if mark.strip() else at
+                break
+        if cut <= 0:
+            cut = limit
+        parts.append(rest[:cut].rstrip())
+        rest = rest[cut:].lstrip()
+    if rest:
+        parts.append(rest)
+    return parts

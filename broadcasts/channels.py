@@ -1,0 +1,65 @@
+"""What a sender needs from a chat platform: a Protocol, its error kinds, and a registry."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Protocol
+
+from db.models import Platform
+
+
+class FailureKind(enum.StrEnum):
+    rate_limited = "rate_limited"  # 429: pause the whole bot for retry_after; not an attempt
+    blocked = "blocked"  # 403: the person blocked the bot or deleted the account
+    chat_not_found = "chat_not_found"  # 400 "chat not found": the address is gone
+    bad_request = "bad_request"  # other 400s: our message is wrong; retrying will not help
+    transient = "transient"  # 5xx, timeouts, network: retry with backoff, bounded
+
+
+class SendFailure(Exception):
+    """A send that the platform did not accept, classified for the sender."""
+
+    def __init__(self, kind: FailureKind, reason: str, retry_after: float = 0.0) -> None:
+        super().__init__(f"{kind.value}: {reason}")
+        self.kind = kind
+        self.reason = reason[:80]
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class Outbound:
+    """One message of a delivery. `ack_bulletin_id` asks for the "Đã nhận" control."""
+
+    text: str
+    ack_bulletin_id: int | None = None
+
+
+class Channel(Protocol):
+    """A bot on a platform as the sender sees it; implemented in bot/ per platform."""
+
+    platform: Platform
+    max_text: int  # characters in one message (Telegram 4096, Zalo 2000)
+
+    async def send(self, chat_id: str, message: Outbound) -> str:
+        """Send one message; return the platform's message id or raise SendFailure."""
+        ...
+
+
+class ChannelRegistry:
+    """Channels by bot id, filled at start-up by the composition root."""
+
+    def __init__(self) -> None:
+        self._channels: dict[int, Channel] = {}
+
+    def register(self, bot_id: int, channel: Channel) -> None:
+        self._channels[bot_id] = channel
+
+    def unregister(self, bot_id: int) -> None:
+        self._channels.pop(bot_id, None)
+
+    def get(self, bot_id: int) -> Channel | None:
+        return self._channels.get(bot_id)
+
+    def bot_ids(self) -> list[int]:
+        return sorted(self._channels)

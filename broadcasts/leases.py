@@ -1,0 +1,39 @@
+"""Named leases in the database: exactly one holder (a sender, the scheduler) at a time."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import delete, or_, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.models import Lease
+
+
+async def acquire(
+    session: AsyncSession, name: str, holder: str, now: dt.datetime, ttl: dt.timedelta
+) -> bool:
+    """Take or renew the lease; True when `holder` holds it until now + ttl.
+
+    Taken when free, expired, or already ours. The caller commits promptly: the lease
+    only protects anything once committed.
+    """
+    until = now + ttl
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    await session.execute(
+        insert(Lease)
+        .values(name=name, holder=holder, expires_at=until)
+        .on_conflict_do_nothing(index_elements=["name"])
+    )
+    taken = await session.execute(
+        update(Lease)
+        .where(Lease.name == name, or_(Lease.holder == holder, Lease.expires_at < now))
+        .values(holder=holder, expires_at=until)
+    )
+    return bool(taken.rowcount)  # type: ignore[attr-defined]
+
+
+async def release(session: AsyncSession, name: str, holder: str) -> None:
+    """Give the lease up (on clean shutdown) so another process can take it at once."""
+    await session.execute(delete(Lease).where(Lease.name == name, Lease.holder == holder))
