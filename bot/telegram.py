@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hmac
 import logging
+import warnings
 from collections.abc import Sequence
 
 from fastapi import Request, Response
 from telegram import (
+    Bot,
     BotCommand,
     CallbackQuery,
     InlineKeyboardButton,
@@ -15,11 +17,14 @@ from telegram import (
     Message,
     Update,
 )
-from telegram.error import TelegramError
+from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
 from telegram.ext import Application, ContextTypes, TypeHandler
+from telegram.warnings import PTBDeprecationWarning
 
 from bot import texts
-from bot.conversation import Conversation, EventKind, Inbound, Option, Reply
+from bot.conversation import Conversation, EventKind, Inbound, Option, Reply, ack_option
+from broadcasts.channels import FailureKind, Outbound, SendFailure
+from db.models import Platform
 from db.text import split_message
 from web.app import PartStatus
 
@@ -165,6 +170,10 @@ class TelegramFrontEnd:
         await app.shutdown()
         self._running = False
 
+    def channel(self) -> TelegramChannel:
+        """Outbound sends for broadcasts, over the application's bot and connection pool."""
+        return TelegramChannel(self.application.bot)
+
     async def webhook(self, request: Request) -> Response:
         """POST /webhooks/telegram: a wrong or missing secret gets 403 and is not read."""
         if self._secret is None or not webhook_secret_ok(
@@ -228,3 +237,35 @@ class TelegramFrontEnd:
         # Network trouble while polling and similar: PTB retries; we only keep a record.
         log.warning("telegram: %s", context.error)
 
+
+class TelegramChannel:
+    """Outbound sends for the broadcast sender, with Telegram's errors classified."""
+
+    platform = Platform.telegram
+    max_text = MAX_TEXT
+
+    def __init__(self, bot: Bot) -> None:
+        self._bot = bot
+
+    async def send(self, chat_id: str, message: Outbound) -> str:
+        markup = None
+        if message.ack_bulletin_id is not None:
+            markup = keyboard([ack_option(message.ack_bulletin_id)])
+        try:
+            sent = await self._bot.send_message(int(chat_id), message.text, reply_markup=markup)
+        except RetryAfter as exc:
+            with warnings.catch_warnings():
+                # PTB 22 warns that retry_after becomes a timedelta; we accept either.
+                warnings.simplefilter("ignore", PTBDeprecationWarning)
+                wait = exc.retry_after
+            seconds = wait.total_seconds() if hasattr(wait, "total_seconds") else float(wait)
+            raise SendFailure(FailureKind.rate_limited, exc.message, retry_after=seconds) from None
+        except Forbidden as exc:  # blocked, or the account was deleted
+            raise SendFailure(FailureKind.blocked, exc.message) from None
+        except BadRequest as exc:  # (a NetworkError subclass in PTB: catch it first)
+            gone = "chat not found" in exc.message.lower()
+            kind = FailureKind.chat_not_found if gone else FailureKind.bad_request
+            raise SendFailure(kind, exc.message) from None
+        except (NetworkError, TelegramError) as exc:  # 5xx, timeouts, connection errors
+            raise SendFailure(FailureKind.transient, exc.message or type(exc).__name__) from None
+        return str(sent.message_id)

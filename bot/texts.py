@@ -144,6 +144,7 @@ ACK_THANKS = "Cảm ơn bà con đã xác nhận đã nhận tin!"
 ACK_ALREADY = "Bà con đã xác nhận tin này rồi. Cảm ơn bà con!"
 ACK_UNKNOWN = "Không tìm thấy bản tin này nữa."
 ACK_NOTHING = "Hiện không có tin khẩn nào cần xác nhận."
+ACK_HINT = "👉 Bà con nhắn «đã nhận» để báo chính quyền đã nhận được tin này."
 
 URGENT_MARK = "🚨"
 ROUTINE_MARK = "📢"

@@ -9,14 +9,17 @@ from typing import Any
 
 from fastapi import Request, Response
 from zalo_bot import Bot, Update
-from zalo_bot.error import ZaloError
+from zalo_bot.error import BadRequest, Forbidden, NetworkError, RetryAfter, ZaloError
 from zalo_bot.request import HTTPXRequest
 from zalo_bot.request._request_data import RequestData
 from zalo_bot.request._request_parameter import RequestParameter
 
 from bot import texts
 from bot.conversation import Conversation, EventKind, Inbound, Option, Reply
-from bot.telegram import split_text, webhook_secret_ok
+from bot.telegram import webhook_secret_ok
+from broadcasts.channels import FailureKind, Outbound, SendFailure
+from db.models import Platform
+from db.text import split_message
 from web.app import PartStatus
 
 log = logging.getLogger(__name__)
@@ -168,6 +171,10 @@ class ZaloFrontEnd:
             await asyncio.gather(*self._handlers, return_exceptions=True)
         await self.bot.shutdown()
 
+    def channel(self) -> ZaloChannel:
+        """Outbound sends for broadcasts, over the same checked transport."""
+        return ZaloChannel(self.bot)
+
     async def _poll(self) -> None:
         backoff = 1.0
         while True:
@@ -228,3 +235,50 @@ class ZaloFrontEnd:
                 except ZaloError as exc:
                     log.warning("zalo: could not answer chat: %s", exc)
                     return
+
+
+class ZaloChannel:
+    """Outbound sends for the broadcast sender over the checked transport.
+
+    Zalo has no buttons: an urgent bulletin ends with how to acknowledge it in words.
+    """
+
+    platform = Platform.zalo
+    max_text = MAX_TEXT - len(texts.ACK_HINT) - 2  # room for the hint on the last part
+
+    def __init__(self, bot: Bot) -> None:
+        self._bot = bot
+
+    async def send(self, chat_id: str, message: Outbound) -> str:
+        text = message.text
+        if message.ack_bulletin_id is not None:
+            text = f"{text}\n\n{texts.ACK_HINT}"
+        try:
+            sent = await self._bot.send_message(chat_id, text)
+        except ZaloApiError as exc:
+            raise SendFailure(_kind(exc.error_code, exc.description), exc.description) from None
+        except RetryAfter as exc:
+            raise SendFailure(
+                FailureKind.rate_limited, str(exc), retry_after=float(exc.retry_after)
+            ) from None
+        except Forbidden as exc:
+            raise SendFailure(FailureKind.blocked, str(exc)) from None
+        except BadRequest as exc:
+            raise SendFailure(_kind(400, str(exc)), str(exc)) from None
+        except (NetworkError, ZaloError) as exc:
+            raise SendFailure(FailureKind.transient, str(exc) or type(exc).__name__) from None
+        return str(getattr(sent, "message_id", "") or "")
+
+
+def _kind(code: int | None, description: str) -> FailureKind:
+    """Classify an `ok: false` answer by its error code (Zalo documents few of them)."""
+    if code == 429:
+        return FailureKind.rate_limited
+    if code == 403:
+        return FailureKind.blocked
+    if code in (400, 404):
+        lowered = description.lower()
+        if "chat" in lowered or "user" in lowered or "not found" in lowered:
+            return FailureKind.chat_not_found
+        return FailureKind.bad_request
+    return FailureKind.transient

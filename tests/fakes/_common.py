@@ -744,6 +744,15 @@ class FakeBotAPI:
         try:
             params = await read_params(request)
             chat_id = self._chat_id_of(params)
+            # The platform counts a request against its rate limits when it arrives; the
+            # latency is the time to answer. Counting after a jittery latency would let
+            # no client, however well paced, stay under a strict window.
+            rate_error: ApiError | None = None
+            if method in self.SEND_METHODS and request.match_info["token"] == self.token:
+                try:
+                    self._apply_rate_limits(chat_id)
+                except ApiError as err:
+                    rate_error = err
             with self._lock:
                 sample = self._latency
             delay = sample() if sample is not None else 0.0
@@ -755,8 +764,8 @@ class FakeBotAPI:
             if handler is None:
                 raise self._unknown_method(method)
             self._apply_faults(method, chat_id)
-            if method in self.SEND_METHODS:
-                self._apply_rate_limits(chat_id)
+            if rate_error is not None:
+                raise rate_error
             result = await handler(params)
         except ApiError as err:
             self._record_call(method, chat_id, params, err.http_status, err)

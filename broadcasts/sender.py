@@ -1,0 +1,342 @@
+"""The sender of one bot: claims deliveries, paces them, sends, and records outcomes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from broadcasts import bulletins, leases, queue
+from broadcasts.channels import Channel, FailureKind, Outbound, SendFailure
+from broadcasts.pacing import Pacer
+from db.models import BroadcastRun, Bulletin, DeliveryState, Priority, RunState
+from db.text import split_message
+
+log = logging.getLogger(__name__)
+
+FLUSH_INTERVAL_S = 1.0  # outcomes reach the database at least this often (crash bound)
+FLUSH_BATCH = 100  # ... and after every batch this size
+URGENT_MARK, ROUTINE_MARK = "🚨", "📢"
+
+
+@dataclass(frozen=True)
+class SenderConfig:
+    bot_id: int
+    rate_per_second: float
+    per_chat_interval: float = 1.0
+    quiet_start: dt.time | None = dt.time(21, 0)
+    quiet_end: dt.time | None = dt.time(6, 0)
+    lease_ttl: dt.timedelta = dt.timedelta(seconds=15)
+    delivery_lease: dt.timedelta = dt.timedelta(seconds=60)
+    batch_seconds: float = 1.0  # claim about this many seconds of sending at a time
+    max_in_flight: int = 64
+    idle_poll_s: float = 0.25
+    max_attempts: int = 5  # transient failures (5xx, timeouts) before failing for good
+    backoff_s: tuple[float, ...] = (2.0, 10.0, 30.0, 120.0)  # before attempt 2, 3, 4, 5
+
+
+def in_quiet_hours(local: dt.time, start: dt.time | None, end: dt.time | None) -> bool:
+    """Whether `local` falls in the quiet window (which may cross midnight)."""
+    if start is None or end is None or start == end:
+        return False
+    if start < end:
+        return start <= local < end
+    return local >= start or local < end
+
+
+class Sender:
+    """Exactly one per bot across processes (the lease `sender:<bot id>`)."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        channel: Channel,
+        config: SenderConfig,
+        *,
+        tz: ZoneInfo,
+        holder: str,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    ) -> None:
+        self.name = f"sender:{config.bot_id}"
+        self._sessions = sessions
+        self._channel = channel
+        self._config = config
+        self._tz = tz
+        self._holder = holder
+        self._clock = clock
+        self.pacer = Pacer(config.rate_per_second, config.per_chat_interval)
+        self._outcomes: list[queue.Outcome] = []
+        self._last_flush = time.monotonic()
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(config.max_in_flight)
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._flusher: asyncio.Task[None] | None = None
+        self._flush_lock = asyncio.Lock()
+        self._holding = False
+        self._cancelled_runs: set[int] = set()
+        self._texts: dict[tuple[int, str], tuple[list[str], int | None, dt.datetime | None]] = {}
+        self.sent = 0
+
+    @property
+    def lease_name(self) -> str:
+        return f"sender:{self._config.bot_id}"
+
+    @property
+    def holding(self) -> bool:
+        return self._holding
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=self.name)
+        self._flusher = asyncio.create_task(self._flush_periodically(), name=f"{self.name}:flush")
+
+    async def stop(self) -> None:
+        """Finish what is in flight, write every outcome, give the lease back."""
+        self._stopping.set()
+        if self._task is not None:
+            await self._task
+        if self._flusher is not None:
+            await self._flusher
+
+    async def _flush_periodically(self) -> None:
+        # Outcomes reach the database at least every FLUSH_INTERVAL_S even while the loop
+        # waits for a pacing slot: this bounds what a crash can repeat.
+        while not self._stopping.is_set():
+            await self._sleep(FLUSH_INTERVAL_S / 2)
+            try:
+                await self._flush_if_due()
+            except Exception:
+                log.error("%s: could not write outcomes; will retry", self.name, exc_info=True)
+
+    # --- the loop ------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        last_housekeeping = 0.0
+        while not self._stopping.is_set():
+            try:
+                if time.monotonic() - last_housekeeping >= 1.0:
+                    await self._housekeeping()
+                    last_housekeeping = time.monotonic()
+                if not self._holding:
+                    await self._sleep(1.0)
+                    continue
+                claimed = await self._claim()
+                if not claimed:
+                    await self._flush_if_due(force=True)
+                    await self._sleep(self._config.idle_poll_s)
+                    continue
+                for delivery in claimed:
+                    await self._dispatch(delivery)
+                    await self._flush_if_due()
+            except Exception:
+                # A database hiccup must not kill the sender: log, back off, go on.
+                log.error("%s: loop error; retrying", self.name, exc_info=True)
+                await self._sleep(1.0)
+        await self._drain()
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    async def _housekeeping(self) -> None:
+        """Renew the lease, sweep a dead predecessor's rows, re-read cancelled runs."""
+        now = self._clock()
+        async with self._sessions.begin() as session:
+            holding = await leases.acquire(
+                session, self.lease_name, self._holder, now, self._config.lease_ttl
+            )
+            if holding and not self._holding:
+                requeued, unknown = await queue.sweep(session, bot_id=self._config.bot_id, now=now)
+                if requeued or unknown:
+                    log.warning(
+                        "%s: took over; %d urgent deliveries requeued, %d routine unknown",
+                        self.name, requeued, unknown,
+                    )  # fmt: skip
+            elif holding:
+                await queue.sweep(session, bot_id=self._config.bot_id, now=now)
+            rows = await session.scalars(
+                select(BroadcastRun.id).where(
+                    BroadcastRun.state == RunState.cancelled,
+                    BroadcastRun.finished_at >= now - dt.timedelta(days=2),
+                )
+            )
+            self._cancelled_runs = set(rows.all())
+        self._holding = holding
+
+    async def _claim(self) -> list[queue.Claimed]:
+        now = self._clock()
+        local = now.astimezone(self._tz).time()
+        quiet = in_quiet_hours(local, self._config.quiet_start, self._config.quiet_end)
+        limit = max(1, int(self._config.rate_per_second * self._config.batch_seconds))
+        async with self._sessions.begin() as session:
+            return await queue.claim(
+                session,
+                bot_id=self._config.bot_id,
+                now=now,
+                limit=limit,
+                lease=self._config.delivery_lease,
+                urgent_only=quiet,  # routine sends wait for the morning; urgent never waits
+            )
+
+    async def _dispatch(self, delivery: queue.Claimed) -> None:
+        if delivery.run_id in self._cancelled_runs:
+            self._finish(delivery, DeliveryState.cancelled, reason="cancelled")
+            return
+        parts, ack_id, expires_at = await self._message(delivery)
+        if expires_at is not None and self._clock() >= expires_at:
+            self._finish(delivery, DeliveryState.expired, reason="expired")
+            return
+        await self._slots.acquire()
+        await self.pacer.wait_turn(delivery.chat_id)
+        task = asyncio.create_task(self._send(delivery, parts, ack_id))
+        self._in_flight.add(task)
+        task.add_done_callback(self._in_flight.discard)
+
+    async def _message(
+        self, delivery: queue.Claimed
+    ) -> tuple[list[str], int | None, dt.datetime | None]:
+        """The bulletin's text in the person's language, cut for the platform (cached)."""
+        key = (delivery.bulletin_id, delivery.language)
+        if key not in self._texts:
+            async with self._sessions() as session:
+                bulletin = await session.get_one(Bulletin, delivery.bulletin_id)
+                title, body = await bulletins.text_for(session, bulletin, delivery.language)
+            urgent = bulletin.priority is Priority.urgent
+            mark = URGENT_MARK if urgent else ROUTINE_MARK
+            parts = split_message(f"{mark} {title}\n\n{body}", self._channel.max_text)
+            self._texts[key] = (parts, bulletin.id if urgent else None, bulletin.expires_at)
+        return self._texts[key]
+
+    async def _send(self, delivery: queue.Claimed, parts: list[str], ack_id: int | None) -> None:
+        try:
+            first_id: str | None = None
+            sent_parts = delivery.parts_sent
+            for index in range(delivery.parts_sent, len(parts)):
+                if index > delivery.parts_sent:
+                    await self.pacer.wait_turn(delivery.chat_id)
+                last = index == len(parts) - 1
+                message = Outbound(parts[index], ack_bulletin_id=ack_id if last else None)
+                try:
+                    message_id = await self._channel.send(delivery.chat_id, message)
+                except SendFailure as failure:
+                    self._failed(delivery, failure, sent_parts)
+                    return
+                first_id = first_id or message_id
+                sent_parts = index + 1
+            self.sent += 1
+            self._finish(
+                delivery, DeliveryState.sent, parts_sent=sent_parts,
+                message_id=first_id, sent_at=self._clock(),
+            )  # fmt: skip
+        except Exception as exc:  # a bug in a channel must not leave the row in limbo
+            log.error("%s: delivery %d crashed", self.name, delivery.id, exc_info=True)
+            self._failed(
+                delivery,
+                SendFailure(FailureKind.transient, type(exc).__name__),
+                delivery.parts_sent,
+            )
+        finally:
+            self._slots.release()
+
+    def _failed(self, delivery: queue.Claimed, failure: SendFailure, parts_sent: int) -> None:
+        now = self._clock()
+        kind = failure.kind
+        if kind is FailureKind.rate_limited:
+            # Not an attempt: the whole bot pauses, and the row goes back in the queue.
+            self.pacer.pause(failure.retry_after)
+            later = now + dt.timedelta(seconds=failure.retry_after)
+            self._finish(
+                delivery, DeliveryState.pending, parts_sent=parts_sent, next_attempt_at=later,
+                attempts=delivery.attempts,
+            )  # fmt: skip
+        elif kind is FailureKind.blocked:
+            self._finish(
+                delivery, DeliveryState.blocked, parts_sent=parts_sent, reason="blocked",
+                deactivate=True,
+            )  # fmt: skip
+        elif kind is FailureKind.chat_not_found:
+            self._finish(
+                delivery, DeliveryState.failed, parts_sent=parts_sent, reason="chat not found",
+                deactivate=True,
+            )  # fmt: skip
+        elif kind is FailureKind.bad_request:
+            self._finish(
+                delivery, DeliveryState.failed, parts_sent=parts_sent,
+                reason=f"bad request: {failure.reason}",
+            )  # fmt: skip
+        else:
+            attempts = delivery.attempts + 1
+            if attempts >= self._config.max_attempts:
+                self._finish(
+                    delivery, DeliveryState.failed, parts_sent=parts_sent, attempts=attempts,
+                    reason=f"retries exhausted: {failure.reason}",
+                )  # fmt: skip
+                return
+            backoff = self._config.backoff_s
+            wait = backoff[min(attempts - 1, len(backoff) - 1)]
+            self._finish(
+                delivery, DeliveryState.pending, parts_sent=parts_sent, attempts=attempts,
+                next_attempt_at=now + dt.timedelta(seconds=wait), reason=failure.reason,
+            )  # fmt: skip
+
+    def _finish(
+        self,
+        delivery: queue.Claimed,
+        state: DeliveryState,
+        *,
+        parts_sent: int | None = None,
+        attempts: int | None = None,
+        reason: str | None = None,
+        message_id: str | None = None,
+        sent_at: dt.datetime | None = None,
+        next_attempt_at: dt.datetime | None = None,
+        deactivate: bool = False,
+    ) -> None:
+        self._outcomes.append(
+            queue.Outcome(
+                id=delivery.id,
+                state=state,
+                parts_sent=delivery.parts_sent if parts_sent is None else parts_sent,
+                attempts=delivery.attempts if attempts is None else attempts,
+                reason=reason,
+                platform_message_id=message_id,
+                sent_at=sent_at,
+                next_attempt_at=next_attempt_at,
+                deactivate_address=delivery.chat_address_id if deactivate else None,
+            )
+        )
+
+    async def _flush_if_due(self, *, force: bool = False) -> None:
+        due = time.monotonic() - self._last_flush >= FLUSH_INTERVAL_S
+        if self._outcomes and (force or due or len(self._outcomes) >= FLUSH_BATCH):
+            await self._flush()
+
+    async def _flush(self) -> None:
+        async with self._flush_lock:
+            batch, self._outcomes = self._outcomes, []
+            self._last_flush = time.monotonic()
+            if not batch:
+                return
+            try:
+                async with self._sessions.begin() as session:
+                    await queue.record(session, batch)
+            except Exception:
+                self._outcomes = batch + self._outcomes  # try again next time; nothing lost
+                raise
+
+    async def _drain(self) -> None:
+        if self._in_flight:
+            await asyncio.gather(*self._in_flight, return_exceptions=True)
+        await self._flush()
+        if self._holding:
+            async with self._sessions.begin() as session:
+                await leases.release(session, self.lease_name, self._holder)
+            self._holding = False

@@ -1,0 +1,231 @@
+"""The sender against the fake Bot APIs: outcomes, error mappings, pacing, splitting, cancel."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from zoneinfo import ZoneInfo
+
+import telegram
+import zalo_bot
+from sqlalchemy import select
+from telegram.request import HTTPXRequest
+
+from bot.telegram import TelegramChannel
+from bot.zalo import CheckedRequest, ZaloChannel
+from broadcasts import bulletins
+from broadcasts.channels import Channel
+from broadcasts.sender import Sender, SenderConfig
+from db.models import ChatAddress, Delivery, Official, Platform
+from tests.broadcasts.engine import (
+    add_people,
+    approved_bulletin,
+    bulletin_state,
+    start_run,
+    states,
+    wait_settled,
+)
+from tests.conftest import Database
+from tests.fakes.telegram_api import FakeTelegramAPI
+from tests.fakes.zalo_api import FakeZaloAPI
+
+TZ = ZoneInfo("Asia/Ho_Chi_Minh")
+FAST = {"backoff_s": (0.05,), "idle_poll_s": 0.05}
+
+
+@asynccontextmanager
+async def telegram_channel(api: FakeTelegramAPI) -> AsyncIterator[Channel]:
+    request = HTTPXRequest(connection_pool_size=64)
+    async with telegram.Bot(api.token, base_url=api.bot_base_url, request=request) as bot:
+        yield TelegramChannel(bot)
+
+
+@asynccontextmanager
+async def running_sender(
+    database: Database,
+    channel: Channel,
+    bot_id: int,
+    *,
+    clock: Callable[[], dt.datetime] | None = None,
+    **config: object,
+) -> AsyncIterator[Sender]:
+    options: dict[str, object] = {"rate_per_second": 200.0, "per_chat_interval": 0.05, **FAST}
+    options.update(config)
+    sender = Sender(
+        database.sessions, channel, SenderConfig(bot_id=bot_id, **options),  # type: ignore[arg-type]
+        tz=TZ, holder="test", **({"clock": clock} if clock else {}),
+    )  # fmt: skip
+    await sender.start()
+    try:
+        yield sender
+    finally:
+        await sender.stop()
+
+
+async def test_every_person_gets_the_bulletin_once(seeded: Database) -> None:
+    chats = [str(1000 + n) for n in range(40)]
+    async with FakeTelegramAPI() as api, telegram_channel(api) as channel:
+        bot_id = await add_people(seeded, Platform.telegram, chats)
+        run_id = await start_run(seeded, await approved_bulletin(seeded))
+        async with running_sender(seeded, channel, bot_id):
+            assert await wait_settled(seeded, run_id) == {"sent": 40}
+        assert sorted(str(r.chat_id) for r in api.sent) == sorted(chats)
+        assert all(r.text and r.text.startswith("📢 Thông báo gió mạnh") for r in api.sent)
+        async with seeded.sessions() as session:
+            ids = (await session.scalars(select(Delivery.platform_message_id))).all()
+        assert all(ids)
+
+
+async def test_each_platform_error_maps_to_its_outcome(seeded: Database) -> None:
+    async with FakeTelegramAPI() as api, telegram_channel(api) as channel:
+        bot_id = await add_people(seeded, Platform.telegram, ["1", "2", "3", "4", "5", "6"])
+        api.fail_chat(1, status=403)  # blocked the bot
+        api.fail_chat(2, status=400, description="Bad Request: chat not found")
+        api.fail_chat(3, status=502, times=2)  # two gateway errors, then fine
+        api.fail_chat(4, status=500)  # always failing
+        api.fail_chat(5, status=400, description="Bad Request: can't parse entities")
+        run_id = await start_run(seeded, await approved_bulletin(seeded))
+        async with running_sender(seeded, channel, bot_id, max_attempts=3):
+            counts = await wait_settled(seeded, run_id)
+        assert counts == {"sent": 2, "blocked": 1, "failed": 3}
+        async with seeded.sessions() as session:
+            rows = (
+                await session.execute(
+                    select(ChatAddress.chat_id, Delivery.state, Delivery.reason, Delivery.attempts)
+                    .join(ChatAddress, ChatAddress.id == Delivery.chat_address_id)
+                    .order_by(ChatAddress.chat_id)
+                )
+            ).all()
+            by_chat = {
+                chat: (state.value, reason, attempts) for chat, state, reason, attempts in rows
+            }
+            assert by_chat["1"][:2] == ("blocked", "blocked")
+            assert by_chat["2"][:2] == ("failed", "chat not found")
+            assert by_chat["3"] == ("sent", None, 2)  # two transient attempts, then sent
+            assert by_chat["4"][0] == "failed"
+            assert str(by_chat["4"][1]).startswith("retries exhausted")
+            assert str(by_chat["5"][1]).startswith("bad request")
+            active = dict(
+                (await session.execute(select(ChatAddress.chat_id, ChatAddress.active))).all()
+            )
+            assert active["1"] is False and active["2"] is False and active["3"] is True
+
+
+async def test_429_pauses_the_bot_and_is_not_an_attempt(seeded: Database) -> None:
+    chats = [str(n) for n in range(1, 21)]
+    async with FakeTelegramAPI() as api, telegram_channel(api) as channel:
+        bot_id = await add_people(seeded, Platform.telegram, chats)
+        run_id = await start_run(seeded, await approved_bulletin(seeded))
+        api.fail_next(3, status=429, retry_after=1)
+        started = time.monotonic()
+        async with running_sender(seeded, channel, bot_id):
+            assert await wait_settled(seeded, run_id) == {"sent": 20}
+        assert time.monotonic() - started >= 0.9  # the whole bot waited retry_after
+        async with seeded.sessions() as session:
+            attempts = (await session.scalars(select(Delivery.attempts))).all()
+        assert set(attempts) == {0}  # a 429 is not an attempt
+        assert len({r.chat_id for r in api.sent}) == 20 == len(api.sent)
+
+
+async def test_long_bulletins_are_split_and_urgent_ones_carry_the_button(
+    seeded: Database,
+) -> None:
+    body = "Bão số 3 đang mạnh lên, gió giật cấp 10, sóng biển cao 4 mét. " * 100  # ~6,300 chars
+    async with FakeTelegramAPI() as api, telegram_channel(api) as channel:
+        bot_id = await add_people(seeded, Platform.telegram, ["7", "8"])
+        bulletin_id = await approved_bulletin(seeded, body=body, urgent=True)
+        run_id = await start_run(seeded, bulletin_id)
+        async with running_sender(seeded, channel, bot_id):
+            assert await wait_settled(seeded, run_id) == {"sent": 2}
+        for chat in (7, 8):
+            parts = api.sent_to(chat)
+            assert len(parts) == 2
+            assert all(len(p.text or "") <= 4096 for p in parts)
+            assert parts[0].text and parts[0].text.startswith("🚨")
+            assert parts[0].reply_markup is None
+            assert f"ack:{bulletin_id}" in str(parts[1].reply_markup)
+            assert (parts[1].timestamp - parts[0].timestamp) >= 0.04  # the per-chat gap
+            joined = (parts[0].text or "") + " " + (parts[1].text or "")
+            assert joined.count("Bão số 3") == 100
+
+
+async def test_cancel_stops_new_sends_within_seconds(seeded: Database) -> None:
+    chats = [str(n) for n in range(1, 301)]
+    async with FakeTelegramAPI() as api, telegram_channel(api) as channel:
+        bot_id = await add_people(seeded, Platform.telegram, chats)
+        bulletin_id = await approved_bulletin(seeded)
+        run_id = await start_run(seeded, bulletin_id)
+        async with running_sender(seeded, channel, bot_id, rate_per_second=20.0):
+            await asyncio.sleep(1.5)
+            async with seeded.sessions.begin() as session:
+                bulletin = await bulletins.get(session, bulletin_id)
+                editor = await session.scalar(select(Official).where(Official.username == "editor"))
+                assert editor is not None
+                await bulletins.cancel(session, bulletin, editor, dt.datetime.now(dt.UTC))
+            cancelled_at = time.monotonic()
+            await asyncio.sleep(3)
+        late = [
+            r for r in api.sent if r.timestamp > time.time() - (time.monotonic() - cancelled_at) + 5
+        ]
+        assert late == []
+        counts = await states(seeded, run_id)
+        assert counts.get("pending", 0) == 0 and counts.get("sending", 0) == 0
+        assert counts["cancelled"] > 200
+        assert counts["sent"] == len(api.sent) < 100
+        assert await bulletin_state(seeded, bulletin_id) == "cancelled"
+
+
+async def test_quiet_hours_hold_routine_but_not_urgent(seeded: Database) -> None:
+    night = dt.datetime(2026, 11, 25, 16, 0, tzinfo=dt.UTC)  # 23:00 in Hải Phòng
+    async with FakeTelegramAPI() as api, telegram_channel(api) as channel:
+        bot_id = await add_people(seeded, Platform.telegram, ["11", "12"])
+        routine_run = await start_run(seeded, await approved_bulletin(seeded))
+        urgent_run = await start_run(seeded, await approved_bulletin(seeded, urgent=True))
+        async with running_sender(seeded, channel, bot_id, clock=lambda: night):
+            assert await wait_settled(seeded, urgent_run) == {"sent": 2}
+            await asyncio.sleep(0.5)
+        assert await states(seeded, routine_run) == {"pending": 2}  # waits for the morning
+        assert all((r.text or "").startswith("🚨") for r in api.sent)
+
+
+async def test_translations_and_expiry(seeded: Database) -> None:
+    async with FakeTelegramAPI() as api, telegram_channel(api) as channel:
+        bot_id = await add_people(seeded, Platform.telegram, ["21"], language="en")
+        await add_people(seeded, Platform.telegram, ["22"])
+        translated = await approved_bulletin(
+            seeded, translations={"en": ("Strong wind at sea", "Force 6 winds.")}
+        )
+        run_id = await start_run(seeded, translated)
+        async with running_sender(seeded, channel, bot_id):
+            await wait_settled(seeded, run_id)
+        assert (api.sent_to(21)[0].text or "").startswith("📢 Strong wind at sea")
+        assert (api.sent_to(22)[0].text or "").startswith("📢 Thông báo gió mạnh")
+
+        soon = dt.datetime.now(dt.UTC) + dt.timedelta(milliseconds=300)
+        expiring = await approved_bulletin(seeded, expires_at=soon)
+        run_id = await start_run(seeded, expiring)
+        await asyncio.sleep(0.5)
+        async with running_sender(seeded, channel, bot_id):
+            assert await wait_settled(seeded, run_id) == {"expired": 2}
+
+
+async def test_zalo_delivery_with_the_acknowledgement_hint(seeded: Database) -> None:
+    async with FakeZaloAPI() as api:
+        for chat in ("z1", "z2"):
+            api.register_chat(chat)
+        api.fail_chat("z3", status=403)
+        bot = zalo_bot.Bot(api.token, base_url=api.base_url)
+        bot._request = (CheckedRequest(), CheckedRequest())
+        async with bot:
+            bot_id = await add_people(seeded, Platform.zalo, ["z1", "z2", "z3", "z4"])
+            run_id = await start_run(seeded, await approved_bulletin(seeded, urgent=True))
+            async with running_sender(seeded, ZaloChannel(bot), bot_id):
+                counts = await wait_settled(seeded, run_id)
+        # z4 never wrote to the bot: Zalo answers ok:false, which is a failure, not silence.
+        assert counts == {"sent": 2, "blocked": 1, "failed": 1}
+        for chat in ("z1", "z2"):
+            text = api.sent_to(chat)[0].text or ""
+            assert text.startswith("🚨") and text.endswith("đã nhận được tin này.")
