@@ -24,9 +24,9 @@ from telegram.warnings import PTBDeprecationWarning
 from bot import texts
 from bot.conversation import Conversation, EventKind, Inbound, Option, Reply, ack_option
 from broadcasts.channels import FailureKind, Outbound, SendFailure
+from broadcasts.parts import PartStatus
 from db.models import Platform
 from db.text import split_message
-from web.app import PartStatus
 
 log = logging.getLogger(__name__)
 

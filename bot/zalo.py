@@ -18,9 +18,9 @@ from bot import texts
 from bot.conversation import Conversation, EventKind, Inbound, Option, Reply
 from bot.telegram import webhook_secret_ok
 from broadcasts.channels import FailureKind, Outbound, SendFailure
+from broadcasts.parts import PartStatus
 from db.models import Platform
 from db.text import split_message
-from web.app import PartStatus
 
 log = logging.getLogger(__name__)
 

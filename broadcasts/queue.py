@@ -163,17 +163,20 @@ async def record(session: AsyncSession, outcomes: Sequence[Outcome]) -> None:
         )
 
 
-async def sweep(session: AsyncSession, *, bot_id: int, now: dt.datetime) -> tuple[int, int]:
+async def sweep(
+    session: AsyncSession, *, bot_id: int, now: dt.datetime, takeover: bool = False
+) -> tuple[int, int]:
     """Return expired `sending` leases: urgent to pending (at-least-once), routine to unknown.
 
     Only the holder of the bot's sender lease calls this, so every expired lease it sees
-    belongs to a sender that died. Returns (requeued, unknown).
+    belongs to a sender that died. On `takeover` (the bot's lease just changed hands, so
+    the previous sender is gone) every `sending` row is swept at once, without waiting
+    for the rows' own leases: a storm warning must not wait a minute. Returns
+    (requeued, unknown).
     """
-    expired = (
-        Delivery.bot_id == bot_id,
-        Delivery.state == DeliveryState.sending,
-        Delivery.lease_until < now,
-    )
+    expired = [Delivery.bot_id == bot_id, Delivery.state == DeliveryState.sending]
+    if not takeover:
+        expired.append(Delivery.lease_until < now)
     requeued = await session.execute(
         update(Delivery)
         .where(*expired, Delivery.priority == URGENT)

@@ -107,8 +107,14 @@ async def fan_out(
 
 
 async def finish_runs(session: AsyncSession, now: dt.datetime) -> list[int]:
-    """Runs with nothing left pending or sending become done; bulletins without open runs
-    or active schedules become sent."""
+    """Close finished runs, then bring bulletin states in line with runs and schedules.
+
+    A run with nothing pending or sending is done. A sending bulletin with no open run
+    goes back to scheduled while a schedule is active, else it is sent. A scheduled one
+    whose schedules are used up is sent when something went out, else approved again
+    (every firing was missed), so an official can schedule it anew. Returns the runs
+    closed now.
+    """
     open_states = [DeliveryState.pending, DeliveryState.sending]
     still_open = select(Delivery.run_id).where(Delivery.state.in_(open_states)).distinct()
     done = (
@@ -128,13 +134,19 @@ async def finish_runs(session: AsyncSession, now: dt.datetime) -> list[int]:
         BroadcastRun.state.in_([RunState.pending, RunState.sending])
     )
     scheduled = select(Schedule.bulletin_id).where(Schedule.active.is_(True))
-    await session.execute(
-        update(Bulletin)
-        .where(
-            Bulletin.state == BulletinState.sending,
-            Bulletin.id.not_in(open_runs),
-            Bulletin.id.not_in(scheduled),
+    went_out = select(BroadcastRun.bulletin_id).where(BroadcastRun.state == RunState.done)
+    idle = (Bulletin.id.not_in(open_runs),)
+    transitions = [
+        (BulletinState.sending, Bulletin.id.in_(scheduled), BulletinState.scheduled),
+        (BulletinState.sending, Bulletin.id.not_in(scheduled), BulletinState.sent),
+        (BulletinState.scheduled, Bulletin.id.not_in(scheduled) & Bulletin.id.in_(went_out),
+         BulletinState.sent),
+        (BulletinState.scheduled, Bulletin.id.not_in(scheduled), BulletinState.approved),
+    ]  # fmt: skip
+    for before, condition, after in transitions:
+        await session.execute(
+            update(Bulletin)
+            .where(Bulletin.state == before, condition, *idle)
+            .values(state=after, updated_at=now)
         )
-        .values(state=BulletinState.sent, updated_at=now)
-    )
     return list(done)

@@ -34,7 +34,7 @@ class SenderConfig:
     per_chat_interval: float = 1.0
     quiet_start: dt.time | None = dt.time(21, 0)
     quiet_end: dt.time | None = dt.time(6, 0)
-    lease_ttl: dt.timedelta = dt.timedelta(seconds=15)
+    lease_ttl: dt.timedelta = dt.timedelta(seconds=10)  # renewed every second
     delivery_lease: dt.timedelta = dt.timedelta(seconds=60)
     batch_seconds: float = 1.0  # claim about this many seconds of sending at a time
     max_in_flight: int = 64
@@ -154,7 +154,9 @@ class Sender:
                 session, self.lease_name, self._holder, now, self._config.lease_ttl
             )
             if holding and not self._holding:
-                requeued, unknown = await queue.sweep(session, bot_id=self._config.bot_id, now=now)
+                requeued, unknown = await queue.sweep(
+                    session, bot_id=self._config.bot_id, now=now, takeover=True
+                )
                 if requeued or unknown:
                     log.warning(
                         "%s: took over; %d urgent deliveries requeued, %d routine unknown",

@@ -413,7 +413,8 @@ class Delivery(Base):
         ForeignKey("chat_addresses.id", ondelete="SET NULL")
     )
     bot_id: Mapped[int] = mapped_column(ForeignKey("bots.id"))
-    # The audience area that matched this address, for per-commune reports.
+    # The area this person follows that put them in the audience (their commune or
+    # village, never a whole province): what per-commune reports group by.
     area_id: Mapped[int | None] = mapped_column(ForeignKey("areas.id"))
     # 0 = urgent, 1 = routine: claims order by it so warnings overtake routine sends.
     priority: Mapped[int] = mapped_column(Integer, default=1)

@@ -355,5 +355,10 @@ def audio_normalize(
     typer.echo(to_spoken(text))
 
 
+# Mounted last: bulletin_cli uses this module's helpers (looked up when its commands run).
+from haidang.bulletin_cli import bulletin_app  # noqa: E402
+
+app.add_typer(bulletin_app, name="bulletin")
+
 if __name__ == "__main__":
     app()

@@ -7,7 +7,10 @@ import contextlib
 import hashlib
 import hmac
 import logging
+import os
 import signal
+import socket
+import uuid
 from collections.abc import Generator
 from typing import Protocol
 
@@ -21,13 +24,17 @@ from bot.telegram import WEBHOOK_PATH as TELEGRAM_WEBHOOK_PATH
 from bot.telegram import TelegramFrontEnd
 from bot.zalo import WEBHOOK_PATH as ZALO_WEBHOOK_PATH
 from bot.zalo import ZaloFrontEnd
+from broadcasts.channels import ChannelRegistry
+from broadcasts.parts import PartStatus
+from broadcasts.schedules import Scheduler
+from broadcasts.sender import Sender, SenderConfig
 from broadcasts.subscribers import ensure_bot
 from db import schema
 from db.engine import make_engine, make_sessionmaker
-from db.models import Platform
+from db.models import Bot, Platform
 from db.seed import seed_all
 from haidang.settings import Settings
-from web.app import PartStatus, Webhook, create_app
+from web.app import Webhook, create_app
 
 log = logging.getLogger("haidang.serve")
 
@@ -162,6 +169,7 @@ class ChatPart:
         )
         await front.start()
         self.front = front
+        self._service.channels.register(bot_id, front.channel())
 
     async def stop(self) -> None:
         if self.front is not None:
@@ -171,6 +179,66 @@ class ChatPart:
         if self.front is None:
             return Response(status_code=503)  # not started yet: the platform retries
         return await self.front.webhook(request)
+
+
+class SchedulerPart:
+    """Fires schedules into broadcast runs; one active across processes (a lease)."""
+
+    name = "scheduler"
+
+    def __init__(self, service: Service) -> None:
+        self._scheduler = Scheduler(service.sessions, tz=service.settings.tz, holder=service.holder)
+
+    def status(self) -> PartStatus:
+        return self._scheduler.status()
+
+    async def start(self) -> None:
+        await self._scheduler.start()
+
+    async def stop(self) -> None:
+        await self._scheduler.stop()
+
+
+class SendersPart:
+    """One sender per running bot; each takes its bot's lease before it sends."""
+
+    name = "senders"
+
+    def __init__(self, service: Service) -> None:
+        self._service = service
+        self.senders: list[Sender] = []
+
+    def status(self) -> PartStatus:
+        if not self.senders:
+            return PartStatus(active=False, detail="no bot is configured")
+        states = [f"{s.name} {'active' if s.holding else 'standby'}" for s in self.senders]
+        return PartStatus(active=True, detail=", ".join(states))
+
+    async def start(self) -> None:
+        service = self._service
+        for bot_id in service.channels.bot_ids():
+            channel = service.channels.get(bot_id)
+            if channel is None:
+                continue
+            async with service.sessions() as session:
+                bot = await session.get_one(Bot, bot_id)
+            # Paid broadcasts lift Telegram's bulk limit to 1000 messages a second.
+            rate = 1000.0 if bot.paid_broadcast else bot.rate_per_second
+            config = SenderConfig(
+                bot_id=bot_id,
+                rate_per_second=rate,
+                per_chat_interval=bot.per_chat_interval,
+                quiet_start=bot.quiet_start,
+                quiet_end=bot.quiet_end,
+            )
+            sender = Sender(
+                service.sessions, channel, config, tz=service.settings.tz, holder=service.holder
+            )
+            await sender.start()
+            self.senders.append(sender)
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(sender.stop() for sender in self.senders))
 
 
 def _secret(value: SecretStr | None) -> str:
@@ -200,6 +268,9 @@ class Service:
         self.engine: AsyncEngine = engine or make_engine(settings.database_url)
         self.sessions: async_sessionmaker[AsyncSession] = make_sessionmaker(self.engine)
         self.conversation = Conversation(self.sessions)
+        self.channels = ChannelRegistry()
+        # Who holds leases from this process: readable in the leases table by an operator.
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         chat_parts = _chat_parts(settings, self)
         self.webhooks: dict[str, Webhook] = {}
         for part in chat_parts:
@@ -210,8 +281,14 @@ class Service:
                     else ZALO_WEBHOOK_PATH
                 )
                 self.webhooks[path] = part.webhook
-        # The web app starts first, so webhooks have somewhere to land when registered.
-        self.parts: list[Part] = [WebPart(settings, self), *chat_parts]
+        # The web app starts first, so webhooks have somewhere to land when registered;
+        # senders start last, once every bot's channel is registered, and stop first.
+        self.parts: list[Part] = [
+            WebPart(settings, self),
+            *chat_parts,
+            SchedulerPart(self),
+            SendersPart(self),
+        ]
 
     def statuses(self) -> dict[str, PartStatus]:
         return {part.name: part.status() for part in self.parts}

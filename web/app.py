@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from broadcasts.parts import PartStatus
 
 log = logging.getLogger(__name__)
 TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
@@ -26,14 +27,6 @@ def app_version() -> str:
         return version("haidang")
     except PackageNotFoundError:  # running from a source tree that was never installed
         return "0+unknown"
-
-
-@dataclass(frozen=True)
-class PartStatus:
-    """Whether one part of the service runs, and why not when it does not."""
-
-    active: bool
-    detail: str
 
 
 Webhook = Callable[[Request], Awaitable[Response]]

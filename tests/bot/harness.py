@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,6 +92,19 @@ async def until(probe: Callable[[], T | None], timeout: float = 5.0) -> T:  # no
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s")
         await asyncio.sleep(0.02)
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]],
+    expected: T,
+    timeout: float = 10.0,  # noqa: ASYNC109
+) -> None:
+    """Poll an async `probe` until it returns `expected` (database state, usually)."""
+    deadline = time.monotonic() + timeout
+    while (value := await probe()) != expected:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"expected {expected!r}, still {value!r} after {timeout} s")
+        await asyncio.sleep(0.05)
 
 
 async def wait_text(

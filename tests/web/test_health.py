@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import httpx
 
+from broadcasts.parts import PartStatus
 from db.engine import make_engine
 from tests.conftest import Database
-from web.app import PartStatus, create_app
+from web.app import create_app
 
 
 def _parts() -> dict[str, PartStatus]:

@@ -1,0 +1,340 @@
+"""Receipts and reports: delivery counts by state, failure reasons and "Đã nhận" rates."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, Integer, Select, case, func, select, type_coerce
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from broadcasts import bulletins
+from db.models import (
+    Acknowledgement,
+    Area,
+    AreaKind,
+    BroadcastRun,
+    Bulletin,
+    Delivery,
+    DeliveryState,
+    Priority,
+    RunState,
+)
+
+# Failed and blocked deliveries are explained by their reason code; other states explain
+# themselves.
+REASON_STATES = (DeliveryState.failed, DeliveryState.blocked)
+
+# --- CSV copy (Vietnamese: the file is opened by officials in Excel) ---------------------------
+
+CSV_HEADERS_BEFORE = ("mã", "xã/phường", "tỉnh/thành")
+CSV_STATE_HEADERS: dict[DeliveryState, str] = {
+    DeliveryState.pending: "chờ gửi",
+    DeliveryState.sending: "đang gửi",
+    DeliveryState.sent: "đã gửi",
+    DeliveryState.failed: "lỗi",
+    DeliveryState.blocked: "bị chặn",
+    DeliveryState.expired: "hết hạn",
+    DeliveryState.unknown: "không rõ",
+    DeliveryState.cancelled: "đã hủy",
+}
+CSV_HEADERS_AFTER = ("đã nhận", "tỉ lệ đã nhận")
+CSV_UNKNOWN_AREA = "(không rõ)"
+# Excel reads UTF-8 without a byte order mark as the local code page and mangles diacritics.
+BOM = "\ufeff"
+# Cells Excel would evaluate as a formula (CSV injection): prefixed with a quote.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """Receipts of one broadcast run."""
+
+    run_id: int
+    bulletin_id: int
+    fire_at: dt.datetime
+    state: RunState
+    total: int
+    counts: dict[str, int]  # every DeliveryState value, 0 when none
+    acknowledgements: int
+    ack_rate: float | None  # acknowledgements / sent; urgent bulletins only
+    failure_reasons: dict[str, int]  # reason code → failed or blocked deliveries
+
+
+@dataclass(frozen=True)
+class CommuneRow:
+    """Receipts of one bulletin in one area (a commune, village or province)."""
+
+    area_code: str  # "" when the area is unknown (no area recorded)
+    area_name: str
+    province_name: str
+    counts: dict[str, int]  # every DeliveryState value, over all runs
+    # Distinct chat addresses with a sent delivery over all runs: the rate's denominator
+    # (equal to counts["sent"] for a bulletin with one run).
+    sent: int
+    acknowledgements: int
+    ack_rate: float | None  # acknowledgements / sent; urgent bulletins only
+
+
+def _empty_counts() -> dict[str, int]:
+    return {state.value: 0 for state in DeliveryState}
+
+
+def _rate(acknowledgements: int, sent: int, priority: Priority) -> float | None:
+    # Routine bulletins carry no "Đã nhận" button, so a rate would only ever read 0 %.
+    if priority is not Priority.urgent or sent == 0:
+        return None
+    return acknowledgements / sent
+
+
+def _runs_of(bulletin_id: int) -> Select[int]:
+    return select(BroadcastRun.id).where(BroadcastRun.bulletin_id == bulletin_id)
+
+
+async def _run_reports(
+    session: AsyncSession, bulletin: Bulletin, runs: Sequence[BroadcastRun]
+) -> list[RunReport]:
+    """Reports for `runs` of `bulletin` with three GROUP BY queries, whatever their size."""
+    if not runs:
+        return []
+    run_ids = [run.id for run in runs]
+    counts: dict[int, dict[str, int]] = {run_id: _empty_counts() for run_id in run_ids}
+    by_state = await session.execute(
+        select(Delivery.run_id, Delivery.state, func.count())
+        .where(Delivery.run_id.in_(run_ids))
+        .group_by(Delivery.run_id, Delivery.state)
+    )
+    for run_id, state, count in by_state.all():
+        counts[run_id][DeliveryState(state).value] = int(count)
+
+    reasons: dict[int, dict[str, int]] = {run_id: {} for run_id in run_ids}
+    by_reason = await session.execute(
+        select(Delivery.run_id, Delivery.state, Delivery.reason, func.count())
+        .where(Delivery.run_id.in_(run_ids), Delivery.state.in_(REASON_STATES))
+        .group_by(Delivery.run_id, Delivery.state, Delivery.reason)
+    )
+    for run_id, state, reason, count in by_reason.all():
+        key = reason or DeliveryState(state).value
+        reasons[run_id][key] = reasons[run_id].get(key, 0) + int(count)
+
+    acks = await _acks_by_run(session, bulletin.id)
+    return [
+        RunReport(
+            run_id=run.id,
+            bulletin_id=bulletin.id,
+            fire_at=run.fire_at,
+            state=run.state,
+            total=run.total,
+            counts=counts[run.id],
+            acknowledgements=acks.get(run.id, 0),
+            ack_rate=_rate(
+                acks.get(run.id, 0), counts[run.id][DeliveryState.sent.value], bulletin.priority
+            ),
+            failure_reasons=dict(sorted(reasons[run.id].items(), key=lambda kv: (-kv[1], kv[0]))),
+        )
+        for run in runs
+    ]
+
+
+async def _acks_by_run(session: AsyncSession, bulletin_id: int) -> dict[int, int]:
+    """Acknowledgements per run of a bulletin.
+
+    A tap is once per person per bulletin and often carries no run, so an unlinked tap is
+    credited to the latest run fired at or before it (the message the person answered).
+    """
+    latest_before = (
+        select(BroadcastRun.id)
+        .where(
+            BroadcastRun.bulletin_id == Acknowledgement.bulletin_id,
+            BroadcastRun.fire_at <= Acknowledgement.created_at,
+        )
+        .order_by(BroadcastRun.fire_at.desc())
+        .limit(1)
+        .correlate(Acknowledgement)
+        .scalar_subquery()
+    )
+    credited = (
+        select(func.coalesce(Acknowledgement.run_id, latest_before).label("run_id"))
+        .where(Acknowledgement.bulletin_id == bulletin_id)
+        .subquery()
+    )
+    run_id = type_coerce(credited.c.run_id, Integer)
+    rows = await session.execute(
+        select(run_id, func.count()).where(run_id.is_not(None)).group_by(run_id)
+    )
+    return {int(run): int(count) for run, count in rows.all()}
+
+
+def _reached_columns() -> tuple[ColumnElement[int], ColumnElement[int]]:
+    """Distinct addresses reached, plus erased addresses (NULL: each counts once)."""
+    return (
+        func.count(Delivery.chat_address_id.distinct()),
+        func.coalesce(func.sum(case((Delivery.chat_address_id.is_(None), 1), else_=0)), 0),
+    )
+
+
+async def run_report(session: AsyncSession, run_id: int) -> RunReport:
+    """Counts by delivery state, failure reasons and acknowledgements of one run.
+
+    Raises BulletinError for an unknown run.
+    """
+    run = await session.get(BroadcastRun, run_id)
+    if run is None:
+        raise bulletins.BulletinError(f"no broadcast run {run_id}")
+    bulletin = await session.get_one(Bulletin, run.bulletin_id)
+    return (await _run_reports(session, bulletin, [run]))[0]
+
+
+async def bulletin_report(session: AsyncSession, bulletin_id: int) -> dict[str, Any]:
+    """The whole bulletin: state, per-run RunReports and totals over all runs.
+
+    Keys: id, title, state, priority, counts, failure_reasons, sent (distinct addresses
+    reached), acknowledgements, ack_rate (urgent only) and runs (RunReports, oldest first).
+    Raises BulletinError for an unknown bulletin.
+    """
+    bulletin = await bulletins.get(session, bulletin_id)
+    runs = (
+        await session.scalars(
+            select(BroadcastRun)
+            .where(BroadcastRun.bulletin_id == bulletin.id)
+            .order_by(BroadcastRun.fire_at, BroadcastRun.id)
+        )
+    ).all()
+    reports = await _run_reports(session, bulletin, runs)
+    counts = _empty_counts()
+    reasons: dict[str, int] = {}
+    for report in reports:
+        for state, count in report.counts.items():
+            counts[state] += count
+        for reason, count in report.failure_reasons.items():
+            reasons[reason] = reasons.get(reason, 0) + count
+    distinct, erased = (
+        await session.execute(
+            select(*_reached_columns()).where(
+                Delivery.run_id.in_(_runs_of(bulletin.id)),
+                Delivery.state == DeliveryState.sent,
+            )
+        )
+    ).one()
+    sent = int(distinct) + int(erased)
+    acknowledgements = int(
+        await session.scalar(select(func.count()).where(Acknowledgement.bulletin_id == bulletin.id))
+        or 0
+    )
+    return {
+        "id": bulletin.id,
+        "title": bulletin.title,
+        "state": bulletin.state,
+        "priority": bulletin.priority,
+        "counts": counts,
+        "failure_reasons": dict(sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))),
+        "sent": sent,
+        "acknowledgements": acknowledgements,
+        "ack_rate": _rate(acknowledgements, sent, bulletin.priority),
+        "runs": reports,
+    }
+
+
+async def commune_rows(session: AsyncSession, bulletin_id: int) -> list[CommuneRow]:
+    """Receipts per area over all runs, ordered by area code (unknown area last).
+
+    Deliveries are grouped by the area that matched the person (Delivery.area_id: a commune,
+    village or province), taps by Acknowledgement.area_id. Raises BulletinError for an
+    unknown bulletin.
+    """
+    bulletin = await bulletins.get(session, bulletin_id)
+    runs = _runs_of(bulletin.id)
+    counts: dict[int | None, dict[str, int]] = {}
+    by_state = await session.execute(
+        select(Delivery.area_id, Delivery.state, func.count())
+        .where(Delivery.run_id.in_(runs))
+        .group_by(Delivery.area_id, Delivery.state)
+    )
+    for area_id, state, count in by_state.all():
+        counts.setdefault(area_id, _empty_counts())[DeliveryState(state).value] = int(count)
+
+    reached = await session.execute(
+        select(Delivery.area_id, *_reached_columns())
+        .where(Delivery.run_id.in_(runs), Delivery.state == DeliveryState.sent)
+        .group_by(Delivery.area_id)
+    )
+    sent = {area_id: int(distinct) + int(erased) for area_id, distinct, erased in reached.all()}
+
+    taps = await session.execute(
+        select(Acknowledgement.area_id, func.count())
+        .where(Acknowledgement.bulletin_id == bulletin.id)
+        .group_by(Acknowledgement.area_id)
+    )
+    acks = {area_id: int(count) for area_id, count in taps.all()}
+
+    known = {area_id for area_id in (*counts, *acks) if area_id is not None}
+    names: dict[int, tuple[str, str, str]] = {}
+    if known:
+        province = aliased(Area)
+        rows = await session.execute(
+            select(Area.id, Area.code, Area.name, Area.kind, province.name)
+            .outerjoin(province, Area.province_id == province.id)
+            .where(Area.id.in_(known))
+        )
+        for area_id, code, name, kind, province_name in rows.all():
+            # A province has no province above it: it is its own.
+            own = name if kind is AreaKind.province else ""
+            names[area_id] = (code, name, province_name or own)
+
+    result: list[CommuneRow] = []
+    for area_id in (*counts, *(a for a in acks if a not in counts)):
+        code, name, province_name = (
+            names.get(area_id, ("", CSV_UNKNOWN_AREA, ""))
+            if area_id is not None
+            else ("", CSV_UNKNOWN_AREA, "")
+        )
+        area_acks = acks.get(area_id, 0)
+        area_sent = sent.get(area_id, 0)
+        result.append(
+            CommuneRow(
+                area_code=code,
+                area_name=name,
+                province_name=province_name,
+                counts=counts.get(area_id, _empty_counts()),
+                sent=area_sent,
+                acknowledgements=area_acks,
+                ack_rate=_rate(area_acks, area_sent, bulletin.priority),
+            )
+        )
+    result.sort(key=lambda row: (row.area_code == "", row.area_code))
+    return result
+
+
+def _cell(text: str) -> str:
+    return "'" + text if text.startswith(_FORMULA_STARTS) else text
+
+
+def commune_csv(rows: list[CommuneRow]) -> str:
+    """A CSV (UTF-8 with BOM, so Excel shows diacritics) of `rows` with a header row.
+
+    Columns: mã, xã/phường, tỉnh/thành, one per delivery state, đã nhận, tỉ lệ đã nhận
+    (a percentage with one decimal; empty for routine bulletins).
+    """
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(
+        [*CSV_HEADERS_BEFORE, *(CSV_STATE_HEADERS[s] for s in DeliveryState), *CSV_HEADERS_AFTER]
+    )
+    for row in rows:
+        rate = "" if row.ack_rate is None else f"{row.ack_rate * 100:.1f}%"
+        writer.writerow(
+            [
+                _cell(row.area_code),
+                _cell(row.area_name),
+                _cell(row.province_name),
+                *(row.counts.get(state.value, 0) for state in DeliveryState),
+                row.acknowledgements,
+                rate,
+            ]
+        )
+    return BOM + out.getvalue()

@@ -1,0 +1,145 @@
+"""Fault tests: a sender killed mid-broadcast, and two workers claiming one queue."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select, text, update
+
+from broadcasts import schedules
+from broadcasts.sender import FLUSH_INTERVAL_S, SenderConfig
+from db import schema
+from db.engine import make_engine, make_sessionmaker
+from db.models import Bot, Official, Platform
+from db.seed import seed_all
+from haidang.settings import normalise_database_url
+from tests.broadcasts.engine import add_people, approved_bulletin, start_run
+from tests.conftest import Database
+from tests.fakes.telegram_api import FakeTelegramAPI
+from tests.test_serve import _free_port
+
+PEOPLE = 2000
+RATE = 200.0  # the test bot's rate, so the whole broadcast takes ~10 s
+DUPLICATE_BOUND = int(RATE * FLUSH_INTERVAL_S) + SenderConfig.max_in_flight
+
+
+def _serve(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "haidang", "serve"], env=env, stdout=out, stderr=out
+        )
+
+
+def _prepare(url: str) -> int:
+    """A migrated database with PEOPLE subscribers and an urgent bulletin scheduled now."""
+
+    async def build() -> int:
+        engine = make_engine(url)
+        database = Database("fault", url, engine, make_sessionmaker(engine))
+        async with database.sessions.begin() as session:
+            await seed_all(session)
+        bot_id = await add_people(
+            database, Platform.telegram, [str(10_000 + n) for n in range(PEOPLE)]
+        )
+        async with database.sessions.begin() as session:
+            await session.execute(update(Bot).where(Bot.id == bot_id).values(rate_per_second=RATE))
+        bulletin_id = await approved_bulletin(database, body="Bão khẩn cấp!", urgent=True)
+        async with database.sessions.begin() as session:
+            from broadcasts import bulletins
+
+            bulletin = await bulletins.get(session, bulletin_id)
+            editor = await session.scalar(select(Official).where(Official.username == "editor"))
+            assert editor is not None
+            import datetime as dt
+
+            await schedules.schedule(
+                session, bulletin, editor, now=dt.datetime.now(dt.UTC),
+                tz=ZoneInfo("Asia/Ho_Chi_Minh"),
+            )  # fmt: skip
+        await engine.dispose()
+        return bulletin_id
+
+    schema.upgrade(url)
+    return asyncio.run(build())
+
+
+def _bulletin_messages(api: FakeTelegramAPI) -> Counter[str]:
+    return Counter(str(r.chat_id) for r in api.sent if "Bão khẩn cấp" in (r.text or ""))
+
+
+def _wait(predicate: object, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def test_sigkill_mid_urgent_broadcast_then_restart(database_url: str, tmp_path: Path) -> None:
+    url = normalise_database_url(database_url)
+    _prepare(url)
+    log = tmp_path / "serve.log"
+    with FakeTelegramAPI(latency=0.005).running_in_thread() as api:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "ZALO_"))}
+        env.update(
+            DATABASE_URL=database_url, DATA_DIR=str(tmp_path / "var"), LOG_LEVEL="INFO",
+            HTTP_PORT=str(_free_port()), TELEGRAM_BOT_TOKEN=api.token,
+            TELEGRAM_API_BASE_URL=api.base_url, PUBLIC_BASE_URL="",
+        )  # fmt: skip
+        first = _serve(env, log)
+        try:
+            _wait(lambda: sum(_bulletin_messages(api).values()) >= PEOPLE // 3, 60, "sends")
+        finally:
+            first.send_signal(signal.SIGKILL)
+            first.wait(10)
+        at_kill = sum(_bulletin_messages(api).values())
+        assert at_kill < PEOPLE, "the broadcast finished before the kill; slow it down"
+
+        env["HTTP_PORT"] = str(_free_port())
+        second = _serve(env, log)
+        try:
+            _wait(lambda: len(_bulletin_messages(api)) == PEOPLE, 90, "every person reached")
+            time.sleep(1.0)  # let the last outcomes land
+        finally:
+            second.send_signal(signal.SIGTERM)
+            assert second.wait(30) == 0, log.read_text()
+        received = _bulletin_messages(api)
+    # Nobody misses the warning; duplicates stay within the documented bound.
+    assert set(received) == {str(10_000 + n) for n in range(PEOPLE)}
+    duplicates = sum(received.values()) - PEOPLE
+    assert 0 <= duplicates <= DUPLICATE_BOUND, (duplicates, DUPLICATE_BOUND)
+    text = log.read_text()
+    assert "took over" in text or duplicates == 0
+    print(f"killed after {at_kill} sends; {duplicates} duplicates (bound {DUPLICATE_BOUND})")
+
+
+async def test_two_workers_never_claim_the_same_delivery(seeded: Database, tmp_path: Path) -> None:
+    bot_id = await add_people(seeded, Platform.telegram, [str(n) for n in range(1, 1501)])
+    await start_run(seeded, await approved_bulletin(seeded))
+    schema_args: list[str] = []
+    if seeded.backend == "postgresql":
+        async with seeded.engine.connect() as connection:
+            schema_args = [str((await connection.execute(text("SHOW search_path"))).scalar())]
+    outs = [tmp_path / "a.txt", tmp_path / "b.txt"]
+    start_at = str(time.time() + 3)  # after both interpreters are up
+    workers = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tests.broadcasts.claim_worker", seeded.url, str(bot_id),
+            str(out), start_at, *schema_args,
+        )
+        for out in outs
+    ]  # fmt: skip
+    codes = await asyncio.gather(*(w.wait() for w in workers))
+    assert codes == [0, 0]
+    claimed = [[int(x) for x in out.read_text().split()] for out in outs]
+    assert claimed[0] and claimed[1], "both workers should have claimed some"
+    assert not set(claimed[0]) & set(claimed[1])
+    assert len(claimed[0]) + len(claimed[1]) == 1500

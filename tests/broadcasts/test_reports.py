@@ -1,0 +1,355 @@
+"""Receipts and reports: counts by state, failure reasons, acknowledgement rates, the CSV."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+from dataclasses import dataclass
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from broadcasts import areas, bulletins, reports
+from db.models import (
+    Acknowledgement,
+    AreaKind,
+    Bot,
+    BroadcastRun,
+    Bulletin,
+    BulletinState,
+    ChatAddress,
+    Delivery,
+    DeliveryState,
+    Official,
+    OfficialRole,
+    Platform,
+    Priority,
+    RunState,
+    Subscriber,
+)
+from tests.conftest import Database
+
+T0 = dt.datetime(2026, 11, 25, 23, 0, tzinfo=dt.UTC)  # 06:00 local on the 26th
+T1 = T0 + dt.timedelta(days=1)
+MINUTE = dt.timedelta(minutes=1)
+
+
+@dataclass
+class Receipts:
+    """Ids of what build_receipts made: an urgent bulletin with two runs, a routine one."""
+
+    bulletin_id: int
+    routine_id: int
+    run1: int
+    run2: int
+
+
+class Builder:
+    """Plain ORM rows: people with one chat address each on one bot."""
+
+    def __init__(self, session: AsyncSession, bot: Bot) -> None:
+        self.session = session
+        self.bot = bot
+        self.count = 0
+
+    async def person(self) -> tuple[Subscriber, ChatAddress]:
+        self.count += 1
+        subscriber = Subscriber(display_name=f"Ngư dân {self.count}")
+        self.session.add(subscriber)
+        await self.session.flush()
+        address = ChatAddress(
+            subscriber_id=subscriber.id, bot_id=self.bot.id, chat_id=str(1000 + self.count)
+        )
+        self.session.add(address)
+        await self.session.flush()
+        return subscriber, address
+
+    async def deliveries(
+        self,
+        run: BroadcastRun,
+        area_id: int,
+        state: DeliveryState,
+        n: int,
+        reason: str | None = None,
+        addresses: list[ChatAddress] | None = None,
+    ) -> list[tuple[Subscriber, ChatAddress]]:
+        people: list[tuple[Subscriber, ChatAddress]] = []
+        for i in range(n):
+            if addresses is None:
+                people.append(await self.person())
+                address = people[-1][1]
+            else:
+                address = addresses[i]
+            self.session.add(
+                Delivery(
+                    run_id=run.id,
+                    chat_address_id=address.id,
+                    bot_id=self.bot.id,
+                    area_id=area_id,
+                    priority=0,
+                    state=state,
+                    reason=reason,
+                )
+            )
+        await self.session.flush()
+        return people
+
+
+async def build_receipts(seeded: Database) -> Receipts:
+    """Deliveries in every interesting state and area, and taps (also used by CLI tests)."""
+    async with seeded.sessions.begin() as session:
+        cat_hai = await areas.get_by_code(session, "11914")
+        binh_son = await areas.get_by_code(session, "21040")
+        hai_phong = await areas.get_by_code(session, "p31")
+        village = await areas.add_subarea(session, "11914", "Thôn Liên Minh", AreaKind.village)
+        author = Official(username="lan", password_hash="x", role=OfficialRole.admin)
+        bot = Bot(platform=Platform.telegram)
+        session.add_all([author, bot])
+        await session.flush()
+
+        def bulletin(priority: Priority) -> Bulletin:
+            return Bulletin(
+                title="Bão số 3",
+                body="Tàu thuyền vào nơi tránh trú an toàn.",
+                priority=priority,
+                state=BulletinState.sending,
+                author_id=author.id,
+            )
+
+        urgent, routine = bulletin(Priority.urgent), bulletin(Priority.routine)
+        session.add_all([urgent, routine])
+        await session.flush()
+        run1 = BroadcastRun(bulletin_id=urgent.id, fire_at=T0, state=RunState.done, total=15)
+        run2 = BroadcastRun(bulletin_id=urgent.id, fire_at=T1, state=RunState.sending, total=6)
+        other = BroadcastRun(bulletin_id=routine.id, fire_at=T0, state=RunState.done, total=2)
+        session.add_all([run1, run2, other])
+        await session.flush()
+
+        b = Builder(session, bot)
+        # Run 1 (15 deliveries).
+        cat_hai_sent = await b.deliveries(run1, cat_hai.id, DeliveryState.sent, 4)
+        await b.deliveries(run1, cat_hai.id, DeliveryState.failed, 1, "chat_not_found")
+        await b.deliveries(run1, cat_hai.id, DeliveryState.blocked, 1)  # no reason recorded
+        await b.deliveries(run1, village.id, DeliveryState.sent, 2)
+        await b.deliveries(run1, village.id, DeliveryState.pending, 1)
+        binh_son_sent = await b.deliveries(run1, binh_son.id, DeliveryState.sent, 3)
+        await b.deliveries(run1, binh_son.id, DeliveryState.failed, 1, "bad_request")
+        await b.deliveries(run1, binh_son.id, DeliveryState.failed, 1, "chat_not_found")
+        await b.deliveries(run1, hai_phong.id, DeliveryState.unknown, 1)
+        # Run 2 reaches the same four people of Cát Hải again (6 deliveries).
+        await b.deliveries(
+            run2, cat_hai.id, DeliveryState.sent, 4, addresses=[a for _, a in cat_hai_sent]
+        )
+        await b.deliveries(run2, cat_hai.id, DeliveryState.cancelled, 1)
+        # An address erased by /xoa after it was sent to: counted once, anonymously.
+        session.add(
+            Delivery(
+                run_id=run2.id,
+                chat_address_id=None,
+                bot_id=bot.id,
+                area_id=cat_hai.id,
+                priority=0,
+                state=DeliveryState.sent,
+            )
+        )
+        await b.deliveries(other, cat_hai.id, DeliveryState.sent, 2)
+
+        # Taps: three in Cát Hải after run 1 (no run recorded: credited to run 1), one in
+        # Bình Sơn linked to run 1 explicitly, one in Bình Sơn after run 2, one from an
+        # erased person with no area left.
+        for (subscriber, _), at in zip(cat_hai_sent[:3], (T0 + MINUTE,) * 3, strict=True):
+            session.add(
+                Acknowledgement(
+                    bulletin_id=urgent.id,
+                    subscriber_id=subscriber.id,
+                    area_id=cat_hai.id,
+                    created_at=at,
+                )
+            )
+        session.add_all(
+            [
+                Acknowledgement(
+                    bulletin_id=urgent.id,
+                    run_id=run1.id,
+                    subscriber_id=binh_son_sent[0][0].id,
+                    area_id=binh_son.id,
+                    created_at=T1 + MINUTE,
+                ),
+                Acknowledgement(
+                    bulletin_id=urgent.id,
+                    subscriber_id=binh_son_sent[1][0].id,
+                    area_id=binh_son.id,
+                    created_at=T1 + 2 * MINUTE,
+                ),
+                Acknowledgement(
+                    bulletin_id=urgent.id, subscriber_id=None, area_id=None, created_at=T1
+                ),
+                Acknowledgement(
+                    bulletin_id=routine.id,
+                    subscriber_id=cat_hai_sent[0][0].id,
+                    area_id=cat_hai.id,
+                    created_at=T0 + MINUTE,
+                ),
+            ]
+        )
+        await session.flush()
+        return Receipts(urgent.id, routine.id, run1.id, run2.id)
+
+
+def _counts(**nonzero: int) -> dict[str, int]:
+    return {state.value: nonzero.get(state.value, 0) for state in DeliveryState}
+
+
+async def test_run_report_counts_reasons_and_acknowledgements(seeded: Database) -> None:
+    ids = await build_receipts(seeded)
+    async with seeded.sessions() as session:
+        first = await reports.run_report(session, ids.run1)
+        second = await reports.run_report(session, ids.run2)
+        routine = (await reports.bulletin_report(session, ids.routine_id))["runs"][0]
+
+    assert (first.run_id, first.bulletin_id, first.fire_at, first.state, first.total) == (
+        ids.run1,
+        ids.bulletin_id,
+        T0,
+        RunState.done,
+        15,
+    )
+    assert first.counts == _counts(sent=9, failed=3, blocked=1, pending=1, unknown=1)
+    assert list(first.counts) == [state.value for state in DeliveryState]
+    assert first.failure_reasons == {"chat_not_found": 2, "bad_request": 1, "blocked": 1}
+    # Three unlinked taps before run 2 plus one linked to run 1 explicitly.
+    assert first.acknowledgements == 4
+    assert first.ack_rate == pytest.approx(4 / 9)
+
+    assert second.counts == _counts(sent=5, cancelled=1)
+    assert second.failure_reasons == {}
+    # The tap after run 2, and the erased person's tap at run 2's firing.
+    assert second.acknowledgements == 2
+    assert second.ack_rate == pytest.approx(2 / 5)
+
+    assert routine.counts == _counts(sent=2)
+    assert routine.acknowledgements == 1
+    assert routine.ack_rate is None  # routine bulletins have no "Đã nhận" button
+
+
+async def test_bulletin_report_totals_over_runs(seeded: Database) -> None:
+    ids = await build_receipts(seeded)
+    async with seeded.sessions() as session:
+        report = await reports.bulletin_report(session, ids.bulletin_id)
+        with pytest.raises(bulletins.BulletinError, match="no bulletin 9999"):
+            await reports.bulletin_report(session, 9999)
+        with pytest.raises(bulletins.BulletinError, match="no broadcast run 9999"):
+            await reports.run_report(session, 9999)
+
+    assert report["id"] == ids.bulletin_id
+    assert report["state"] is BulletinState.sending
+    assert report["priority"] is Priority.urgent
+    assert [run.run_id for run in report["runs"]] == [ids.run1, ids.run2]
+    assert report["counts"] == _counts(
+        sent=14, failed=3, blocked=1, pending=1, unknown=1, cancelled=1
+    )
+    assert report["failure_reasons"] == {"chat_not_found": 2, "bad_request": 1, "blocked": 1}
+    # 9 people reached by run 1 (the four of run 2 are the same) + 1 erased address.
+    assert report["sent"] == 10
+    assert report["acknowledgements"] == 6
+    assert report["ack_rate"] == pytest.approx(6 / 10)
+
+
+async def test_commune_rows_group_by_area_with_province_names(seeded: Database) -> None:
+    ids = await build_receipts(seeded)
+    async with seeded.sessions() as session:
+        rows = await reports.commune_rows(session, ids.bulletin_id)
+        routine_rows = await reports.commune_rows(session, ids.routine_id)
+
+    by_code = {row.area_code: row for row in rows}
+    assert [row.area_code for row in rows] == ["11914", "11914.1", "21040", "p31", ""]
+
+    cat_hai = by_code["11914"]
+    assert (cat_hai.area_name, cat_hai.province_name) == ("Đặc khu Cát Hải", "Thành phố Hải Phòng")
+    assert cat_hai.counts == _counts(sent=9, failed=1, blocked=1, cancelled=1)
+    assert (cat_hai.sent, cat_hai.acknowledgements) == (5, 3)  # 4 people + 1 erased address
+    assert cat_hai.ack_rate == pytest.approx(3 / 5)
+
+    village = by_code["11914.1"]
+    assert (village.area_name, village.province_name) == ("Thôn Liên Minh", "Thành phố Hải Phòng")
+    assert village.counts == _counts(sent=2, pending=1)
+    assert (village.sent, village.acknowledgements, village.ack_rate) == (2, 0, 0.0)
+
+    binh_son = by_code["21040"]
+    assert (binh_son.area_name, binh_son.province_name) == ("Xã Bình Sơn", "Quảng Ngãi")
+    assert binh_son.counts == _counts(sent=3, failed=2)
+    assert (binh_son.sent, binh_son.acknowledgements) == (3, 2)
+
+    province = by_code["p31"]
+    assert (province.area_name, province.province_name) == (
+        "Thành phố Hải Phòng",
+        "Thành phố Hải Phòng",
+    )
+    assert province.counts == _counts(unknown=1)
+    assert province.ack_rate is None  # nothing sent there
+
+    unknown = by_code[""]
+    assert unknown.counts == _counts()
+    assert (unknown.sent, unknown.acknowledgements) == (0, 1)
+
+    assert len(routine_rows) == 1
+    assert routine_rows[0].acknowledgements == 1 and routine_rows[0].ack_rate is None
+
+
+async def test_commune_csv_reads_back_in_excel_friendly_form(seeded: Database) -> None:
+    ids = await build_receipts(seeded)
+    async with seeded.sessions() as session:
+        rows = await reports.commune_rows(session, ids.bulletin_id)
+    text = reports.commune_csv(rows)
+    assert text.startswith("\ufeff")
+    encoded = text.encode("utf-8")
+    # What Excel or a script reads from disk: UTF-8 with a BOM, which utf-8-sig strips.
+    parsed = list(csv.reader(io.StringIO(encoded.decode("utf-8-sig"), newline="")))
+    header, *body = parsed
+    assert header == [
+        "mã",
+        "xã/phường",
+        "tỉnh/thành",
+        "chờ gửi",
+        "đang gửi",
+        "đã gửi",
+        "lỗi",
+        "bị chặn",
+        "hết hạn",
+        "không rõ",
+        "đã hủy",
+        "đã nhận",
+        "tỉ lệ đã nhận",
+    ]
+    assert len(body) == len(rows) == 5
+    table = {line[0]: dict(zip(header, line, strict=True)) for line in body}
+    cat_hai = table["11914"]
+    assert cat_hai["xã/phường"] == "Đặc khu Cát Hải"
+    assert cat_hai["tỉnh/thành"] == "Thành phố Hải Phòng"
+    assert (cat_hai["đã gửi"], cat_hai["lỗi"], cat_hai["bị chặn"], cat_hai["đã hủy"]) == (
+        "9",
+        "1",
+        "1",
+        "1",
+    )
+    assert (cat_hai["đã nhận"], cat_hai["tỉ lệ đã nhận"]) == ("3", "60.0%")
+    assert table["21040"]["tỉnh/thành"] == "Quảng Ngãi"
+    assert table["21040"]["tỉ lệ đã nhận"] == "66.7%"
+    assert table["p31"]["tỉ lệ đã nhận"] == ""
+    assert table[""]["xã/phường"] == "(không rõ)"
+
+
+def test_csv_cells_never_become_formulas() -> None:
+    row = reports.CommuneRow(
+        area_code="11914.9",
+        area_name='=HYPERLINK("http://x")',
+        province_name="Thành phố Hải Phòng",
+        counts={},
+        sent=0,
+        acknowledgements=0,
+        ack_rate=None,
+    )
+    line = next(csv.reader(io.StringIO(reports.commune_csv([row]).splitlines()[1])))
+    assert line[1] == '\'=HYPERLINK("http://x")'
+    assert line[3:11] == ["0"] * 8
