@@ -5,12 +5,13 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 
 from broadcasts import audiences, bulletins, officials, runs
 from db.models import (
     Area,
     AuditEntry,
+    BroadcastRun,
     Bot,
     Bulletin,
     BulletinState,
@@ -74,7 +75,7 @@ async def test_four_eyes_and_scope_refusals(seeded: Database) -> None:
         with pytest.raises(bulletins.ScopeError):
             await bulletins.cancel(session, bulletin, outsider, NOW)
         await bulletins.cancel(session, bulletin, commune_editor, NOW)  # within their commune
-        assert bulletin.state is BulletinState.cancelled
+        assert bulletin.state.value == "cancelled"
     async with seeded.sessions() as session:
         actions = (await session.scalars(select(AuditEntry.action).order_by(AuditEntry.id))).all()
     # Every official action left an audit row; refused ones changed nothing.
@@ -105,7 +106,7 @@ async def test_audience_union_filters_and_one_delivery_per_address(seeded: Datab
         weather = await session.scalar(select(Topic.id).where(Topic.slug == "thoi-tiet"))
         assert t1 is not None
         await session.execute(
-            SubscriberTopic.__table__.delete().where(
+            delete(SubscriberTopic).where(
                 SubscriberTopic.subscriber_id == t1.subscriber_id,
                 SubscriberTopic.topic_id == weather,
             )
@@ -161,7 +162,7 @@ async def test_fan_out_is_idempotent_and_a_firing_makes_one_run(seeded: Database
             session, bulletin_id=bulletin_id, schedule_id=None, fire_at=NOW, now=NOW
         )
         assert again is None  # the same firing twice is one run
-        run = await session.get_one(runs.BroadcastRun, run_id)
+        run = await session.get_one(BroadcastRun, run_id)
         assert await runs.fan_out(session, run, NOW, chunk=7) == 50  # again, in small chunks
     async with seeded.sessions() as session:
         count = await session.scalar(select(func.count()).where(Delivery.run_id == run_id))
