@@ -23,7 +23,7 @@ from telegram.warnings import PTBDeprecationWarning
 
 from bot import texts
 from bot.conversation import Conversation, EventKind, Inbound, Option, Reply, ack_option
-from broadcasts.channels import FailureKind, Outbound, SendFailure
+from broadcasts.channels import FailureKind, MediaKind, Outbound, SendFailure
 from broadcasts.parts import PartStatus
 from db.models import Platform
 from db.text import split_message
@@ -239,20 +239,21 @@ class TelegramFrontEnd:
 
 
 class TelegramChannel:
-    """Outbound sends for the broadcast sender, with Telegram's errors classified."""
+    """Outbound sends for the broadcast sender, with Telegram's errors classified.
+
+    Media are uploaded once per bot; later sends reuse Telegram's file id.
+    """
 
     platform = Platform.telegram
     max_text = MAX_TEXT
 
     def __init__(self, bot: Bot) -> None:
         self._bot = bot
+        self._file_ids: dict[str, str] = {}
 
     async def send(self, chat_id: str, message: Outbound) -> str:
-        markup = None
-        if message.ack_bulletin_id is not None:
-            markup = keyboard([ack_option(message.ack_bulletin_id)])
         try:
-            sent = await self._bot.send_message(int(chat_id), message.text, reply_markup=markup)
+            sent = await self._deliver(int(chat_id), message)
         except RetryAfter as exc:
             with warnings.catch_warnings():
                 # PTB 22 warns that retry_after becomes a timedelta; we accept either.
@@ -268,4 +269,37 @@ class TelegramChannel:
             raise SendFailure(kind, exc.message) from None
         except (NetworkError, TelegramError) as exc:  # 5xx, timeouts, connection errors
             raise SendFailure(FailureKind.transient, exc.message or type(exc).__name__) from None
+        except OSError as exc:  # the media file could not be read
+            raise SendFailure(FailureKind.bad_request, f"media: {exc}") from None
         return str(sent.message_id)
+
+    async def _deliver(self, chat_id: int, message: Outbound) -> Message:
+        media = message.media
+        if media is None:
+            markup = None
+            if message.ack_bulletin_id is not None:
+                markup = keyboard([ack_option(message.ack_bulletin_id)])
+            return await self._bot.send_message(chat_id, message.text, reply_markup=markup)
+        source: str | bytes
+        if media.key in self._file_ids:
+            source = self._file_ids[media.key]
+        elif media.path is not None:
+            source = media.path.read_bytes()
+        else:
+            raise OSError(f"no file for {media.key}")
+        caption = message.text or None
+        if media.kind is MediaKind.photo:
+            sent = await self._bot.send_photo(chat_id, source, caption=caption)
+            file_id = sent.photo[-1].file_id if sent.photo else None
+        elif media.kind is MediaKind.voice:
+            sent = await self._bot.send_voice(chat_id, source, caption=caption)
+            file_id = sent.voice.file_id if sent.voice else None
+        else:
+            sent = await self._bot.send_audio(
+                chat_id, source, caption=caption, title=media.title or None,
+                filename=f"{media.title or 'ban-tin'}.mp3",
+            )  # fmt: skip
+            file_id = sent.audio.file_id if sent.audio else None
+        if file_id is not None:
+            self._file_ids[media.key] = file_id
+        return sent

@@ -144,6 +144,11 @@ ACK_THANKS = "Cảm ơn bà con đã xác nhận đã nhận tin!"
 ACK_ALREADY = "Bà con đã xác nhận tin này rồi. Cảm ơn bà con!"
 ACK_UNKNOWN = "Không tìm thấy bản tin này nữa."
 ACK_NOTHING = "Hiện không có tin khẩn nào cần xác nhận."
+LISTEN_AT = "🔊 Nghe {title}: {url}"
+AUDIO_ON_LOUDSPEAKER_PAGE = (
+    "🔊 Bản tin này có bản đọc trên trang loa truyền thanh của xã; bà con hỏi cán bộ xã "
+    "địa chỉ trang."
+)
 ACK_HINT = "👉 Bà con nhắn «đã nhận» để báo chính quyền đã nhận được tin này."
 
 URGENT_MARK = "🚨"

@@ -17,7 +17,7 @@ from zalo_bot.request._request_parameter import RequestParameter
 from bot import texts
 from bot.conversation import Conversation, EventKind, Inbound, Option, Reply
 from bot.telegram import webhook_secret_ok
-from broadcasts.channels import FailureKind, Outbound, SendFailure
+from broadcasts.channels import FailureKind, MediaKind, Outbound, SendFailure
 from broadcasts.parts import PartStatus
 from db.models import Platform
 from db.text import split_message
@@ -250,11 +250,8 @@ class ZaloChannel:
         self._bot = bot
 
     async def send(self, chat_id: str, message: Outbound) -> str:
-        text = message.text
-        if message.ack_bulletin_id is not None:
-            text = f"{text}\n\n{texts.ACK_HINT}"
         try:
-            sent = await self._bot.send_message(chat_id, text)
+            sent = await self._deliver(chat_id, message)
         except ZaloApiError as exc:
             raise SendFailure(_kind(exc.error_code, exc.description), exc.description) from None
         except RetryAfter as exc:
@@ -268,6 +265,24 @@ class ZaloChannel:
         except (NetworkError, ZaloError) as exc:
             raise SendFailure(FailureKind.transient, str(exc) or type(exc).__name__) from None
         return str(getattr(sent, "message_id", "") or "")
+
+    async def _deliver(self, chat_id: str, message: Outbound) -> Any:
+        media = message.media
+        if media is None:
+            text = message.text
+            if message.ack_bulletin_id is not None:
+                text = f"{text}\n\n{texts.ACK_HINT}"
+            return await self._bot.send_message(chat_id, text)
+        # Zalo takes no uploads: a photo goes by URL, and audio as a link to listen to.
+        if media.url is None:
+            if media.kind is MediaKind.photo:
+                return None  # nothing to show without a public address; the text went
+            return await self._bot.send_message(chat_id, texts.AUDIO_ON_LOUDSPEAKER_PAGE)
+        if media.kind is MediaKind.photo:
+            return await self._bot.send_photo(chat_id, message.text[:MAX_TEXT], media.url)
+        return await self._bot.send_message(
+            chat_id, texts.LISTEN_AT.format(title=media.title or "bản tin", url=media.url)
+        )
 
 
 def _kind(code: int | None, description: str) -> FailureKind:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from db.models import Platform
@@ -27,12 +28,31 @@ class SendFailure(Exception):
         self.retry_after = retry_after
 
 
+class MediaKind(enum.StrEnum):
+    photo = "photo"  # a picture that goes with the bulletin
+    voice = "voice"  # the spoken bulletin as a voice message (Telegram: OGG/Opus)
+    audio = "audio"  # the loudspeaker MP3 as a file, for radio operators
+
+
+@dataclass(frozen=True)
+class Media:
+    """A file to send. Platforms that take uploads use `path`; Zalo fetches `url`."""
+
+    kind: MediaKind
+    key: str  # a stable identity (the store key): platform file ids are cached by it
+    path: Path | None = None
+    url: str | None = None
+    title: str = ""
+
+
 @dataclass(frozen=True)
 class Outbound:
-    """One message of a delivery. `ack_bulletin_id` asks for the "Đã nhận" control."""
+    """One message of a delivery: text (with the "Đã nhận" control when
+    `ack_bulletin_id` is set) or a media file."""
 
-    text: str
+    text: str = ""
     ack_bulletin_id: int | None = None
+    media: Media | None = None
 
 
 class Channel(Protocol):
@@ -42,7 +62,11 @@ class Channel(Protocol):
     max_text: int  # characters in one message (Telegram 4096, Zalo 2000)
 
     async def send(self, chat_id: str, message: Outbound) -> str:
-        """Send one message; return the platform's message id or raise SendFailure."""
+        """Send one message; return the platform's message id or raise SendFailure.
+
+        A medium the platform cannot take (Zalo without a public URL) is replaced by a
+        short note or skipped, never an error: the text must not suffer for the audio.
+        """
         ...
 
 

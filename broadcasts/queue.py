@@ -25,6 +25,7 @@ class Claimed:
     chat_address_id: int
     chat_id: str
     language: str
+    role: str
     priority: int
     attempts: int
     parts_sent: int
@@ -76,6 +77,7 @@ async def claim(
             Delivery.chat_address_id,
             ChatAddress.chat_id,
             Subscriber.language,
+            Subscriber.role,
             Delivery.priority,
             Delivery.attempts,
             Delivery.parts_sent,
@@ -106,9 +108,10 @@ def _claimed(row: Any) -> Claimed:
         chat_address_id=int(row[3]),
         chat_id=row[4],
         language=row[5],
-        priority=row[6],
-        attempts=row[7],
-        parts_sent=row[8],
+        role=str(row[6].value if hasattr(row[6], "value") else row[6]),
+        priority=row[7],
+        attempts=row[8],
+        parts_sent=row[9],
     )
 
 

@@ -9,15 +9,16 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from broadcasts import bulletins, leases, queue
-from broadcasts.channels import Channel, FailureKind, Outbound, SendFailure
+from broadcasts.channels import Channel, FailureKind, Media, Outbound, SendFailure
 from broadcasts.pacing import Pacer
-from db.models import BroadcastRun, Bulletin, DeliveryState, Priority, RunState
+from db.models import BroadcastRun, Bulletin, DeliveryState, Priority, RunState, SubscriberRole
 from db.text import split_message
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,22 @@ log = logging.getLogger(__name__)
 FLUSH_INTERVAL_S = 1.0  # outcomes reach the database at least this often (crash bound)
 FLUSH_BATCH = 100  # ... and after every batch this size
 URGENT_MARK, ROUTINE_MARK = "🚨", "📢"
+MEDIA_RECHECK_S = 5.0  # how soon to look again for a voice that was not rendered yet
+
+
+@dataclass(frozen=True)
+class BulletinMedia:
+    """What goes with a bulletin's text: a photo, its voice, its loudspeaker MP3."""
+
+    photo: Media | None = None
+    voice: Media | None = None
+    mp3: Media | None = None
+
+
+class MediaSource(Protocol):
+    """Where the sender finds a bulletin's files (the audio studio, the photo store)."""
+
+    async def media_for(self, bulletin_id: int) -> BulletinMedia: ...
 
 
 @dataclass(frozen=True)
@@ -52,6 +69,10 @@ def in_quiet_hours(local: dt.time, start: dt.time | None, end: dt.time | None) -
     return local >= start or local < end
 
 
+# A delivery's messages, its bulletin's expiry, and when to rebuild them (monotonic).
+_Parts = tuple[list[Outbound], dt.datetime | None, float]
+
+
 class Sender:
     """Exactly one per bot across processes (the lease `sender:<bot id>`)."""
 
@@ -64,8 +85,10 @@ class Sender:
         tz: ZoneInfo,
         holder: str,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        media: MediaSource | None = None,
     ) -> None:
         self.name = f"sender:{config.bot_id}"
+        self._media = media
         self._sessions = sessions
         self._channel = channel
         self._config = config
@@ -83,7 +106,8 @@ class Sender:
         self._flush_lock = asyncio.Lock()
         self._holding = False
         self._cancelled_runs: set[int] = set()
-        self._texts: dict[tuple[int, str], tuple[list[str], int | None, dt.datetime | None]] = {}
+        # (bulletin, language, role) → (parts, expiry of the bulletin, when to rebuild)
+        self._parts: dict[tuple[int, str, str], _Parts] = {}
         self.sent = 0
 
     @property
@@ -192,46 +216,60 @@ class Sender:
         if delivery.run_id in self._cancelled_runs:
             self._finish(delivery, DeliveryState.cancelled, reason="cancelled")
             return
-        parts, ack_id, expires_at = await self._message(delivery)
+        parts, expires_at = await self._message(delivery)
         if expires_at is not None and self._clock() >= expires_at:
             self._finish(delivery, DeliveryState.expired, reason="expired")
             return
         await self._slots.acquire()
         await self.pacer.wait_turn(delivery.chat_id)
-        task = asyncio.create_task(self._send(delivery, parts, ack_id))
+        task = asyncio.create_task(self._send(delivery, parts))
         self._in_flight.add(task)
         task.add_done_callback(self._in_flight.discard)
 
-    async def _message(
-        self, delivery: queue.Claimed
-    ) -> tuple[list[str], int | None, dt.datetime | None]:
-        """The bulletin's text in the person's language, cut for the platform (cached)."""
-        key = (delivery.bulletin_id, delivery.language)
-        if key not in self._texts:
-            async with self._sessions() as session:
-                bulletin = await session.get_one(Bulletin, delivery.bulletin_id)
-                title, body = await bulletins.text_for(session, bulletin, delivery.language)
-            urgent = bulletin.priority is Priority.urgent
-            mark = URGENT_MARK if urgent else ROUTINE_MARK
-            parts = split_message(f"{mark} {title}\n\n{body}", self._channel.max_text)
-            self._texts[key] = (parts, bulletin.id if urgent else None, bulletin.expires_at)
-        return self._texts[key]
+    async def _message(self, delivery: queue.Claimed) -> tuple[list[Outbound], dt.datetime | None]:
+        """The messages of a delivery, built once per bulletin, language and role.
 
-    async def _send(self, delivery: queue.Claimed, parts: list[str], ack_id: int | None) -> None:
+        Photo first, then the text in the person's language cut for the platform (the
+        "Đã nhận" control on its last part), then the Vietnamese voice, and the MP3 file
+        for radio operators. A voice not rendered yet is looked for again shortly after:
+        the text never waits for audio.
+        """
+        key = (delivery.bulletin_id, delivery.language, delivery.role)
+        cached = self._parts.get(key)
+        if cached is not None and time.monotonic() < cached[2]:
+            return cached[0], cached[1]
+        async with self._sessions() as session:
+            bulletin = await session.get_one(Bulletin, delivery.bulletin_id)
+            title, body = await bulletins.text_for(session, bulletin, delivery.language)
+        media = await self._media.media_for(bulletin.id) if self._media else BulletinMedia()
+        urgent = bulletin.priority is Priority.urgent
+        mark = URGENT_MARK if urgent else ROUTINE_MARK
+        texts = split_message(f"{mark} {title}\n\n{body}", self._channel.max_text)
+        parts = [Outbound(media=media.photo)] if media.photo else []
+        parts += [Outbound(text) for text in texts[:-1]]
+        parts.append(Outbound(texts[-1], ack_bulletin_id=bulletin.id if urgent else None))
+        if media.voice is not None and delivery.language == "vi":
+            parts.append(Outbound(media=media.voice))
+        if media.mp3 is not None and delivery.role == SubscriberRole.radio_operator.value:
+            parts.append(Outbound(media=media.mp3))
+        complete = self._media is None or media.voice is not None
+        rebuild = float("inf") if complete else time.monotonic() + MEDIA_RECHECK_S
+        self._parts[key] = (parts, bulletin.expires_at, rebuild)
+        return parts, bulletin.expires_at
+
+    async def _send(self, delivery: queue.Claimed, parts: list[Outbound]) -> None:
         try:
             first_id: str | None = None
             sent_parts = delivery.parts_sent
             for index in range(delivery.parts_sent, len(parts)):
                 if index > delivery.parts_sent:
                     await self.pacer.wait_turn(delivery.chat_id)
-                last = index == len(parts) - 1
-                message = Outbound(parts[index], ack_bulletin_id=ack_id if last else None)
                 try:
-                    message_id = await self._channel.send(delivery.chat_id, message)
+                    message_id = await self._channel.send(delivery.chat_id, parts[index])
                 except SendFailure as failure:
                     self._failed(delivery, failure, sent_parts)
                     return
-                first_id = first_id or message_id
+                first_id = first_id or message_id or None
                 sent_parts = index + 1
             self.sent += 1
             self._finish(
