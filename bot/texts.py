@@ -126,6 +126,7 @@ INBOX_NO_AREA = (
 )
 PHOTO_FORWARDED = "📷 Đã chuyển ảnh của bạn tới cán bộ {area}. Cảm ơn bà con!"
 LOCATION_FORWARDED = "📍 Đã chuyển vị trí của bạn tới cán bộ {area}. Cảm ơn bà con!"
+INBOX_REPLY = "📩 Cán bộ {area} trả lời bà con:\n{text}"
 STICKER_REPLY = "😊 Cảm ơn bà con! Muốn hỏi hay phản ánh gì, bà con nhắn chữ giúp nhé. /trogiup"
 VOICE_REPLY = (
     "🎙 Hải Đăng chưa nghe được tin nhắn thoại. Bà con nhắn chữ, gửi ảnh hoặc vị trí giúp nhé."

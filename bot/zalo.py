@@ -62,6 +62,17 @@ class CheckedRequest(HTTPXRequest):  # type: ignore[misc]
         return payload.get("result")
 
 
+def checked_bot(token: str, api_base_url: str) -> Bot:
+    """An SDK bot whose API errors raise (see CheckedRequest)."""
+    bot = Bot(token, base_url=api_base_url.rstrip("/"))
+    # Two requests as the SDK keeps them: one for long polls, one for everything else.
+    bot._request = (
+        CheckedRequest(read_timeout=10),  # get_update adds the poll timeout to it
+        CheckedRequest(),
+    )
+    return bot
+
+
 def numbered(text: str, options: tuple[Option, ...]) -> str:
     """Zalo has no buttons: options become a numbered list answered with the number."""
     if not options:
@@ -111,12 +122,7 @@ class ZaloFrontEnd:
         webhook_secret: str | None = None,
     ) -> None:
         self._base = api_base_url.rstrip("/")
-        self.bot = Bot(token, base_url=self._base)
-        # Two requests as the SDK keeps them: one for long polls, one for everything else.
-        self.bot._request = (
-            CheckedRequest(read_timeout=10),  # get_update adds the poll timeout to it
-            CheckedRequest(),
-        )
+        self.bot = checked_bot(token, self._base)
         self._token = token
         self._conversation = conversation
         self._bot_id = bot_id

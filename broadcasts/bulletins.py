@@ -9,9 +9,9 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from broadcasts import areas, audit
+from broadcasts.officials import covers
 from db.models import (
     Area,
-    AreaKind,
     BroadcastRun,
     Bulletin,
     BulletinArea,
@@ -45,21 +45,6 @@ class BulletinError(ValueError):
 
 class ScopeError(BulletinError):
     """The official may not act on that area (server-side scope check)."""
-
-
-async def covers(session: AsyncSession, official: Official, area: Area) -> bool:
-    """Whether `official`'s scope includes `area` (admins cover everything)."""
-    if official.role is OfficialRole.admin:
-        return True
-    if official.area_id is None:
-        return False
-    if area.id == official.area_id:
-        return True
-    scope = await session.get_one(Area, official.area_id)
-    if scope.kind is AreaKind.province:
-        return area.province_id == scope.id
-    # A commune scope covers its villages and ports.
-    return area.parent_id == scope.id
 
 
 async def _check_scope(

@@ -4,10 +4,21 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import InboxKind, InboxMessage
+from broadcasts import audit
+from broadcasts.officials import covers
+from db.models import (
+    Area,
+    ChatAddress,
+    InboxKind,
+    InboxMessage,
+    InboxStatus,
+    Official,
+    OfficialRole,
+)
 from db.text import fold, nfc
 
 MAX_TEXT_LENGTH = 4000
@@ -56,3 +67,63 @@ async def save(
     session.add(message)
     await session.flush()
     return message
+
+
+class InboxError(ValueError):
+    """A reply cannot be made; the message says why."""
+
+
+@dataclass(frozen=True)
+class ReplyTarget:
+    """Where an official's reply goes: a chat on a bot, and the commune it came from."""
+
+    bot_id: int
+    chat_id: str
+    area_name: str | None
+    text: str
+
+
+async def reply(
+    session: AsyncSession,
+    *,
+    message_id: int,
+    text: str,
+    by: Official,
+    now: dt.datetime,
+    via: str = "web",
+) -> ReplyTarget:
+    """Record an official's answer to an inbox message; the caller sends it in chat.
+
+    The official's scope must cover the message's commune (admins: any). A person who
+    erased their data (/xoa) can no longer be answered.
+    """
+    message = await session.get(InboxMessage, message_id)
+    if message is None:
+        raise InboxError(f"no inbox message {message_id}")
+    clean = nfc(text.strip())[:MAX_TEXT_LENGTH]
+    if not clean:
+        raise InboxError("the reply is empty")
+    area = await session.get(Area, message.area_id) if message.area_id else None
+    if area is not None and not await covers(session, by, area):
+        raise InboxError(f"{by.username} may not answer messages from {area.name}")
+    if area is None and by.role is not OfficialRole.admin:
+        raise InboxError("only an admin answers messages that came with no commune")
+    address = (
+        await session.get(ChatAddress, message.chat_address_id) if message.chat_address_id else None
+    )
+    if address is None:
+        raise InboxError("the person erased their data; the message can no longer be answered")
+    message.reply_text = clean
+    message.replied_by_id = by.id
+    message.replied_at = now
+    message.status = InboxStatus.answered
+    await audit.record(
+        session, now=now, official=by, via=via, action="inbox.reply",
+        object_type="inbox_message", object_id=message.id,
+    )  # fmt: skip
+    return ReplyTarget(
+        bot_id=address.bot_id,
+        chat_id=address.chat_id,
+        area_name=area.name if area else None,
+        text=clean,
+    )

@@ -92,3 +92,18 @@ async def create(
     session.add(official)
     await session.flush()
     return official
+
+
+async def covers(session: AsyncSession, official: Official, area: Area) -> bool:
+    """Whether `official`'s scope includes `area` (admins cover everything)."""
+    if official.role is OfficialRole.admin:
+        return True
+    if official.area_id is None:
+        return False
+    if area.id == official.area_id:
+        return True
+    scope = await session.get_one(Area, official.area_id)
+    if scope.kind is AreaKind.province:
+        return area.province_id == scope.id
+    # A commune scope covers its villages and ports.
+    return area.parent_id == scope.id

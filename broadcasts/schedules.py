@@ -14,7 +14,7 @@ from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from broadcasts import audit, bulletins, leases, runs
+from broadcasts import audit, bulletins, leases, officials, runs
 from broadcasts.bulletins import APPROVERS, AUTHORS, FINAL_STATES, BulletinError, ScopeError
 from broadcasts.parts import PartStatus
 from db.models import (
@@ -175,7 +175,7 @@ async def schedule(
     if by.role not in AUTHORS | APPROVERS:
         raise ScopeError(f"a {by.role.value} cannot schedule bulletins")
     for area in await bulletins.audience_areas(session, bulletin.id):
-        if not await bulletins.covers(session, by, area):
+        if not await officials.covers(session, by, area):
             raise ScopeError(f"{by.username} may not schedule for {area.name} ({area.code})")
     expires_at = bulletin.expires_at
     if expires_at is not None and expires_at <= now:

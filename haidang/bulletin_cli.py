@@ -12,11 +12,14 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from broadcasts import bulletins, officials, reports, schedules
-from db.models import DeliveryState, Official, Platform, SubscriberRole
+from broadcasts import bulletins, reports, schedules
+from db.models import DeliveryState, Platform, SubscriberRole
+from haidang.cli_support import active_official as _official
+from haidang.cli_support import fail as _fail
+from haidang.cli_support import now as _now
+from haidang.cli_support import run as run_committed
 from haidang.settings import Settings
 
 bulletin_app = typer.Typer(
@@ -34,36 +37,9 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of 
 NEXT_RUNS_SHOWN = 3
 
 
-# haidang.cli imports this module at its end to mount bulletin_app, so its helpers are looked
-# up when a command runs: a top-level import would fail whenever this module loads first.
 def _run(ctx: typer.Context, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-    from haidang.cli import _run as run_committed
-
     settings: Settings = ctx.obj
     return run_committed(settings, work)
-
-
-def _fail(message: str) -> typer.Exit:
-    from haidang.cli import fail
-
-    return fail(message)
-
-
-def _now() -> dt.datetime:
-    from haidang.cli import _now as utc_now
-
-    return utc_now()
-
-
-async def _official(session: AsyncSession, username: str) -> Official:
-    official = await session.scalar(
-        select(Official).where(
-            Official.username == username.strip().lower(), Official.active.is_(True)
-        )
-    )
-    if official is None:
-        raise officials.OfficialError(f"unknown official: {username}")
-    return official
 
 
 def _parse_time(text: str, settings: Settings, option: str) -> dt.datetime:

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import typer
 from sqlalchemy import select
@@ -17,11 +14,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from broadcasts import areas, audit, officials
 from db import schema
 from db.backup import BackupError, backup
-from db.engine import make_engine, make_sessionmaker
 from db.models import AreaKind, OfficialRole, Topic
 from db.seed import seed_all
 from db.text import nfc
 from haidang import logs
+from haidang.bulletin_cli import bulletin_app
+from haidang.cli_support import fail
+from haidang.cli_support import now as _now
+from haidang.cli_support import run as _run
+from haidang.inbox_cli import inbox_app
 from haidang.settings import Settings, SettingsError, load_settings
 
 app = typer.Typer(
@@ -41,13 +42,8 @@ app.add_typer(areas_app, name="areas")
 app.add_typer(topics_app, name="topics")
 app.add_typer(officials_app, name="officials")
 app.add_typer(audio_app, name="audio")
-
-T = TypeVar("T")
-
-
-def fail(message: str, code: int = 1) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
+app.add_typer(bulletin_app, name="bulletin")
+app.add_typer(inbox_app, name="inbox")
 
 
 @app.callback()
@@ -70,33 +66,6 @@ def _secrets(settings: Settings) -> list[str]:
         settings.zalo_webhook_secret,
     ]
     return [value.get_secret_value() for value in values if value is not None]
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-@asynccontextmanager
-async def _transaction(settings: Settings) -> AsyncIterator[AsyncSession]:
-    engine = make_engine(settings.database_url)
-    try:
-        async with make_sessionmaker(engine).begin() as session:
-            yield session
-    finally:
-        await engine.dispose()
-
-
-def _run(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-    """Run `work` in one committed transaction; domain errors become a clean exit."""
-
-    async def runner() -> T:
-        async with _transaction(settings) as session:
-            return await work(session)
-
-    try:
-        return asyncio.run(runner())
-    except (areas.AreaError, officials.OfficialError, ValueError) as exc:
-        raise fail(str(exc)) from None
 
 
 # --- serve ---------------------------------------------------------------------------------
@@ -354,11 +323,6 @@ def audio_normalize(
 
     typer.echo(to_spoken(text))
 
-
-# Mounted last: bulletin_cli uses this module's helpers (looked up when its commands run).
-from haidang.bulletin_cli import bulletin_app  # noqa: E402
-
-app.add_typer(bulletin_app, name="bulletin")
 
 if __name__ == "__main__":
     app()

@@ -55,5 +55,5 @@ def configure(level: str, secrets: Iterable[str] = ()) -> None:
     _installed.append(handler)
     root.setLevel(level)
     # httpx logs every request URL at INFO, and a Telegram URL carries the bot token.
-    for noisy in ("httpx", "httpcore", "apscheduler.executors.default"):
+    for noisy in ("httpx", "httpcore", "apscheduler"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

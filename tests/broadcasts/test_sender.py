@@ -56,7 +56,7 @@ async def running_sender(
     options.update(config)
     sender = Sender(
         database.sessions, channel, SenderConfig(bot_id=bot_id, **options),  # type: ignore[arg-type]
-        tz=TZ, holder="test", **({"clock": clock} if clock else {}),
+        tz=TZ, holder="test", clock=clock or (lambda: dt.datetime.now(dt.UTC)),
     )  # fmt: skip
     await sender.start()
     try:
