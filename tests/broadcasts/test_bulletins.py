@@ -11,8 +11,8 @@ from broadcasts import audiences, bulletins, officials, runs
 from db.models import (
     Area,
     AuditEntry,
-    BroadcastRun,
     Bot,
+    BroadcastRun,
     Bulletin,
     BulletinState,
     ChatAddress,
