@@ -50,6 +50,8 @@ __all__ = [
     "true_peak_dbtp",
 ]
 
+from audio.store import fsync_directory
+
 log = logging.getLogger(__name__)
 
 MASTER_RATE: Final = 44_100
@@ -658,22 +660,8 @@ def _write_atomically(path: Path, write: Callable[[BinaryIO], None]) -> tuple[st
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    fsync_directory(path.parent)
     return hashlib.sha256(data).hexdigest(), len(data)
-
-
-def _fsync_dir(directory: Path) -> None:
-    # Makes the rename itself durable; not every platform lets a directory be opened.
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _encode_to(

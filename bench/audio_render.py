@@ -1,16 +1,23 @@
-"""Times offline TTS + mastering + encoding of a ~60 s Vietnamese bulletin (target <= 3 s)."""
+"""Times offline render + master of a ~60 s bulletin (<= 3 s) and a studio cache hit (<= 50 ms)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import datetime as dt
+import statistics
 import tempfile
 import time
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
-from audio import mastering
+from audio import mastering, studio
+from audio.store import LocalStore
 from audio.tts import EspeakEngine
+from broadcasts import bulletins, officials
+from db.engine import make_engine, make_sessionmaker
+from db.models import Base, OfficialRole
+from db.seed import seed_all
 
 BULLETIN = (
     "Hồi 7 giờ sáng nay, vị trí tâm bão số 3 ở vào khoảng 19,5 độ Vĩ Bắc, 109,2 độ Kinh "
@@ -26,6 +33,9 @@ BULLETIN = (
     "hệ Ban chỉ huy phòng chống thiên tai xã qua số điện thoại đường dây nóng."
 )
 HEADING = "Đài truyền thanh xã Cát Hải xin thông báo."
+NOW = dt.datetime(2026, 11, 25, 3, 0, tzinfo=dt.UTC)
+TZ = ZoneInfo("Asia/Ho_Chi_Minh")
+CACHE_HIT_TARGET_S = 0.050
 
 
 async def render_once(out_dir: Path) -> dict[str, float]:
@@ -56,12 +66,65 @@ async def render_once(out_dir: Path) -> dict[str, float]:
     }
 
 
+async def studio_timings(tmp: Path, hits: int) -> dict[str, float]:
+    """The same bulletin through audio.studio on a throwaway SQLite database: a miss, then hits.
+
+    Each hit is what a caller pays: a fresh session and transaction, the lookups, a stat
+    per file, the commit.
+    """
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp / 'bench.db'}")
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(Base.metadata.create_all)
+        sessions = make_sessionmaker(engine)
+        async with sessions.begin() as session:
+            await seed_all(session)
+            editor = await officials.create(
+                session, username="editor", role=OfficialRole.province_editor,
+                password="x" * 12, area_code="p31",
+            )  # fmt: skip
+            approver = await officials.create(
+                session, username="approver", role=OfficialRole.approver,
+                password="y" * 12, area_code="p31",
+            )  # fmt: skip
+            bulletin = await bulletins.create(
+                session, author=editor, title="Tin bão số 3", body=BULLETIN,
+                area_codes=["11914"], now=NOW, submit=True,
+            )  # fmt: skip
+            await bulletins.approve(session, bulletin, approver, NOW)
+        store = LocalStore(tmp / "audio")
+
+        async def render() -> float:
+            started = time.perf_counter()
+            async with sessions.begin() as session:
+                assets = await studio.render_bulletin(
+                    session, bulletin.id, store=store, engine_name="espeak", tz=TZ, now=NOW,
+                    work_dir=tmp / "work",
+                )  # fmt: skip
+            assert len(assets) == 3
+            return time.perf_counter() - started
+
+        miss = await render()
+        timings = [await render() for _ in range(hits)]
+    finally:
+        await engine.dispose()
+    return {
+        "miss": miss,
+        "hit_median": statistics.median(timings),
+        "hit_p95": sorted(timings)[int(0.95 * (len(timings) - 1))],
+        "hit_max": max(timings),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--hits", type=int, default=50, help="cache hits to time")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         results = [asyncio.run(render_once(Path(tmp))) for _ in range(args.runs)]
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = asyncio.run(studio_timings(Path(tmp), args.hits))
     first = results[0]
     print(
         f"audio: {first['master_s']:.1f} s mastered ({first['speech_s']:.1f} s of speech), "
@@ -77,6 +140,13 @@ def main() -> None:
     best = min(r["total"] for r in results)
     verdict = "OK" if best <= 3.0 else "OVER"
     print(f"best total {best:.2f} s (target <= 3.00 s): {verdict}")
+    hit_verdict = "OK" if cache["hit_median"] <= CACHE_HIT_TARGET_S else "OVER"
+    print(
+        f"studio on SQLite: first render {cache['miss']:.2f} s (TTS, mastering, 3 files, rows); "
+        f"cache hit median {cache['hit_median'] * 1000:.1f} ms, "
+        f"p95 {cache['hit_p95'] * 1000:.1f} ms, max {cache['hit_max'] * 1000:.1f} ms "
+        f"over {args.hits} (target <= 50 ms): {hit_verdict}"
+    )
 
 
 if __name__ == "__main__":
