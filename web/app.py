@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import text
@@ -37,14 +37,18 @@ def create_app(
     engine: AsyncEngine,
     parts: Callable[[], Mapping[str, PartStatus]],
     webhooks: Mapping[str, Webhook] | None = None,
+    routers: Sequence[APIRouter] = (),
 ) -> FastAPI:
     """Build the web app; `parts` reports the live status of bots, engines and workers.
 
-    `webhooks` maps a path to the handler a chat front end provides (bot/ owns them).
+    `webhooks` maps a path to the handler a chat front end provides (bot/ owns them);
+    `routers` are further pages, e.g. web.audio.make_router's public audio pages.
     """
     app = FastAPI(title="Hải Đăng", version=app_version(), docs_url=None, redoc_url=None)
     for path, handler in (webhooks or {}).items():
         app.add_api_route(path, handler, methods=["POST"], include_in_schema=False)
+    for router in routers:
+        app.include_router(router)
 
     async def database_reachable() -> tuple[bool, str]:
         try:

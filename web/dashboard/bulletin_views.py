@@ -1,0 +1,438 @@
+"""Bulletin pages: the list, the editor with its preview, approval, scheduling, cancelling."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy import ColumnElement, and_, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.datastructures import FormData
+
+from broadcasts import areas, audiences, bulletins, officials, schedules
+from broadcasts.bulletins import BulletinError, ScopeError
+from db.models import (
+    Area,
+    Bulletin,
+    BulletinArea,
+    BulletinState,
+    Official,
+    Platform,
+    Priority,
+    Schedule,
+    SubscriberRole,
+    Topic,
+)
+from db.text import split_message
+from web.dashboard import texts
+from web.dashboard.common import (
+    Actor,
+    Dashboard,
+    DashboardError,
+    Forbidden,
+    NotFound,
+    form_list,
+    form_text,
+    parse_local,
+    scope_condition,
+)
+
+log = logging.getLogger(__name__)
+
+PAGE_SIZE = 50
+TELEGRAM_LIMIT = 4096
+ZALO_LIMIT = 2000
+# What the sender puts before the title (broadcasts/sender.py), so previews count the same.
+MARKS = {Priority.urgent: "🚨", Priority.routine: "📢"}
+NEXT_RUNS_SHOWN = 5
+
+
+def visible(actor: Actor) -> ColumnElement[bool]:
+    """Bulletins the official may see: their own, and others' (not drafts) in their scope."""
+    me = actor.official.id
+    not_draft = or_(Bulletin.state != BulletinState.draft, Bulletin.author_id == me)
+    if actor.is_admin:
+        return not_draft
+    in_scope = (
+        select(BulletinArea.bulletin_id)
+        .join(Area, Area.id == BulletinArea.area_id)
+        .where(scope_condition(actor, reaching=True))
+    )
+    return and_(not_draft, or_(Bulletin.author_id == me, Bulletin.id.in_(in_scope)))
+
+
+async def load_visible(db: AsyncSession, actor: Actor, bulletin_id: int) -> Bulletin:
+    bulletin = await db.scalar(select(Bulletin).where(Bulletin.id == bulletin_id, visible(actor)))
+    if bulletin is None:
+        raise NotFound
+    return bulletin
+
+
+def chat_text(bulletin_title: str, body: str, priority: Priority) -> str:
+    return f"{MARKS[priority]} {bulletin_title}\n\n{body}"
+
+
+def _scope_denied(actor: Actor, error: ScopeError, what: str) -> Forbidden:
+    # The English message names areas and the username: fine for the server log.
+    log.warning("dashboard: official %d refused (%s): %s", actor.official.id, what, error)
+    return Forbidden(texts.FORBIDDEN_SCOPE)
+
+
+async def _topics(db: AsyncSession, *, active_only: bool = True) -> list[Topic]:
+    stmt = select(Topic).order_by(Topic.position, Topic.id)
+    if active_only:
+        stmt = stmt.where(Topic.active.is_(True))
+    return list((await db.scalars(stmt)).all())
+
+
+async def _areas_of(db: AsyncSession, bulletin_ids: list[int]) -> dict[int, list[Area]]:
+    found: dict[int, list[Area]] = {bid: [] for bid in bulletin_ids}
+    if not bulletin_ids:
+        return found
+    rows = await db.execute(
+        select(BulletinArea.bulletin_id, Area)
+        .join(Area, Area.id == BulletinArea.area_id)
+        .where(BulletinArea.bulletin_id.in_(bulletin_ids))
+        .order_by(Area.code)
+    )
+    for bulletin_id, area in rows.all():
+        found[bulletin_id].append(area)
+    return found
+
+
+def _canonical(code: str) -> str:
+    try:
+        return areas.canonical_code(code)
+    except areas.AreaError:
+        return code.strip()
+
+
+def _date(value: str) -> dt.date | None:
+    try:
+        return dt.date.fromisoformat(value) if value else None
+    except ValueError:
+        return None
+
+
+def register(router: APIRouter, dash: Dashboard) -> None:
+    """Add the bulletin routes to the dashboard router."""
+
+    @router.get("/bulletins")
+    @dash.view
+    async def bulletin_list(request: Request) -> Response:
+        params = request.query_params
+        state = params.get("state", "")
+        topic = params.get("topic", "")
+        area_code = params.get("area", "").strip()
+        date_from, date_to = _date(params.get("from", "")), _date(params.get("to", ""))
+        try:
+            page = max(int(params.get("page", "1")), 1)
+        except ValueError:
+            page = 1
+        async with dash.sessions() as db:
+            actor = await dash.actor(request, db)
+            conditions: list[ColumnElement[bool]] = [visible(actor)]
+            if state in texts.BULLETIN_STATES:
+                conditions.append(Bulletin.state == BulletinState(state))
+            if topic:
+                conditions.append(
+                    Bulletin.topic_id.in_(select(Topic.id).where(Topic.slug == topic))
+                )
+            if area_code:
+                with_area = (
+                    select(BulletinArea.bulletin_id)
+                    .join(Area, Area.id == BulletinArea.area_id)
+                    .where(Area.code == _canonical(area_code))
+                )
+                conditions.append(Bulletin.id.in_(with_area))
+            if date_from is not None:
+                start = dt.datetime.combine(date_from, dt.time(), dash.tz)
+                conditions.append(Bulletin.created_at >= start)
+            if date_to is not None:
+                end = dt.datetime.combine(date_to + dt.timedelta(days=1), dt.time(), dash.tz)
+                conditions.append(Bulletin.created_at < end)
+            rows = (
+                await db.execute(
+                    select(Bulletin, Topic.name, Official.username)
+                    .outerjoin(Topic, Topic.id == Bulletin.topic_id)
+                    .join(Official, Official.id == Bulletin.author_id)
+                    .where(*conditions)
+                    .order_by(Bulletin.created_at.desc(), Bulletin.id.desc())
+                    .limit(PAGE_SIZE + 1)
+                    .offset((page - 1) * PAGE_SIZE)
+                )
+            ).all()
+            more = len(rows) > PAGE_SIZE
+            rows = rows[:PAGE_SIZE]
+            area_map = await _areas_of(db, [row[0].id for row in rows])
+            topics = await _topics(db, active_only=False)
+        items = [
+            {"bulletin": b, "topic": topic_name, "author": author, "areas": area_map[b.id]}
+            for b, topic_name, author in rows
+        ]
+        filters = {
+            "state": state,
+            "topic": topic,
+            "area": area_code,
+            "from": params.get("from", ""),
+            "to": params.get("to", ""),
+        }
+        query = urlencode({k: v for k, v in filters.items() if v})
+        return dash.render(
+            request,
+            "dashboard/bulletins.html",
+            {"items": items, "topics": topics, "filters": filters, "page": page, "more": more,
+             "query": query},
+            actor=actor,
+        )  # fmt: skip
+
+    async def _editor(
+        request: Request,
+        db: AsyncSession,
+        actor: Actor,
+        values: dict[str, Any],
+        error: str | None = None,
+        status_code: int = 200,
+    ) -> Response:
+        chosen = await _chosen_areas(db, values.get("areas", []))
+        return dash.render(
+            request,
+            "dashboard/bulletin_new.html",
+            {"topics": await _topics(db), "values": values, "error": error, "chosen": chosen,
+             "roles": texts.SUBSCRIBER_ROLES, "platforms": texts.PLATFORMS,
+             "telegram_limit": TELEGRAM_LIMIT, "zalo_limit": ZALO_LIMIT, "marks": MARKS},
+            actor=actor, status_code=status_code,
+        )  # fmt: skip
+
+    @router.get("/bulletins/new")
+    @dash.view
+    async def bulletin_new(request: Request) -> Response:
+        async with dash.sessions() as db:
+            actor = await dash.actor(request, db)
+            if actor.official.role not in bulletins.AUTHORS:
+                raise Forbidden(texts.FORBIDDEN)
+            default_areas = [actor.scope.code] if actor.scope is not None else []
+            values = {
+                "title": "", "body": "", "topic": "", "priority": "routine",
+                "areas": default_areas, "roles": [], "platforms": [], "expires_at": "",
+            }  # fmt: skip
+            return await _editor(request, db, actor, values)
+
+    @router.post("/bulletins")
+    @dash.view
+    async def bulletin_create(request: Request) -> Response:
+        form = await dash.form(request)
+        values = _editor_values(form)
+        async with dash.sessions() as db:
+            actor = await dash.actor(request, db)
+            try:
+                roles = [SubscriberRole(r) for r in values["roles"]]
+                platforms = [Platform(p) for p in values["platforms"]]
+            except ValueError:
+                raise DashboardError(texts.BAD_CHOICE) from None
+            try:
+                expires_at = parse_local(values["expires_at"], dash.tz)
+                bulletin = await bulletins.create(
+                    db, author=actor.official, title=values["title"], body=values["body"],
+                    area_codes=values["areas"], now=dash.now(),
+                    topic_slug=values["topic"] or None, roles=roles, platforms=platforms,
+                    urgent=values["priority"] == Priority.urgent.value,
+                    expires_at=expires_at, submit=form_text(form, "action") == "submit",
+                    via="web",
+                )  # fmt: skip
+            except ScopeError as error:
+                raise _scope_denied(actor, error, "create") from None
+            except (BulletinError, DashboardError) as error:
+                message = (
+                    error.message if isinstance(error, DashboardError) else texts.explain(error)
+                )
+                # Nothing was written (validation comes first); closing the session discards.
+                return await _editor(request, db, actor, values, message, status_code=400)
+            notice = "submitted" if bulletin.state is BulletinState.pending_approval else "created"
+            bulletin_id = bulletin.id
+            await db.commit()
+        return dash.redirect(f"/bulletins/{bulletin_id}", notice)
+
+    @router.get("/bulletins/{bulletin_id}")
+    @dash.view
+    async def bulletin_detail(request: Request, bulletin_id: int) -> Response:
+        async with dash.sessions() as db:
+            actor = await dash.actor(request, db)
+            bulletin = await load_visible(db, actor, bulletin_id)
+            audience = await bulletins.audience_areas(db, bulletin.id)
+            topic = await db.get(Topic, bulletin.topic_id) if bulletin.topic_id else None
+            author = await db.get_one(Official, bulletin.author_id)
+            approver = (
+                await db.get(Official, bulletin.approved_by_id) if bulletin.approved_by_id else None
+            )
+            preview = None
+            if bulletin.state in {
+                BulletinState.draft, BulletinState.pending_approval, BulletinState.approved,
+                BulletinState.scheduled, BulletinState.rejected,
+            }:  # fmt: skip
+                preview = await audiences.preview(db, bulletin)
+            rows = (
+                await db.scalars(
+                    select(Schedule)
+                    .where(Schedule.bulletin_id == bulletin.id)
+                    .order_by(Schedule.id)
+                )
+            ).all()
+            covered = all([await officials.covers(db, actor.official, a) for a in audience])
+        now = dash.now()
+        schedule_rows = []
+        for row in rows:
+            upcoming: list[dt.datetime] = []
+            if row.cron and row.active:
+                upcoming = schedules.next_fire_times(
+                    row.cron, dash.tz, max(now, row.next_fire_at or now) - dt.timedelta(seconds=1),
+                    NEXT_RUNS_SHOWN, row.until,
+                )  # fmt: skip
+            schedule_rows.append({"row": row, "upcoming": upcoming})
+        text = chat_text(bulletin.title, bulletin.body, bulletin.priority)
+        role = actor.official.role
+        mine = bulletin.author_id == actor.official.id
+        can = {
+            "submit": bulletin.state in bulletins.EDITABLE_STATES and (mine or actor.is_admin),
+            "review": bulletin.state is BulletinState.pending_approval
+            and not mine and role in bulletins.APPROVERS and covered,
+            "schedule": bulletin.state in schedules.SCHEDULABLE_STATES
+            and role in bulletins.AUTHORS | bulletins.APPROVERS and covered,
+            "cancel": bulletin.state not in bulletins.FINAL_STATES
+            and role in bulletins.AUTHORS | bulletins.APPROVERS and covered,
+        }  # fmt: skip
+        return dash.render(
+            request,
+            "dashboard/bulletin_detail.html",
+            {"b": bulletin, "audience": audience, "topic": topic, "author": author,
+             "approver": approver, "preview": preview, "schedules": schedule_rows,
+             "telegram_parts": split_message(text, TELEGRAM_LIMIT),
+             "zalo_parts": split_message(text, ZALO_LIMIT), "can": can,
+             "estimate": texts.duration(preview.estimated_seconds) if preview else "",
+             "now_local": now.astimezone(dash.tz).strftime("%Y-%m-%dT%H:%M")},
+            actor=actor,
+        )  # fmt: skip
+
+    async def _act(request: Request, bulletin_id: int, action: str) -> Response:
+        form = await dash.form(request)
+        now = dash.now()
+        async with dash.sessions.begin() as db:
+            actor = await dash.actor(request, db)
+            bulletin = await load_visible(db, actor, bulletin_id)
+            by = actor.official
+            try:
+                if action == "submit":
+                    await bulletins.submit(db, bulletin, by, now, via="web")
+                elif action == "approve":
+                    await bulletins.approve(db, bulletin, by, now, via="web")
+                elif action == "reject":
+                    comment = form_text(form, "comment").strip()
+                    if not comment:
+                        raise DashboardError(texts.REJECT_COMMENT_NEEDED)
+                    await bulletins.reject(db, bulletin, by, comment, now, via="web")
+                elif action == "cancel":
+                    await bulletins.cancel(db, bulletin, by, now, via="web")
+                elif action == "schedule":
+                    await _schedule(db, form, bulletin, actor, now)
+            except ScopeError as error:
+                raise _scope_denied(actor, error, action) from None
+            except BulletinError as error:
+                raise DashboardError(texts.explain(error)) from None
+        notices = {"submit": "submitted", "approve": "approved", "reject": "rejected",
+                   "cancel": "cancelled", "schedule": "scheduled"}  # fmt: skip
+        return dash.redirect(f"/bulletins/{bulletin_id}", notices[action])
+
+    async def _schedule(
+        db: AsyncSession, form: FormData, bulletin: Bulletin, actor: Actor, now: dt.datetime
+    ) -> None:
+        mode = form_text(form, "mode", "now")
+        at = cron = until = None
+        if mode == "at":
+            at = parse_local(form_text(form, "at"), dash.tz)
+            if at is None:
+                raise DashboardError(texts.BAD_DATETIME)
+        elif mode == "cron":
+            cron = form_text(form, "cron").strip()
+            until = parse_local(form_text(form, "until"), dash.tz)
+        elif mode != "now":
+            raise DashboardError(texts.BAD_CHOICE)
+        await schedules.schedule(
+            db, bulletin, actor.official, now=now, tz=dash.tz, at=at, cron=cron, until=until,
+            via="web",
+        )  # fmt: skip
+
+    for action in ("submit", "approve", "reject", "cancel", "schedule"):
+        router.add_api_route(
+            f"/bulletins/{{bulletin_id}}/{action}",
+            dash.view(_action_endpoint(_act, action)),
+            methods=["POST"],
+            name=f"bulletin_{action}",
+        )
+
+    @router.get("/api/cron")
+    @dash.view
+    async def cron_preview(request: Request) -> Response:
+        """The next firings of a cron expression in local time, for the schedule form."""
+        expression = request.query_params.get("expr", "")[:120]
+        async with dash.sessions() as db:
+            await dash.actor(request, db)
+        try:
+            until = parse_local(request.query_params.get("until", ""), dash.tz)
+            times = schedules.next_fire_times(
+                " ".join(expression.split()), dash.tz, dash.now(), NEXT_RUNS_SHOWN, until
+            )
+        except (BulletinError, DashboardError) as error:
+            return JSONResponse({"error": _message_of(error), "runs": []})
+        return JSONResponse(
+            {
+                "error": None,
+                "runs": [
+                    f"{texts.WEEKDAYS[t.weekday()]} {t:%d/%m/%Y %H:%M}"
+                    for t in (x.astimezone(dash.tz) for x in times)
+                ],
+            }
+        )
+
+
+def _action_endpoint(act: Any, action: str) -> Any:
+    # One endpoint per action with the signature FastAPI reads (request, bulletin_id).
+    async def endpoint(request: Request, bulletin_id: int) -> Response:
+        response: Response = await act(request, bulletin_id, action)
+        return response
+
+    endpoint.__name__ = f"bulletin_{action}"
+    return endpoint
+
+
+def _editor_values(form: FormData) -> dict[str, Any]:
+    codes = form_list(form, "areas")
+    # Typed codes too ("11914, p31"), so the form works without JavaScript.
+    for typed in form_text(form, "area_codes").replace(",", " ").split():
+        if typed not in codes:
+            codes.append(typed)
+    return {
+        "title": form_text(form, "title"),
+        "body": form_text(form, "body"),
+        "topic": form_text(form, "topic"),
+        "priority": form_text(form, "priority", "routine"),
+        "areas": codes[:200],
+        "roles": form_list(form, "roles"),
+        "platforms": form_list(form, "platforms"),
+        "expires_at": form_text(form, "expires_at"),
+    }
+
+
+async def _chosen_areas(db: AsyncSession, codes: list[str]) -> list[dict[str, str]]:
+    chosen = []
+    for code in codes:
+        area = await db.scalar(select(Area).where(Area.code == _canonical(code)))
+        chosen.append({"code": code, "name": area.name if area is not None else code})
+    return chosen
+
+
+def _message_of(error: Exception) -> str:
+    return error.message if isinstance(error, DashboardError) else texts.explain(error)

@@ -1,0 +1,181 @@
+"""The follow-up of a bulletin: live delivery counts, per-commune receipts, CSV, a chart."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from broadcasts import reports
+from db.models import BroadcastRun, BulletinState, Delivery, DeliveryState
+from web.dashboard import texts
+from web.dashboard.bulletin_views import load_visible
+from web.dashboard.common import Dashboard
+
+OPEN_STATES = (DeliveryState.pending.value, DeliveryState.sending.value)
+MAX_BARS = 120
+CHART_W, CHART_H, CHART_PAD = 640, 180, 28
+
+
+@dataclass(frozen=True)
+class Bar:
+    x: float
+    y: float
+    width: float
+    height: float
+    count: int
+    label: str
+
+
+async def sent_per_minute(db: AsyncSession, bulletin_id: int) -> list[tuple[dt.datetime, int]]:
+    """(minute, deliveries sent in it) for every run of the bulletin, oldest first."""
+    if db.get_bind().dialect.name == "sqlite":
+        # Stored as naive UTC text; the first 16 characters are "YYYY-MM-DD HH:MM".
+        minute: Any = func.substr(Delivery.sent_at, 1, 16)
+    else:
+        minute = func.date_trunc("minute", Delivery.sent_at)
+    runs = select(BroadcastRun.id).where(BroadcastRun.bulletin_id == bulletin_id)
+    rows = await db.execute(
+        select(minute, func.count())
+        .where(Delivery.run_id.in_(runs), Delivery.sent_at.is_not(None))
+        .group_by(minute)
+        .order_by(minute)
+    )
+    result: list[tuple[dt.datetime, int]] = []
+    for row in rows.all():
+        stamp: Any = row[0]
+        count = row[1]
+        if isinstance(stamp, str):
+            moment = dt.datetime.fromisoformat(stamp.replace(" ", "T")).replace(tzinfo=dt.UTC)
+        else:
+            moment = stamp if stamp.tzinfo else stamp.replace(tzinfo=dt.UTC)
+        result.append((moment.astimezone(dt.UTC), int(count)))
+    return result
+
+
+def chart_bars(points: list[tuple[dt.datetime, int]], tz: Any) -> tuple[list[Bar], int, int]:
+    """Bars for the SVG chart (minutes grouped when there are more than MAX_BARS).
+
+    Returns (bars, the tallest count, minutes per bar).
+    """
+    if not points:
+        return [], 0, 1
+    first, last = points[0][0], points[-1][0]
+    span = int((last - first).total_seconds() // 60) + 1
+    step = max(1, -(-span // MAX_BARS))
+    buckets: dict[int, int] = {}
+    for moment, count in points:
+        index = int((moment - first).total_seconds() // 60) // step
+        buckets[index] = buckets.get(index, 0) + count
+    slots = max(buckets) + 1
+    tallest = max(buckets.values())
+    inner_w, inner_h = CHART_W - 2 * CHART_PAD, CHART_H - 2 * CHART_PAD
+    width = inner_w / slots
+    bars = []
+    for index, count in sorted(buckets.items()):
+        height = inner_h * count / tallest
+        start = (first + dt.timedelta(minutes=index * step)).astimezone(tz)
+        bars.append(
+            Bar(
+                x=round(CHART_PAD + index * width, 2),
+                y=round(CHART_PAD + inner_h - height, 2),
+                width=round(max(width - 1, 1), 2),
+                height=round(height, 2),
+                count=count,
+                label=f"{start:%H:%M}",
+            )
+        )
+    return bars, tallest, step
+
+
+def progress_payload(report: dict[str, Any]) -> dict[str, Any]:
+    counts: dict[str, int] = report["counts"]
+    total = sum(counts.values())
+    open_count = sum(counts[s] for s in OPEN_STATES)
+    state: BulletinState = report["state"]
+    return {
+        "bulletin_id": report["id"],
+        "state": state.value,
+        "state_label": texts.BULLETIN_STATES[state],
+        "total": total,
+        "counts": counts,
+        "done_count": total - open_count,
+        "sent": report["sent"],
+        "acknowledgements": report["acknowledgements"],
+        "ack_rate": report["ack_rate"],
+        "failure_reasons": report["failure_reasons"],
+        "runs": len(report["runs"]),
+        # The page stops polling when nothing can change any more.
+        "finished": open_count == 0
+        and state in {BulletinState.sent, BulletinState.cancelled, BulletinState.expired},
+    }
+
+
+def register(router: APIRouter, dash: Dashboard) -> None:
+    """Add the follow-up routes to the dashboard router."""
+
+    @router.get("/bulletins/{bulletin_id}/progress")
+    @dash.view
+    async def progress_page(request: Request, bulletin_id: int) -> Response:
+        async with dash.sessions() as db:
+            actor = await dash.actor(request, db)
+            bulletin = await load_visible(db, actor, bulletin_id)
+            report = await reports.bulletin_report(db, bulletin.id)
+            rows = await reports.commune_rows(db, bulletin.id)
+            points = await sent_per_minute(db, bulletin.id)
+        bars, tallest, step = chart_bars(points, dash.tz)
+        return dash.render(
+            request,
+            "dashboard/progress.html",
+            {"b": bulletin, "p": progress_payload(report), "rows": rows, "runs": report["runs"],
+             "bars": bars, "tallest": tallest, "step": step,
+             "chart": {"w": CHART_W, "h": CHART_H, "pad": CHART_PAD},
+             "states": list(DeliveryState)},
+            actor=actor,
+        )  # fmt: skip
+
+    @router.get("/bulletins/{bulletin_id}/progress.json")
+    @dash.view
+    async def progress_json(request: Request, bulletin_id: int) -> Response:
+        async with dash.sessions() as db:
+            actor = await dash.actor(request, db)
+            bulletin = await load_visible(db, actor, bulletin_id)
+            report = await reports.bulletin_report(db, bulletin.id)
+        return JSONResponse(progress_payload(report))
+
+    @router.get("/bulletins/{bulletin_id}/chart.svg")
+    @dash.view
+    async def progress_chart(request: Request, bulletin_id: int) -> Response:
+        async with dash.sessions() as db:
+            actor = await dash.actor(request, db)
+            bulletin = await load_visible(db, actor, bulletin_id)
+            points = await sent_per_minute(db, bulletin.id)
+        bars, tallest, step = chart_bars(points, dash.tz)
+        template = dash.templates.get_template("dashboard/chart.svg")
+        svg = template.render(
+            bars=bars,
+            tallest=tallest,
+            step=step,
+            chart={"w": CHART_W, "h": CHART_H, "pad": CHART_PAD},
+        )
+        return Response(svg, media_type="image/svg+xml")
+
+    @router.get("/bulletins/{bulletin_id}/communes.csv")
+    @dash.view
+    async def commune_csv(request: Request, bulletin_id: int) -> Response:
+        async with dash.sessions() as db:
+            actor = await dash.actor(request, db)
+            bulletin = await load_visible(db, actor, bulletin_id)
+            rows = await reports.commune_rows(db, bulletin.id)
+        return Response(
+            reports.commune_csv(rows),
+            media_type="text/csv; charset=utf-8",
+            headers={
+                "Content-Disposition": f'attachment; filename="ban-tin-{bulletin.id}-theo-xa.csv"'
+            },
+        )

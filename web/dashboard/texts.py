@@ -1,0 +1,193 @@
+"""Vietnamese copy of the officials' dashboard that Python code chooses (labels, messages)."""
+
+from __future__ import annotations
+
+from db.models import (
+    BulletinState,
+    DeliveryState,
+    InboxStatus,
+    OfficialRole,
+    Platform,
+    Priority,
+    ScheduleKind,
+    SubscriberRole,
+)
+
+BULLETIN_STATES: dict[str, str] = {
+    BulletinState.draft: "Bản nháp",
+    BulletinState.pending_approval: "Chờ duyệt",
+    BulletinState.approved: "Đã duyệt",
+    BulletinState.scheduled: "Đã lên lịch",
+    BulletinState.sending: "Đang gửi",
+    BulletinState.sent: "Đã gửi xong",
+    BulletinState.cancelled: "Đã hủy",
+    BulletinState.expired: "Hết hạn",
+    BulletinState.rejected: "Bị trả lại",
+}
+
+DELIVERY_STATES: dict[str, str] = {
+    DeliveryState.pending: "Chờ gửi",
+    DeliveryState.sending: "Đang gửi",
+    DeliveryState.sent: "Đã gửi",
+    DeliveryState.failed: "Lỗi",
+    DeliveryState.blocked: "Bị chặn",
+    DeliveryState.expired: "Hết hạn",
+    DeliveryState.unknown: "Không rõ",
+    DeliveryState.cancelled: "Đã hủy",
+}
+
+PRIORITIES: dict[str, str] = {Priority.routine: "Thường", Priority.urgent: "Khẩn"}
+
+OFFICIAL_ROLES: dict[str, str] = {
+    OfficialRole.admin: "Quản trị viên",
+    OfficialRole.province_editor: "Biên tập viên tỉnh",
+    OfficialRole.commune_editor: "Biên tập viên xã",
+    OfficialRole.approver: "Người duyệt",
+    OfficialRole.radio_operator: "Cán bộ truyền thanh",
+}
+
+SUBSCRIBER_ROLES: dict[str, str] = {
+    SubscriberRole.fisherman: "Ngư dân",
+    SubscriberRole.villager: "Người dân",
+    SubscriberRole.radio_operator: "Cán bộ truyền thanh",
+    SubscriberRole.border_guard: "Đồn biên phòng",
+    SubscriberRole.commune_official: "Cán bộ xã",
+}
+
+PLATFORMS: dict[str, str] = {Platform.telegram: "Telegram", Platform.zalo: "Zalo"}
+
+SCHEDULE_KINDS: dict[str, str] = {ScheduleKind.once: "Một lần", ScheduleKind.cron: "Định kỳ"}
+
+INBOX_STATUSES: dict[str, str] = {
+    InboxStatus.new: "Mới",
+    InboxStatus.read: "Đã đọc",
+    InboxStatus.answered: "Đã trả lời",
+    InboxStatus.archived: "Đã lưu trữ",
+}
+
+INBOX_KINDS: dict[str, str] = {
+    "text": "Tin nhắn",
+    "photo": "Ảnh",
+    "location": "Vị trí",
+    "other": "Khác",
+}
+
+# Audit actions as officials read them in the log.
+AUDIT_ACTIONS: dict[str, str] = {
+    "official.login": "Đăng nhập",
+    "official.login_failed": "Đăng nhập sai",
+    "official.lockout": "Khóa tài khoản tạm thời (sai mật khẩu nhiều lần)",
+    "official.logout": "Đăng xuất",
+    "official.create": "Tạo tài khoản cán bộ",
+    "official.deactivate": "Vô hiệu hóa tài khoản",
+    "official.activate": "Kích hoạt lại tài khoản",
+    "bulletin.create": "Tạo bản tin",
+    "bulletin.submit": "Gửi duyệt",
+    "bulletin.approve": "Duyệt bản tin",
+    "bulletin.reject": "Trả lại bản tin",
+    "bulletin.schedule": "Lên lịch gửi",
+    "bulletin.cancel": "Hủy bản tin",
+    "inbox.read": "Đánh dấu đã đọc",
+    "inbox.reply": "Trả lời tin nhắn",
+    "bot.update": "Sửa cấu hình bot",
+    "topic.update": "Sửa chủ đề",
+}
+
+# Short notices shown after a redirect (?ok=<key>); only these keys are ever displayed.
+NOTICES: dict[str, str] = {
+    "created": "Đã lưu bản nháp.",
+    "submitted": "Đã gửi bản tin đi duyệt.",
+    "approved": "Đã duyệt bản tin.",
+    "rejected": "Đã trả lại bản tin kèm góp ý.",
+    "scheduled": "Đã lên lịch gửi.",
+    "cancelled": "Đã hủy bản tin.",
+    "replied": "Đã lưu câu trả lời.",
+    "reply_not_sent": "Đã lưu câu trả lời nhưng chưa gửi được qua bot; hệ thống sẽ báo lỗi.",
+    "read": "Đã đánh dấu đã đọc.",
+    "official_created": "Đã tạo tài khoản.",
+    "official_changed": "Đã cập nhật tài khoản.",
+    "bot_saved": "Đã lưu cấu hình bot.",
+    "topic_saved": "Đã lưu chủ đề.",
+    "logged_out": "Đã đăng xuất.",
+}
+
+LOGIN_FAILED = "Sai tên đăng nhập hoặc mật khẩu."
+LOGIN_LOCKED = "Tài khoản tạm khóa do nhập sai mật khẩu nhiều lần. Thử lại sau {until}."
+CSRF_FAILED = "Phiên làm việc không hợp lệ hoặc đã hết hạn. Hãy tải lại trang và thử lại."
+FORBIDDEN = "Bạn không có quyền thực hiện thao tác này."
+FORBIDDEN_SCOPE = "Khu vực này nằm ngoài phạm vi phụ trách của bạn."
+ADMIN_ONLY = "Chỉ quản trị viên được vào mục này."
+NOT_FOUND = "Không tìm thấy."
+BAD_REQUEST = "Không thực hiện được thao tác."
+REPLY_EMPTY = "Hãy nhập nội dung trả lời."
+REJECT_COMMENT_NEEDED = "Khi trả lại bản tin, hãy ghi góp ý cho người viết."
+BAD_DATETIME = "Thời gian không hợp lệ (định dạng ngày giờ)."
+BAD_NUMBER = "Giá trị số không hợp lệ."
+BAD_CHOICE = "Lựa chọn không hợp lệ."
+CANNOT_DEACTIVATE_SELF = "Không thể tự vô hiệu hóa tài khoản của mình."
+TOPIC_NAME_EMPTY = "Tên chủ đề không được để trống."
+
+# Domain errors carry English messages for logs and the CLI; officials see these instead.
+# The first fragment found in the English message decides.
+DOMAIN_ERRORS: tuple[tuple[str, str], ...] = (
+    ("cannot write bulletins", "Vai trò của bạn không được viết bản tin."),
+    ("needs a title and a body", "Bản tin cần có tiêu đề và nội dung."),
+    ("title ≤", "Tiêu đề hoặc nội dung quá dài."),
+    ("choose at least one area", "Hãy chọn ít nhất một khu vực nhận tin."),
+    ("expiry is already past", "Thời hạn hiệu lực đã qua."),
+    ("unknown area code", "Mã khu vực không tồn tại."),
+    ("not an area code", "Mã khu vực không đúng định dạng."),
+    ("unknown topic", "Chủ đề không tồn tại."),
+    ("only a draft can be submitted", "Chỉ bản nháp hoặc bản bị trả lại mới gửi duyệt được."),
+    ("only the author submits", "Chỉ người viết mới gửi duyệt bản nháp."),
+    ("only a submitted bulletin", "Bản tin không ở trạng thái chờ duyệt."),
+    ("four-eyes", "Người viết không được tự duyệt bản tin của mình (nguyên tắc hai người)."),
+    ("cannot approve", "Vai trò của bạn không được duyệt bản tin."),
+    ("only another official who may approve", "Chỉ cán bộ khác có quyền duyệt mới trả lại được."),
+    ("is already", "Bản tin đã kết thúc, không hủy được nữa."),
+    ("cannot cancel", "Vai trò của bạn không được hủy bản tin."),
+    ("cannot schedule", "Vai trò của bạn không được lên lịch gửi."),
+    ("only an approved bulletin", "Chỉ bản tin đã duyệt mới lên lịch được."),
+    ("invalid cron expression", "Biểu thức lặp lại (cron) không hợp lệ."),
+    ("does not fire before", "Lịch lặp lại không có lần gửi nào trước thời điểm kết thúc."),
+    ("is already past", "Thời điểm gửi đã qua."),
+    ("has already expired", "Bản tin đã hết hạn."),
+    ("is not before the bulletin expires", "Lần gửi đầu tiên phải trước khi bản tin hết hạn."),
+    ("the end (until) must be after now", "Thời điểm kết thúc phải sau hiện tại."),
+    ("an end (until) applies only", "Chỉ lịch lặp lại mới có thời điểm kết thúc."),
+    ("either a time", "Chọn một thời điểm hoặc một lịch lặp lại, không chọn cả hai."),
+    ("username must be", "Tên đăng nhập 3–60 ký tự: chữ thường, số, '.', '_' hoặc '-'."),
+    ("password must be at least", "Mật khẩu phải có ít nhất 10 ký tự."),
+    ("already exists", "Tên đăng nhập đã có người dùng."),
+    ("has no area scope", "Quản trị viên không gắn với khu vực; để trống ô khu vực."),
+    ("needs --area", "Vai trò này cần một khu vực (mã tỉnh hoặc mã xã)."),
+    ("is scoped to a", "Khu vực không phù hợp với vai trò (tỉnh hoặc xã)."),
+    ("the reply is empty", "Hãy nhập nội dung trả lời."),
+    ("erased their data", "Người gửi đã xóa dữ liệu của mình; không thể trả lời nữa."),
+    ("may not answer messages", "Tin nhắn này nằm ngoài phạm vi phụ trách của bạn."),
+    ("only an admin answers", "Chỉ quản trị viên trả lời được tin nhắn không rõ xã."),
+)
+
+
+def explain(error: Exception) -> str:
+    """The Vietnamese sentence for a domain error (a generic one when none matches)."""
+    message = str(error)
+    for fragment, vietnamese in DOMAIN_ERRORS:
+        if fragment in message:
+            return vietnamese
+    return BAD_REQUEST
+
+
+def duration(seconds: float) -> str:
+    """ "khoảng 3 phút 20 giây" for an estimate."""
+    total = max(round(seconds), 0)
+    if total < 60:
+        return f"khoảng {max(total, 1)} giây"
+    minutes, secs = divmod(total, 60)
+    if minutes < 60:
+        return f"khoảng {minutes} phút {secs} giây" if secs else f"khoảng {minutes} phút"
+    hours, minutes = divmod(minutes, 60)
+    return f"khoảng {hours} giờ {minutes} phút"
+
+
+WEEKDAYS = ("Thứ Hai", "Thứ Ba", "Thứ Tư", "Thứ Năm", "Thứ Sáu", "Thứ Bảy", "Chủ Nhật")
