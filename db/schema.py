@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -12,6 +14,16 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+# Tables the ORM models leave out on purpose: the documents library's search index (an FTS5
+# virtual table and its shadow tables on SQLite, a tsvector table on PostgreSQL).
+UNMODELLED_TABLE_PREFIXES = ("document_search",)
+
+
+def include_name(name: str | None, type_: str, parent_names: Mapping[Any, str | None]) -> bool:
+    """Alembic's filter for reflected names: skip the tables the models leave out on purpose."""
+    return not (
+        type_ == "table" and name is not None and name.startswith(UNMODELLED_TABLE_PREFIXES)
+    )
 
 
 def alembic_config(url: str) -> Config:

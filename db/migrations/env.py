@@ -8,6 +8,7 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy.engine import Connection
 
+from db import schema
 from db.engine import make_engine
 from db.models import Base
 
@@ -34,6 +35,7 @@ def _configure(connection: Connection) -> None:
         # SQLite cannot ALTER most things; batch mode rebuilds the table instead.
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_name=schema.include_name,
     )
     with context.begin_transaction():
         context.run_migrations()
@@ -47,7 +49,12 @@ async def _run_online() -> None:
 
 
 def run_migrations_offline() -> None:
-    context.configure(url=_url(), target_metadata=target_metadata, literal_binds=True)
+    context.configure(
+        url=_url(),
+        target_metadata=target_metadata,
+        literal_binds=True,
+        include_name=schema.include_name,
+    )
     with context.begin_transaction():
         context.run_migrations()
 

@@ -29,7 +29,10 @@ def test_migrations_reach_head_from_empty_and_match_the_models(database_url: str
             revision = await schema.current_revision(engine)
             diff = await connection.run_sync(
                 lambda sync: compare_metadata(
-                    MigrationContext.configure(sync, opts={"compare_type": True}), Base.metadata
+                    MigrationContext.configure(
+                        sync, opts={"compare_type": True, "include_name": schema.include_name}
+                    ),
+                    Base.metadata,
                 )
             )
         await engine.dispose()
