@@ -14,12 +14,14 @@ from typing import Annotated, Any, TypeVar
 import typer
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from audio.store import make_store
 from broadcasts import bulletins, reports, schedules
 from db.models import DeliveryState, Platform, SubscriberRole
 from haidang.cli_support import active_official as _official
 from haidang.cli_support import fail as _fail
 from haidang.cli_support import now as _now
 from haidang.cli_support import run as run_committed
+from haidang.media import MediaError, store_photo
 from haidang.settings import Settings
 
 bulletin_app = typer.Typer(
@@ -83,6 +85,9 @@ def create(
     expires: Annotated[
         str | None, typer.Option(metavar="ISO", help="Expiry; local time unless a zone is given.")
     ] = None,
+    photo: Annotated[
+        Path | None, typer.Option(metavar="PATH", help="A JPEG or PNG sent with the text.")
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Write a bulletin and submit it for approval; prints its id."""
@@ -90,6 +95,12 @@ def create(
     text = sys.stdin.read() if body == "-" else body
     expires_at = _parse_time(expires, settings, "--expires") if expires else None
     now = _now()
+    photo_key = None
+    if photo is not None:
+        try:
+            photo_key = store_photo(make_store("local", root=settings.audio_dir), photo)
+        except MediaError as exc:
+            raise _fail(str(exc)) from None
 
     async def work(session: AsyncSession) -> tuple[int, str]:
         author = await _official(session, by)
@@ -105,6 +116,7 @@ def create(
             platforms=platform or (),
             urgent=urgent,
             expires_at=expires_at,
+            photo_path=photo_key,
             submit=True,
             via="cli",
         )

@@ -22,6 +22,7 @@ from haidang.bulletin_cli import bulletin_app
 from haidang.cli_support import fail
 from haidang.cli_support import now as _now
 from haidang.cli_support import run as _run
+from haidang.docs_cli import docs_app
 from haidang.inbox_cli import inbox_app
 from haidang.settings import Settings, SettingsError, load_settings
 
@@ -43,6 +44,7 @@ app.add_typer(topics_app, name="topics")
 app.add_typer(officials_app, name="officials")
 app.add_typer(audio_app, name="audio")
 app.add_typer(bulletin_app, name="bulletin")
+app.add_typer(docs_app, name="docs")
 app.add_typer(inbox_app, name="inbox")
 
 
@@ -322,6 +324,104 @@ def audio_normalize(
     from audio.spoken import to_spoken
 
     typer.echo(to_spoken(text))
+
+
+@audio_app.command("render")
+def audio_render(
+    ctx: typer.Context,
+    bulletin_id: Annotated[int, typer.Argument(metavar="BULLETIN_ID", help="The bulletin's id.")],
+    force: Annotated[bool, typer.Option("--force", help="Render even when cached.")] = False,
+) -> None:
+    """Render a bulletin's MP3, AAC and Ogg/Opus files with TTS_ENGINE; print their paths.
+
+    Prints "cache hit" first when the same words, voice and settings were rendered
+    before (nothing is re-rendered then; the paths are those of the existing files).
+    """
+    from audio import studio, tts
+    from audio.store import make_store
+
+    settings: Settings = ctx.obj
+    store = make_store("local", root=settings.audio_dir)
+    started = _now()
+
+    async def work(session: AsyncSession) -> list[tuple[str, bool]]:
+        assets = await studio.render_bulletin(
+            session,
+            bulletin_id,
+            store=store,
+            engine_name=settings.tts_engine.value,
+            tz=settings.tz,
+            now=started,
+            work_dir=settings.data_dir / "tmp",
+            force=force,
+        )
+        # A (re)written file's row carries this run's clock; a cached one an older time.
+        return [(a.store_key, a.created_at == started) for a in assets]
+
+    try:
+        rendered = _run(settings, work)
+    except (tts.EngineError, OSError) as exc:
+        raise fail(f"cannot render bulletin {bulletin_id}: {exc}") from None
+    if not any(written for _, written in rendered):
+        typer.echo("cache hit: nothing re-rendered")
+    for key, _ in rendered:
+        typer.echo(str(store.path_for(key) or key))
+
+
+@audio_app.command("programme")
+def audio_programme(
+    ctx: typer.Context,
+    commune_code: Annotated[
+        str, typer.Argument(metavar="COMMUNE_CODE", help="The commune, e.g. 11914.")
+    ],
+    date: Annotated[
+        str | None, typer.Option("--date", metavar="YYYY-MM-DD", help="Default: today (local).")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Build even when cached.")] = False,
+) -> None:
+    """Build a commune's daily programme (the day's bulletins in one MP3); print its path.
+
+    Prints "cache hit" first when the day is unchanged since the last build, and says
+    so (exit 0, no path) when no bulletin went out to the commune that day.
+    """
+    import datetime as dt
+
+    from audio import programmes, tts
+    from audio.store import make_store
+
+    settings: Settings = ctx.obj
+    started = _now()
+    try:
+        day = dt.date.fromisoformat(date) if date else started.astimezone(settings.tz).date()
+    except ValueError:
+        raise fail(f"not a date: {date!r} (use YYYY-MM-DD)") from None
+    store = make_store("local", root=settings.audio_dir)
+
+    async def work(session: AsyncSession) -> tuple[str, bool] | None:
+        asset = await programmes.build_daily_programme(
+            session,
+            commune_code,
+            day,
+            store=store,
+            engine_name=settings.tts_engine.value,
+            tz=settings.tz,
+            now=started,
+            work_dir=settings.data_dir / "tmp",
+            force=force,
+        )
+        return None if asset is None else (asset.store_key, asset.created_at == started)
+
+    try:
+        built = _run(settings, work)
+    except (tts.EngineError, OSError) as exc:
+        raise fail(f"cannot build the programme: {exc}") from None
+    if built is None:
+        typer.echo(f"no bulletins for {commune_code} on {day.isoformat()}: no programme")
+        return
+    key, written = built
+    if not written:
+        typer.echo("cache hit: nothing re-rendered")
+    typer.echo(str(store.path_for(key) or key))
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import hashlib
 import hmac
 import logging
@@ -17,24 +18,41 @@ from typing import Protocol
 import uvicorn
 from fastapi import Request, Response
 from pydantic import SecretStr
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from audio import studio, tts
+from audio.store import make_store
 from bot.conversation import Conversation
+from bot.replies import send_reply
 from bot.telegram import WEBHOOK_PATH as TELEGRAM_WEBHOOK_PATH
 from bot.telegram import TelegramFrontEnd
 from bot.zalo import WEBHOOK_PATH as ZALO_WEBHOOK_PATH
 from bot.zalo import ZaloFrontEnd
 from broadcasts.channels import ChannelRegistry
+from broadcasts.inbox import ReplyTarget
 from broadcasts.parts import PartStatus
 from broadcasts.schedules import Scheduler
 from broadcasts.sender import Sender, SenderConfig
 from broadcasts.subscribers import ensure_bot
 from db import schema
 from db.engine import make_engine, make_sessionmaker
-from db.models import Bot, Platform
+from db.models import (
+    Area,
+    AudioAsset,
+    Bot,
+    Bulletin,
+    BulletinState,
+    ChatAddress,
+    InboxMessage,
+    Platform,
+)
 from db.seed import seed_all
+from haidang.media import StoreMedia
 from haidang.settings import Settings
 from web.app import Webhook, create_app
+from web.audio import make_router as make_audio_pages
+from web.dashboard import make_router as make_dashboard
 
 log = logging.getLogger("haidang.serve")
 
@@ -81,12 +99,22 @@ class _Server(uvicorn.Server):
 
 
 class WebPart:
-    """The web app under uvicorn: landing page, /healthz, later dashboard and webhooks."""
+    """The web app under uvicorn: landing page, /healthz, dashboard, audio pages, webhooks."""
 
     name = "web"
 
     def __init__(self, settings: Settings, service: Service) -> None:
-        app = create_app(engine=service.engine, parts=service.statuses, webhooks=service.webhooks)
+        public = str(settings.public_base_url) if settings.public_base_url else None
+        routers = [
+            make_dashboard(service.sessions, settings, send_reply=service.send_inbox_reply),
+            make_audio_pages(service.read_sessions, service.store, public, tz=settings.tz),
+        ]
+        app = create_app(
+            engine=service.engine,
+            parts=service.statuses,
+            webhooks=service.webhooks,
+            routers=routers,
+        )
         config = uvicorn.Config(
             app,
             host=settings.http_host,
@@ -199,6 +227,83 @@ class SchedulerPart:
         await self._scheduler.stop()
 
 
+class AudioPart:
+    """Renders each submitted bulletin's voice and loudspeaker MP3 in the background.
+
+    Voice is usually ready before a bulletin fires; when it is not, the text goes out
+    and the voice joins the deliveries built after it is rendered (never the reverse).
+    """
+
+    name = "audio"
+    POLL_S = 2.0
+    STATES = (
+        BulletinState.pending_approval,
+        BulletinState.approved,
+        BulletinState.scheduled,
+        BulletinState.sending,
+    )
+
+    def __init__(self, service: Service) -> None:
+        self._service = service
+        self._engine = service.settings.tts_engine.value
+        self._task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+        self._failed: set[int] = set()  # not retried until restart: logged once each
+        self.rendered = 0
+
+    def status(self) -> PartStatus:
+        running = self._task is not None and not self._task.done()
+        engines = ", ".join(tts.available())
+        detail = f"TTS_ENGINE={self._engine} (registered: {engines}); {self.rendered} rendered"
+        return PartStatus(active=running, detail=detail)
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="audio")
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            await self._task
+
+    async def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                await self._render_waiting()
+            except Exception:
+                log.error("audio: rendering pass failed; retrying", exc_info=True)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self.POLL_S)
+
+    async def _render_waiting(self) -> None:
+        service = self._service
+        rendered = select(AudioAsset.bulletin_id).where(AudioAsset.bulletin_id.is_not(None))
+        async with service.read_sessions() as session:
+            waiting = (
+                await session.scalars(
+                    select(Bulletin.id)
+                    .where(Bulletin.state.in_(self.STATES), Bulletin.id.not_in(rendered))
+                    .order_by(Bulletin.priority.desc(), Bulletin.id)  # urgent first
+                )
+            ).all()
+        for bulletin_id in waiting:
+            if bulletin_id in self._failed or self._stop.is_set():
+                continue
+            try:
+                async with service.sessions.begin() as session:
+                    assets = await studio.render_bulletin(
+                        session, bulletin_id, store=service.store, engine_name=self._engine,
+                        tz=service.settings.tz, now=dt.datetime.now(dt.UTC),
+                        work_dir=service.settings.data_dir / "work",
+                    )  # fmt: skip
+            except Exception:
+                self._failed.add(bulletin_id)
+                log.error("audio: bulletin %d could not be rendered", bulletin_id, exc_info=True)
+                continue
+            self.rendered += 1
+            engines = {a.engine for a in assets}
+            log.info("audio: bulletin %d rendered (%s)", bulletin_id, ", ".join(sorted(engines)))
+
+
 class SendersPart:
     """One sender per running bot; each takes its bot's lease before it sends."""
 
@@ -232,8 +337,9 @@ class SendersPart:
                 quiet_end=bot.quiet_end,
             )
             sender = Sender(
-                service.sessions, channel, config, tz=service.settings.tz, holder=service.holder
-            )
+                service.sessions, channel, config, tz=service.settings.tz,
+                holder=service.holder, media=service.media,
+            )  # fmt: skip
             await sender.start()
             self.senders.append(sender)
 
@@ -267,8 +373,13 @@ class Service:
         self.settings = settings
         self.engine: AsyncEngine = engine or make_engine(settings.database_url)
         self.sessions: async_sessionmaker[AsyncSession] = make_sessionmaker(self.engine)
+        # Deferred transactions on SQLite, for work that reads long and writes briefly.
+        self.read_sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self.conversation = Conversation(self.sessions)
         self.channels = ChannelRegistry()
+        self.store = make_store("local", root=settings.audio_dir)
+        public = str(settings.public_base_url) if settings.public_base_url else None
+        self.media = StoreMedia(self.sessions, self.store, public)
         # Who holds leases from this process: readable in the leases table by an operator.
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         chat_parts = _chat_parts(settings, self)
@@ -286,9 +397,33 @@ class Service:
         self.parts: list[Part] = [
             WebPart(settings, self),
             *chat_parts,
+            AudioPart(self),
             SchedulerPart(self),
             SendersPart(self),
         ]
+
+    async def send_inbox_reply(self, message_id: int) -> None:
+        """Send an answer already stored (and audited) by the dashboard to the person."""
+        async with self.read_sessions() as session:
+            message = await session.get_one(InboxMessage, message_id)
+            address = (
+                await session.get(ChatAddress, message.chat_address_id)
+                if message.chat_address_id
+                else None
+            )
+            area = await session.get(Area, message.area_id) if message.area_id else None
+        if address is None or not message.reply_text:
+            raise RuntimeError(f"inbox message {message_id} has no answer or no chat to reach")
+        channel = self.channels.get(address.bot_id)
+        if channel is None:
+            raise RuntimeError("that person's bot is not running here")
+        target = ReplyTarget(
+            bot_id=address.bot_id,
+            chat_id=address.chat_id,
+            area_name=area.name if area else None,
+            text=message.reply_text,
+        )
+        await send_reply(channel, target)
 
     def statuses(self) -> dict[str, PartStatus]:
         return {part.name: part.status() for part in self.parts}
