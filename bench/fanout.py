@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, func, select, text
+from sqlalchemy import delete, event, func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bench import candidate_fanout
@@ -34,7 +34,7 @@ from bench.common import (
     topic_ids,
 )
 from broadcasts import runs
-from db.models import BroadcastRun, Delivery
+from db.models import BroadcastRun, ChatAddress, Delivery
 
 # --drop-fks names -> the constraints on deliveries (NAMING_CONVENTION in db/models.py).
 FOREIGN_KEYS = {
@@ -111,6 +111,18 @@ async def timed_fan_out(
             done = time.perf_counter()
         committed = time.perf_counter()
     return total, done - started, committed - done
+
+
+async def erase_probe(sessions: async_sessionmaker[AsyncSession]) -> float:
+    """Seconds to delete one chat address, in a transaction that is rolled back."""
+    async with sessions() as session:
+        await session.begin()
+        last = await session.scalar(select(func.max(ChatAddress.id)))
+        started = time.perf_counter()
+        await session.execute(delete(ChatAddress).where(ChatAddress.id == last))
+        took = time.perf_counter() - started
+        await session.rollback()
+    return took
 
 
 async def explained_fan_out(
@@ -200,6 +212,13 @@ async def bench_backend(backend: str, url: str, args: argparse.Namespace) -> Tim
             )
         assert again == total == count, (again, total, count)
         print(f"[{backend}] second fan_out: {again - total} added in {second:.2f} s", flush=True)
+        erase = await erase_probe(sessions)
+        print(
+            f"[{backend}] erase probe: DELETE of one chat address (what /xoa does; ON DELETE "
+            f"SET NULL on deliveries.chat_address_id) with {count:,} deliveries present: "
+            f"{erase:.3f} s (rolled back)",
+            flush=True,
+        )
         if args.explain:
             fresh = await new_run(sessions, bulletin_id, fire_at=NOW + dt.timedelta(minutes=1))
             plans = await explained_fan_out(sessions, log, fresh, args)

@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import cProfile
 import gc
+import importlib.util
 import io
 import json
 import os
@@ -25,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import types
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -81,9 +83,21 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
+def stub_sniffio() -> None:
+    """Experiment: what installing `sniffio` would save. httpcore's current_async_library()
+    runs `import sniffio` on every lock/semaphore it sets up; anyio >= 4.11 no longer pulls
+    sniffio in, and a failed import is not cached, so each request searches sys.path
+    several times (encode/httpcore PR #1103). A stub in sys.modules stands in for it."""
+    module = types.ModuleType("sniffio")
+    module.current_async_library = lambda: "asyncio"  # type: ignore[attr-defined]
+    sys.modules["sniffio"] = module
+
+
 async def child(args: argparse.Namespace) -> dict[str, Any]:
     """One measured sending phase; returns the figures (printed as a JSON line)."""
     count = args.child
+    if args.stub_sniffio and importlib.util.find_spec("sniffio") is None:
+        stub_sniffio()
     with tempfile.TemporaryDirectory(prefix="bench-cpu-") as tmp:
         engine, sessions = await prepared_database(sqlite_url(str(Path(tmp) / "bench.db")))
         try:
@@ -185,6 +199,8 @@ def run_child(fake: Fake, count: int, args: argparse.Namespace, profile: bool) -
         "--base-url", fake.info["bot_base_url"], "--token", fake.info["token"],
         "--rate", str(args.rate), "--channel", args.channel,
     ]  # fmt: skip
+    if args.stub_sniffio:
+        command.append("--stub-sniffio")
     if profile:
         command.append("--profile")
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
@@ -206,6 +222,10 @@ def main() -> None:
         help="TelegramChannel over PTB's HTTPXRequest (default), over the candidate "
         "AiohttpRequest (bench/candidate_request.py), or a no-I/O channel (the sender alone)",
     )  # fmt: skip
+    parser.add_argument(
+        "--stub-sniffio", action="store_true",
+        help="experiment: stand in for the missing sniffio package (see stub_sniffio)",
+    )  # fmt: skip
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--base-url", help=argparse.SUPPRESS)
     parser.add_argument("--token", help=argparse.SUPPRESS)
@@ -222,7 +242,8 @@ def main() -> None:
         print(
             f"fake Bot API in pid {fake.process.pid} on {fake.info['bot_base_url']} "
             f"(no latency, no limit); sender rate {args.rate:.0f} msg/s; channel "
-            f"{args.channel}; each size in a fresh child process",
+            f"{args.channel}; each size in a fresh child process"
+            f"{'; EXPERIMENT: sniffio stub' if args.stub_sniffio else ''}",
             flush=True,
         )
         for count in sizes:
