@@ -1,24 +1,33 @@
-"""Pacing for one bot: an even global rate, a per-chat gap, and pauses after a 429."""
+"""Pacing for one bot: a fixed schedule at the rate, a guarded window, per-chat gaps, 429 pauses."""
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
-from collections import OrderedDict
-from collections.abc import Callable
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable
 
 # How many chats' last-send times to remember; older chats cannot be inside the gap.
 _CHAT_MEMORY = 100_000
 
 
 class Pacer:
-    """Hands out send slots at `rate` per second, evenly spaced.
+    """Hands out send slots at `rate` per second without ever exceeding the platform's window.
 
-    Slots follow an absolute schedule, but a late slot is never caught up with a burst:
-    after a stall the next slot is one interval after *now*, so no second of sending
-    ever holds more than `rate` requests (what a platform's window counts).
-    A per-chat gap keeps two messages to one person (a long bulletin's parts) apart, and
-    `pause()` stops the whole bot after a 429 for the platform's `retry_after`.
+    Slots follow a fixed schedule, one `interval` apart. A wake-up that is late by a little
+    (timer overshoot: about 1 ms with asyncio, more than a whole slot at 1000 msg/s) is
+    absorbed by the schedule instead of being added to every interval, so the rate holds.
+    Later than `catch_up` (a stall, a pause, the first send) the schedule restarts from now:
+    missed slots are never caught up with a burst.
+
+    The platform counts requests in a sliding window (Telegram: 1 s), so the pacer also
+    keeps the last `floor(rate * window)` grant times and never grants another before the
+    oldest is `window + margin` old; the margin covers jitter between our clock and the
+    platform's arrival stamps. A per-chat gap keeps two messages to one person (a long
+    bulletin's parts) apart, and `pause()` stops the whole bot after a 429.
+
+    `clock` and `sleep` are injectable so tests can run the pacer on virtual time.
     """
 
     def __init__(
@@ -26,23 +35,38 @@ class Pacer:
         rate_per_second: float,
         per_chat_interval: float = 1.0,
         *,
+        window: float = 1.0,
+        margin: float = 0.015,
+        catch_up: float = 0.02,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
     ) -> None:
-        if rate_per_second <= 0:
-            raise ValueError("rate_per_second must be positive")
-        self.interval = 1.0 / rate_per_second
+        if window <= 0 or margin < 0 or catch_up < 0:
+            raise ValueError("window must be positive, margin and catch_up not negative")
+        self.window = window
+        self.margin = margin
+        self.catch_up = catch_up
         self.per_chat_interval = per_chat_interval
         self._clock = clock
-        self._next_slot = 0.0
-        self._paused_until = 0.0
+        self._sleep = sleep
+        self._next_slot = -math.inf
+        self._paused_until = -math.inf
+        self._grants: deque[float] = deque()
         self._last_by_chat: OrderedDict[str, float] = OrderedDict()
         self._lock = asyncio.Lock()
+        self.set_rate(rate_per_second)
 
     def set_rate(self, rate_per_second: float) -> None:
+        """Change the rate; the grants already in the window still count."""
+        if rate_per_second <= 0:
+            raise ValueError("rate_per_second must be positive")
+        self.rate = rate_per_second
         self.interval = 1.0 / rate_per_second
+        self.per_window = max(1, math.floor(rate_per_second * self.window + 1e-9))
+        self._grants = deque(self._grants, maxlen=self.per_window)
 
     def pause(self, seconds: float) -> None:
-        """Stop handing out slots for `seconds` (a 429's retry_after)."""
+        """Stop handing out slots for `seconds` (a 429's retry_after); never shortens a pause."""
         self._paused_until = max(self._paused_until, self._clock() + seconds)
 
     @property
@@ -54,15 +78,21 @@ class Pacer:
         if chat_id is not None and chat_id in self._last_by_chat:
             gap = self._last_by_chat[chat_id] + self.per_chat_interval - self._clock()
             if gap > 0:
-                await asyncio.sleep(gap)
+                await self._sleep(gap)
         async with self._lock:  # global slots are handed out in order, one at a time
             while True:
                 now = self._clock()
-                start = max(now, self._next_slot, self._paused_until)
+                start = max(self._next_slot, self._paused_until)
+                if len(self._grants) == self.per_window:
+                    start = max(start, self._grants[0] + self.window + self.margin)
                 if start <= now:
                     break
-                await asyncio.sleep(start - now)
-            self._next_slot = max(now, self._next_slot) + self.interval
+                # Re-check after waking: a 429 may have paused the bot meanwhile.
+                await self._sleep(start - now)
+            behind = now - self._next_slot
+            base = self._next_slot if behind < max(self.interval, self.catch_up) else now
+            self._next_slot = base + self.interval
+            self._grants.append(now)
         if chat_id is not None:
             self._last_by_chat[chat_id] = now
             self._last_by_chat.move_to_end(chat_id)
