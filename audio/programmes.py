@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import numpy.typing as npt
 from sqlalchemy import ColumnElement, String, Subquery, cast, delete, func, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from audio import mastering, texts
 from audio.mastering import (
@@ -354,7 +354,7 @@ async def _drop_superseded(
 
 
 async def build_daily_programme(
-    session: AsyncSession,
+    sessions: async_sessionmaker[AsyncSession],
     commune_code: str,
     day: dt.date,
     *,
@@ -374,18 +374,24 @@ async def build_daily_programme(
     content hash covers the ordered bulletin files' SHA-256, so an unchanged day is a
     cache hit and a bulletin added or cancelled makes a new programme, which replaces
     the day's previous one (row and file). Cost on a miss: about 1 s per minute of
-    programme plus any bulletin renders; the caller's transaction stays open meanwhile.
+    programme plus any bulletin renders.
+
+    Like render_bulletin it opens its own short transactions from ``sessions`` and
+    holds none while it speaks, masters or encodes: reads, then the render, then one
+    short write (upsert and removal of the day's previous programme).
     Raises ProgrammeError for an unknown commune code.
     """
-    commune = await commune_by_code(session, commune_code)
-    items = await day_bulletins(session, commune, day, tz=tz, now=now)
+    async with sessions() as session:
+        commune = await commune_by_code(session, commune_code)
+        items = await day_bulletins(session, commune, day, tz=tz, now=now)
     if not items:
-        await _drop_superseded(session, store, commune, day, keep=None)
+        async with sessions.begin() as session:
+            await _drop_superseded(session, store, commune, day, keep=None)
         return None
     mp3s: list[AudioAsset] = []
     for bulletin, _ in items:
         assets = await render_bulletin(
-            session,
+            sessions,
             bulletin.id,
             store=store,
             engine_name=engine_name,
@@ -417,9 +423,11 @@ async def build_daily_programme(
     }
     key = mastering.cache_key("\n".join(spoken.values()), engine_name, LANGUAGE, settings)
     if not force:
-        cached = await cached_assets(session, store, key, ["mp3"])
+        async with sessions() as session:
+            cached = await cached_assets(session, store, key, ["mp3"])
         if cached is not None:
-            await _drop_superseded(session, store, commune, day, keep=cached[0].id)
+            async with sessions.begin() as session:
+                await _drop_superseded(session, store, commune, day, keep=cached[0].id)
             return cached[0]
 
     speeches = await speak(engine_name, list(spoken.values()))
@@ -443,16 +451,17 @@ async def build_daily_programme(
         rendered.master.duration_seconds,
         rendered.master.integrated_lufs,
     )
-    (asset,) = await upsert_assets(
-        session,
-        records,
-        content_hash=key,
-        kind=AssetKind.programme,
-        engine=engines_of([*speeches, *(a.engine for a in mp3s)]),
-        now=now,
-        area_id=commune.id,
-    )
-    await _drop_superseded(session, store, commune, day, keep=asset.id)
+    async with sessions.begin() as session:
+        (asset,) = await upsert_assets(
+            session,
+            records,
+            content_hash=key,
+            kind=AssetKind.programme,
+            engine=engines_of([*speeches, *(a.engine for a in mp3s)]),
+            now=now,
+            area_id=commune.id,
+        )
+        await _drop_superseded(session, store, commune, day, keep=asset.id)
     return asset
 
 

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from audio import mastering, texts, tts
 from audio.mastering import EncodingSettings, MasteringSettings, OutputFormat, Rendered, Tags
@@ -31,14 +31,20 @@ __all__ = [
     "MASTERING",
     "MIME_TYPES",
     "AssetRecord",
+    "BulletinPlan",
     "Script",
+    "StoredAudio",
     "StudioError",
     "bulletin_assets",
     "bulletin_script",
     "bulletin_store_key",
     "cached_assets",
     "engines_of",
+    "make_audio",
+    "make_bulletin_audio",
+    "plan_bulletin",
     "public_url",
+    "record_bulletin_audio",
     "render_bulletin",
     "render_to_store",
     "speak",
@@ -306,8 +312,122 @@ async def cached_assets(
 # --------------------------------------------------------------------------- the API
 
 
-async def render_bulletin(
+@dataclass(frozen=True, slots=True)
+class BulletinPlan:
+    """What a render needs, read from the database: the script, its key, any cached rows."""
+
+    bulletin_id: int
+    script: Script
+    key: str
+    cached: list[AudioAsset] | None  # every format's row, with its file present
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAudio:
+    """Files rendered and stored for a script, not recorded in the database yet."""
+
+    records: list[AssetRecord]
+    engine: str  # the AudioAsset.engine value: who actually spoke
+    master: mastering.Master
+
+
+async def plan_bulletin(
     session: AsyncSession,
+    bulletin_id: int,
+    *,
+    store: AssetStore,
+    engine_name: str,
+    tz: ZoneInfo,
+    force: bool = False,
+) -> BulletinPlan:
+    """Read what rendering ``bulletin_id`` needs; only reads (a few queries, a stat per file).
+
+    ``cached`` is None when a render is needed: some row or file is missing, or ``force``.
+    Raises StudioError for an unknown bulletin.
+    """
+    bulletin = await session.get(Bulletin, bulletin_id)
+    if bulletin is None:
+        raise StudioError(f"no bulletin {bulletin_id}")
+    script = await bulletin_script(session, bulletin, tz)
+    key = _bulletin_key(bulletin.id, script, engine_name)
+    cached = None if force else await cached_assets(session, store, key, FORMATS)
+    return BulletinPlan(bulletin.id, script, key, cached)
+
+
+async def make_audio(
+    script: Script,
+    key: str,
+    *,
+    store: AssetStore,
+    engine_name: str,
+    work_dir: Path,
+    key_for: Callable[[str], str],
+) -> StoredAudio:
+    """Speak ``script`` (heading, then text), master, encode and put the files in ``store``.
+
+    ``key`` (the content hash) names the files; ``key_for`` maps a format ("mp3",
+    "aac", "ogg") to its store key. Touches no database, so no transaction is held
+    while it runs (about 1 s per 20 s of speech; TTS and mastering run in worker
+    threads). TTS and mastering errors pass through.
+    """
+    body, heading = await speak(engine_name, [script.text, script.heading])
+    rendered, records = await asyncio.to_thread(
+        render_to_store,
+        store,
+        work_dir,
+        lambda out_dir: mastering.render(
+            body,
+            out_dir,
+            basename=key,
+            tags=script.tags,
+            heading=heading,
+            mastering=MASTERING,
+            encoding=ENCODING,
+        ),
+        key_for,
+    )
+    log.info(
+        "rendered %s with %s: %.1f s, %.2f LUFS, %.2f dBTP",
+        key_for(FORMATS[0]),
+        body.engine,
+        rendered.master.duration_seconds,
+        rendered.master.integrated_lufs,
+        rendered.master.true_peak_dbtp,
+    )
+    return StoredAudio(records, engines_of([body, heading]), rendered.master)
+
+
+async def make_bulletin_audio(
+    plan: BulletinPlan, *, store: AssetStore, engine_name: str, work_dir: Path
+) -> StoredAudio:
+    """:func:`make_audio` for a bulletin's plan, under ``bulletins/`` keys."""
+    return await make_audio(
+        plan.script,
+        plan.key,
+        store=store,
+        engine_name=engine_name,
+        work_dir=work_dir,
+        key_for=lambda fmt: bulletin_store_key(plan.key, fmt),
+    )
+
+
+async def record_bulletin_audio(
+    session: AsyncSession, plan: BulletinPlan, audio: StoredAudio, *, now: dt.datetime
+) -> list[AudioAsset]:
+    """Upsert the rows for ``audio`` (one statement and one read): a short write."""
+    return await upsert_assets(
+        session,
+        audio.records,
+        content_hash=plan.key,
+        kind=AssetKind.bulletin,
+        engine=audio.engine,
+        now=now,
+        bulletin_id=plan.bulletin_id,
+    )
+
+
+async def render_bulletin(
+    sessions: async_sessionmaker[AsyncSession],
     bulletin_id: int,
     *,
     store: AssetStore,
@@ -324,55 +444,24 @@ async def render_bulletin(
     encoding setting, so an unchanged bulletin is a cache hit (two queries and a stat
     per file, no TTS, no mastering) unless ``force``. A render done by the offline
     fallback stays cached under the requested engine's key; re-render with ``force``.
-    A miss takes about 1 s per 20 s of speech (TTS and mastering run in worker
-    threads); files are put in ``store`` under content-addressed keys and the rows
-    upserted in ``session``, which the caller commits. On SQLite the caller's
-    transaction holds the write lock for the whole render, so keep it short-lived.
-    Raises StudioError for an unknown bulletin; TTS and mastering errors pass through.
-    """
-    bulletin = await session.get(Bulletin, bulletin_id)
-    if bulletin is None:
-        raise StudioError(f"no bulletin {bulletin_id}")
-    script = await bulletin_script(session, bulletin, tz)
-    key = _bulletin_key(bulletin.id, script, engine_name)
-    if not force:
-        cached = await cached_assets(session, store, key, FORMATS)
-        if cached is not None:
-            return cached
 
-    body, heading = await speak(engine_name, [script.text, script.heading])
-    rendered, records = await asyncio.to_thread(
-        render_to_store,
-        store,
-        work_dir,
-        lambda out_dir: mastering.render(
-            body,
-            out_dir,
-            basename=key,
-            tags=script.tags,
-            heading=heading,
-            mastering=MASTERING,
-            encoding=ENCODING,
-        ),
-        lambda fmt: bulletin_store_key(key, fmt),
-    )
-    log.info(
-        "rendered bulletin %d with %s: %.1f s, %.2f LUFS, %.2f dBTP",
-        bulletin.id,
-        body.engine,
-        rendered.master.duration_seconds,
-        rendered.master.integrated_lufs,
-        rendered.master.true_peak_dbtp,
-    )
-    return await upsert_assets(
-        session,
-        records,
-        content_hash=key,
-        kind=AssetKind.bulletin,
-        engine=engines_of([body, heading]),
-        now=now,
-        bulletin_id=bulletin.id,
-    )
+    Unlike most domain functions this one opens its own short transactions from
+    ``sessions``, because the point is to hold none during a render: it reads
+    (:func:`plan_bulletin`) and closes that transaction, renders outside any
+    (:func:`make_bulletin_audio`), then upserts the rows in a transaction of its own
+    (:func:`record_bulletin_audio`). On SQLite the write lock is held for
+    milliseconds, not for the render. Callers that need the steps in their own
+    transactions call those three. Raises StudioError for an unknown bulletin.
+    """
+    async with sessions() as session:
+        plan = await plan_bulletin(
+            session, bulletin_id, store=store, engine_name=engine_name, tz=tz, force=force
+        )
+    if plan.cached is not None:
+        return plan.cached
+    audio = await make_bulletin_audio(plan, store=store, engine_name=engine_name, work_dir=work_dir)
+    async with sessions.begin() as session:
+        return await record_bulletin_audio(session, plan, audio, now=now)
 
 
 async def bulletin_assets(session: AsyncSession, bulletin_id: int) -> dict[str, AudioAsset]:

@@ -96,11 +96,10 @@ async def studio_timings(tmp: Path, hits: int) -> dict[str, float]:
 
         async def render() -> float:
             started = time.perf_counter()
-            async with sessions.begin() as session:
-                assets = await studio.render_bulletin(
-                    session, bulletin.id, store=store, engine_name="espeak", tz=TZ, now=NOW,
-                    work_dir=tmp / "work",
-                )  # fmt: skip
+            assets = await studio.render_bulletin(
+                sessions, bulletin.id, store=store, engine_name="espeak", tz=TZ, now=NOW,
+                work_dir=tmp / "work",
+            )  # fmt: skip
             assert len(assets) == 3
             return time.perf_counter() - started
 

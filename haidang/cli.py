@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from broadcasts import areas, audit, officials
 from db import schema
@@ -25,6 +26,8 @@ from haidang.cli_support import run as _run
 from haidang.docs_cli import docs_app
 from haidang.inbox_cli import inbox_app
 from haidang.settings import Settings, SettingsError, load_settings
+
+T = TypeVar("T")
 
 app = typer.Typer(
     help="Hải Đăng: official bulletins to fishermen over Telegram, Zalo and loudspeakers.",
@@ -316,6 +319,27 @@ def officials_add(
 # --- audio ---------------------------------------------------------------------------------
 
 
+def _run_audio(
+    settings: Settings, work: Callable[[async_sessionmaker[AsyncSession]], Awaitable[T]]
+) -> T:
+    """Like `_run`, but `work` gets a session factory: a render must not hold a
+    transaction (on SQLite it would block the running service's writers), so the
+    studio opens its own short ones."""
+    from db.engine import make_engine, make_sessionmaker
+
+    async def runner() -> T:
+        engine = make_engine(settings.database_url)
+        try:
+            return await work(make_sessionmaker(engine))
+        finally:
+            await engine.dispose()
+
+    try:
+        return asyncio.run(runner())
+    except ValueError as exc:  # StudioError, ProgrammeError
+        raise fail(str(exc)) from None
+
+
 @audio_app.command("normalize")
 def audio_normalize(
     text: Annotated[str, typer.Argument(help="Bulletin text as officials write it.")],
@@ -344,9 +368,9 @@ def audio_render(
     store = make_store("local", root=settings.audio_dir)
     started = _now()
 
-    async def work(session: AsyncSession) -> list[tuple[str, bool]]:
+    async def work(sessions: async_sessionmaker[AsyncSession]) -> list[tuple[str, bool]]:
         assets = await studio.render_bulletin(
-            session,
+            sessions,
             bulletin_id,
             store=store,
             engine_name=settings.tts_engine.value,
@@ -359,7 +383,7 @@ def audio_render(
         return [(a.store_key, a.created_at == started) for a in assets]
 
     try:
-        rendered = _run(settings, work)
+        rendered = _run_audio(settings, work)
     except (tts.EngineError, OSError) as exc:
         raise fail(f"cannot render bulletin {bulletin_id}: {exc}") from None
     if not any(written for _, written in rendered):
@@ -397,9 +421,9 @@ def audio_programme(
         raise fail(f"not a date: {date!r} (use YYYY-MM-DD)") from None
     store = make_store("local", root=settings.audio_dir)
 
-    async def work(session: AsyncSession) -> tuple[str, bool] | None:
+    async def work(sessions: async_sessionmaker[AsyncSession]) -> tuple[str, bool] | None:
         asset = await programmes.build_daily_programme(
-            session,
+            sessions,
             commune_code,
             day,
             store=store,
@@ -412,7 +436,7 @@ def audio_programme(
         return None if asset is None else (asset.store_key, asset.created_at == started)
 
     try:
-        built = _run(settings, work)
+        built = _run_audio(settings, work)
     except (tts.EngineError, OSError) as exc:
         raise fail(f"cannot build the programme: {exc}") from None
     if built is None:

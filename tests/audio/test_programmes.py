@@ -86,10 +86,10 @@ async def other_commune(database: Database) -> str:
 async def build(
     database: Database, store: LocalStore, work: Path, code: str = "11914", day: dt.date = DAY
 ) -> AudioAsset | None:
-    async with database.sessions.begin() as session:
-        return await programmes.build_daily_programme(
-            session, code, day, store=store, engine_name="espeak", tz=TZ, now=NOW, work_dir=work
-        )
+    return await programmes.build_daily_programme(
+        database.sessions, code, day, store=store, engine_name="espeak", tz=TZ, now=NOW,
+        work_dir=work,
+    )  # fmt: skip
 
 
 async def day_items(database: Database, day: dt.date = DAY) -> list[int]:

@@ -8,6 +8,7 @@ import json
 import statistics
 import time
 import urllib.parse
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -45,17 +46,16 @@ async def _render(
     engine_name: str = "espeak",
     force: bool = False,
 ) -> list[AudioAsset]:
-    async with database.sessions.begin() as session:
-        return await studio.render_bulletin(
-            session,
-            bulletin_id,
-            store=store,
-            engine_name=engine_name,
-            tz=TZ,
-            now=NOW,
-            work_dir=work_dir,
-            force=force,
-        )
+    return await studio.render_bulletin(
+        database.sessions,
+        bulletin_id,
+        store=store,
+        engine_name=engine_name,
+        tz=TZ,
+        now=NOW,
+        work_dir=work_dir,
+        force=force,
+    )
 
 
 def _files(store: LocalStore) -> dict[str, tuple[int, int]]:
@@ -257,15 +257,71 @@ async def test_rendering_leaves_the_event_loop_free(
     assert max(gaps) < 0.25  # TTS, mastering and file copies run in worker threads
 
 
+@dataclass
+class Gate:
+    """Registered as engine "gated": espeak that stops mid-render until released."""
+
+    entered: asyncio.Event
+    release: asyncio.Event
+
+
+@pytest.fixture
+def gated_engine(monkeypatch: pytest.MonkeyPatch) -> Gate:
+    gate = Gate(asyncio.Event(), asyncio.Event())
+
+    class Gated:
+        name = "gated"
+
+        def __init__(self) -> None:
+            self.inner = EspeakEngine()
+
+        async def synthesize(self, text: str, *, language: str = "vi") -> Speech:
+            gate.entered.set()
+            await gate.release.wait()
+            return await self.inner.synthesize(text, language=language)
+
+    monkeypatch.setattr(tts_base, "_registry", dict(tts_base._registry))
+    tts.register("gated", Gated)
+    return gate
+
+
+async def test_a_render_holds_no_transaction_so_other_writers_go_ahead(
+    seeded: Database, store: LocalStore, tmp_path: Path, gated_engine: Gate
+) -> None:
+    bulletin_id = await approved_bulletin(seeded, body=BODY)
+    render = asyncio.create_task(
+        _render(seeded, store, bulletin_id, tmp_path / "work", engine_name="gated")
+    )
+    await asyncio.wait_for(gated_engine.entered.wait(), 30)
+    # Mid-render: no connection is checked out, so no transaction (nor SQLite lock) is held.
+    assert seeded.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    started = time.perf_counter()
+    # A writer (BEGIN IMMEDIATE on SQLite) commits while the render waits. Before the
+    # split it would have waited for the render, here forever (busy_timeout, then failure).
+    async with asyncio.timeout(5), seeded.sessions.begin() as session:
+        bulletin = await session.get_one(Bulletin, bulletin_id)
+        bulletin.review_comment = "written during the render"
+    write_seconds = time.perf_counter() - started
+    assert not render.done()
+    gated_engine.release.set()
+    assets = await render
+    print(f"a write committed in {write_seconds * 1000:.1f} ms during the render")
+    assert write_seconds < 1.0
+    assert [a.format for a in assets] == ["mp3", "aac", "ogg"]
+    async with seeded.sessions() as session:
+        bulletin = await session.get_one(Bulletin, bulletin_id)
+        assert bulletin.review_comment == "written during the render"
+        assert len((await session.scalars(select(AudioAsset))).all()) == 3
+
+
 async def test_unknown_bulletins_are_refused(
     seeded: Database, store: LocalStore, tmp_path: Path
 ) -> None:
-    async with seeded.sessions() as session:
-        with pytest.raises(studio.StudioError, match="no bulletin 424242"):
-            await studio.render_bulletin(
-                session, 424242, store=store, engine_name="espeak", tz=TZ, now=NOW,
-                work_dir=tmp_path / "w",
-            )  # fmt: skip
+    with pytest.raises(studio.StudioError, match="no bulletin 424242"):
+        await studio.render_bulletin(
+            seeded.sessions, 424242, store=store, engine_name="espeak", tz=TZ, now=NOW,
+            work_dir=tmp_path / "w",
+        )  # fmt: skip
 
 
 async def test_auto_speaks_online_when_gtts_answers(

@@ -58,20 +58,18 @@ async def site(seeded: Database, tmp_path: Path) -> Site:
         (await approved_bulletin(seeded, body="Sóng cao 3 mét.", areas=("p31",)), local(9, 30)),
     ]
     rendered = []  # before fan-out, as the service does
-    async with seeded.sessions.begin() as session:
-        for bulletin_id, _ in sent:
-            assets = await studio.render_bulletin(
-                session, bulletin_id, store=store, engine_name="espeak", tz=TZ, now=NOW,
-                work_dir=tmp_path / "work",
-            )  # fmt: skip
-            rendered.append({a.format: a for a in assets})
-    for bulletin_id, at in sent:
-        await send_at(seeded, bulletin_id, at)
-    async with seeded.sessions.begin() as session:
-        programme = await programmes.build_daily_programme(
-            session, "11914", DAY, store=store, engine_name="espeak", tz=TZ, now=NOW,
+    for bulletin_id, _ in sent:
+        assets = await studio.render_bulletin(
+            seeded.sessions, bulletin_id, store=store, engine_name="espeak", tz=TZ, now=NOW,
             work_dir=tmp_path / "work",
         )  # fmt: skip
+        rendered.append({a.format: a for a in assets})
+    for bulletin_id, at in sent:
+        await send_at(seeded, bulletin_id, at)
+    programme = await programmes.build_daily_programme(
+        seeded.sessions, "11914", DAY, store=store, engine_name="espeak", tz=TZ, now=NOW,
+        work_dir=tmp_path / "work",
+    )  # fmt: skip
     assert programme is not None
     titles = ["Thông báo gió mạnh trên biển"] * 2
     return Site(seeded, store, rendered, titles, programme)
@@ -98,11 +96,10 @@ class One:
 async def one(seeded: Database, tmp_path: Path) -> One:
     store = LocalStore(tmp_path / "audio")
     bulletin_id = await approved_bulletin(seeded, body="Biển động.")
-    async with seeded.sessions.begin() as session:
-        assets = await studio.render_bulletin(
-            session, bulletin_id, store=store, engine_name="espeak", tz=TZ, now=NOW,
-            work_dir=tmp_path / "work",
-        )  # fmt: skip
+    assets = await studio.render_bulletin(
+        seeded.sessions, bulletin_id, store=store, engine_name="espeak", tz=TZ, now=NOW,
+        work_dir=tmp_path / "work",
+    )  # fmt: skip
     await send_at(seeded, bulletin_id, local(8))
     return One(seeded, store, {a.format: a for a in assets})
 
