@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from broadcasts import areas, audit
 from broadcasts.officials import covers
 from db.models import (
     Area,
+    AudioAsset,
     BroadcastRun,
     Bulletin,
     BulletinArea,
@@ -37,6 +40,8 @@ AUTHORS = {OfficialRole.admin, OfficialRole.province_editor, OfficialRole.commun
 APPROVERS = {OfficialRole.admin, OfficialRole.approver, OfficialRole.province_editor}
 FINAL_STATES = {BulletinState.sent, BulletinState.cancelled, BulletinState.expired}
 EDITABLE_STATES = {BulletinState.draft, BulletinState.rejected}
+# BCP 47 primary language subtags as the bots store them (subscribers.language).
+LANGUAGE_CODE = re.compile(r"[a-z]{2,3}")
 
 
 class BulletinError(ValueError):
@@ -65,6 +70,66 @@ async def audience_areas(session: AsyncSession, bulletin_id: int) -> list[Area]:
     return list(rows.all())
 
 
+@dataclass
+class _Content:
+    """A bulletin's checked, normalised content (shared by create and edit)."""
+
+    title: str
+    body: str
+    targets: list[Area]
+    topic_id: int | None
+    translations: dict[str, tuple[str, str]]
+
+
+async def _validated(
+    session: AsyncSession,
+    author: Official,
+    *,
+    title: str,
+    body: str,
+    area_codes: Sequence[str],
+    now: dt.datetime,
+    topic_slug: str | None,
+    expires_at: dt.datetime | None,
+    translations: dict[str, tuple[str, str]] | None,
+) -> _Content:
+    # Every check comes before any write, so a refused call leaves nothing behind.
+    title, body = nfc(title.strip()), nfc(body.strip())
+    if not title or not body:
+        raise BulletinError("a bulletin needs a title and a body")
+    if len(title) > MAX_TITLE or len(body) > MAX_BODY:
+        raise BulletinError(f"title ≤ {MAX_TITLE} and body ≤ {MAX_BODY} characters")
+    clean: dict[str, tuple[str, str]] = {}
+    for language, (t_title, t_body) in (translations or {}).items():
+        if not LANGUAGE_CODE.fullmatch(language) or language == "vi":
+            raise BulletinError(f"translation language must be a code like en or km: {language!r}")
+        t_title, t_body = nfc(t_title.strip()), nfc(t_body.strip())
+        if not t_title or not t_body:
+            raise BulletinError(f"the {language} translation needs a title and a body")
+        if len(t_title) > MAX_TITLE or len(t_body) > MAX_BODY:
+            raise BulletinError(f"title ≤ {MAX_TITLE} and body ≤ {MAX_BODY} characters")
+        clean[language] = (t_title, t_body)
+    if not area_codes:
+        raise BulletinError("choose at least one area (--area)")
+    if expires_at is not None and expires_at <= now:
+        raise BulletinError("the expiry is already past")
+    targets: list[Area] = []
+    for code in area_codes:
+        try:
+            area = await areas.get_by_code(session, code)
+        except areas.AreaError as exc:
+            raise BulletinError(str(exc)) from None
+        if area not in targets:
+            targets.append(area)
+    await _check_scope(session, author, targets, "write bulletins")
+    topic_id = None
+    if topic_slug:
+        topic_id = await session.scalar(select(Topic.id).where(Topic.slug == topic_slug))
+        if topic_id is None:
+            raise BulletinError(f"unknown topic: {topic_slug}")
+    return _Content(title, body, targets, topic_id, clean)
+
+
 async def create(
     session: AsyncSession,
     *,
@@ -89,29 +154,11 @@ async def create(
     """
     if author.role not in AUTHORS:
         raise BulletinError(f"a {author.role.value} cannot write bulletins")
-    title, body = nfc(title.strip()), nfc(body.strip())
-    if not title or not body:
-        raise BulletinError("a bulletin needs a title and a body")
-    if len(title) > MAX_TITLE or len(body) > MAX_BODY:
-        raise BulletinError(f"title ≤ {MAX_TITLE} and body ≤ {MAX_BODY} characters")
-    if not area_codes:
-        raise BulletinError("choose at least one area (--area)")
-    if expires_at is not None and expires_at <= now:
-        raise BulletinError("the expiry is already past")
-    targets: list[Area] = []
-    for code in area_codes:
-        try:
-            area = await areas.get_by_code(session, code)
-        except areas.AreaError as exc:
-            raise BulletinError(str(exc)) from None
-        if area not in targets:
-            targets.append(area)
-    await _check_scope(session, author, targets, "write bulletins")
-    topic_id = None
-    if topic_slug:
-        topic_id = await session.scalar(select(Topic.id).where(Topic.slug == topic_slug))
-        if topic_id is None:
-            raise BulletinError(f"unknown topic: {topic_slug}")
+    content = await _validated(
+        session, author, title=title, body=body, area_codes=area_codes, now=now,
+        topic_slug=topic_slug, expires_at=expires_at, translations=translations,
+    )  # fmt: skip
+    title, body, targets, topic_id = content.title, content.body, content.targets, content.topic_id
 
     bulletin = Bulletin(
         title=title,
@@ -130,15 +177,10 @@ async def create(
     session.add(bulletin)
     await session.flush()
     session.add_all(BulletinArea(bulletin_id=bulletin.id, area_id=a.id) for a in targets)
-    for language, (t_title, t_body) in (translations or {}).items():
-        session.add(
-            BulletinTranslation(
-                bulletin_id=bulletin.id,
-                language=language,
-                title=nfc(t_title.strip()),
-                body=nfc(t_body.strip()),
-            )
-        )
+    session.add_all(
+        BulletinTranslation(bulletin_id=bulletin.id, language=lang, title=t_title, body=t_body)
+        for lang, (t_title, t_body) in content.translations.items()
+    )
     await session.flush()
     await audit.record(
         session, now=now, official=author, via=via, action="bulletin.create",
@@ -146,6 +188,96 @@ async def create(
         details={"areas": [a.code for a in targets], "urgent": urgent, "submitted": submit},
     )  # fmt: skip
     return bulletin
+
+
+async def edit(
+    session: AsyncSession,
+    bulletin: Bulletin,
+    *,
+    editor: Official,
+    title: str,
+    body: str,
+    area_codes: Sequence[str],
+    now: dt.datetime,
+    topic_slug: str | None = None,
+    roles: Sequence[SubscriberRole] = (),
+    platforms: Sequence[Platform] = (),
+    urgent: bool = False,
+    expires_at: dt.datetime | None = None,
+    translations: dict[str, tuple[str, str]] | None = None,
+    photo_path: str | None = None,
+    submit: bool = False,
+    via: str = "web",
+) -> list[str]:
+    """Rewrite a draft or a rejected bulletin in place; returns the names of changed fields.
+
+    Only the author (or an admin) edits, and only before approval. Both the old and the
+    new audience must be inside the editor's scope. The result is a draft again, or
+    submitted for approval when `submit`. A changed title or body drops the rendered
+    voice, so the audio part renders the new text.
+    """
+    if bulletin.state not in EDITABLE_STATES:
+        raise BulletinError(f"only a draft can be edited (this one is {bulletin.state.value})")
+    if editor.role not in AUTHORS:
+        raise BulletinError(f"a {editor.role.value} cannot write bulletins")
+    if editor.id != bulletin.author_id and editor.role is not OfficialRole.admin:
+        raise BulletinError("only the author edits a draft")
+    old_targets = await audience_areas(session, bulletin.id)
+    await _check_scope(session, editor, old_targets, "edit bulletins")
+    content = await _validated(
+        session, editor, title=title, body=body, area_codes=area_codes, now=now,
+        topic_slug=topic_slug, expires_at=expires_at, translations=translations,
+    )  # fmt: skip
+    old_translations = {
+        t.language: (t.title, t.body)
+        for t in (
+            await session.scalars(
+                select(BulletinTranslation).where(BulletinTranslation.bulletin_id == bulletin.id)
+            )
+        ).all()
+    }
+    priority = Priority.urgent if urgent else Priority.routine
+    new_values = {
+        "title": content.title,
+        "body": content.body,
+        "topic_id": content.topic_id,
+        "priority": priority,
+        "expires_at": expires_at,
+        "audience_roles": sorted({r.value for r in roles}),
+        "audience_platforms": sorted({p.value for p in platforms}),
+        "photo_path": photo_path,
+    }
+    changed = [name for name, value in new_values.items() if getattr(bulletin, name) != value]
+    if {a.id for a in old_targets} != {a.id for a in content.targets}:
+        changed.append("areas")
+        await session.execute(delete(BulletinArea).where(BulletinArea.bulletin_id == bulletin.id))
+        session.add_all(
+            BulletinArea(bulletin_id=bulletin.id, area_id=a.id) for a in content.targets
+        )
+    if old_translations != content.translations:
+        changed.append("translations")
+        await session.execute(
+            delete(BulletinTranslation).where(BulletinTranslation.bulletin_id == bulletin.id)
+        )
+        session.add_all(
+            BulletinTranslation(bulletin_id=bulletin.id, language=lang, title=t, body=b)
+            for lang, (t, b) in content.translations.items()
+        )
+    if "title" in changed or "body" in changed:
+        # The files stay in the content-addressed store; only the link to this bulletin goes.
+        await session.execute(delete(AudioAsset).where(AudioAsset.bulletin_id == bulletin.id))
+    for name, value in new_values.items():
+        setattr(bulletin, name, value)
+    bulletin.state = BulletinState.pending_approval if submit else BulletinState.draft
+    bulletin.updated_at = now
+    await session.flush()
+    await audit.record(
+        session, now=now, official=editor, via=via, action="bulletin.edit",
+        object_type="bulletin", object_id=bulletin.id,
+        details={"changed": changed, "areas": [a.code for a in content.targets],
+                 "submitted": submit},
+    )  # fmt: skip
+    return changed
 
 
 async def submit(

@@ -8,11 +8,12 @@ from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
 from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import FormData
 
+from audio.store import make_store
 from broadcasts import areas, audiences, bulletins, officials, schedules
 from broadcasts.bulletins import BulletinError, ScopeError
 from db.models import (
@@ -21,21 +22,18 @@ from db.models import (
     BulletinArea,
     BulletinState,
     Official,
-    Platform,
     Priority,
     Schedule,
-    SubscriberRole,
     Topic,
 )
 from db.text import split_message
-from web.dashboard import texts
+from web.dashboard import editor, texts
 from web.dashboard.common import (
     Actor,
     Dashboard,
     DashboardError,
     Forbidden,
     NotFound,
-    form_list,
     form_text,
     parse_local,
     scope_condition,
@@ -120,6 +118,8 @@ def _date(value: str) -> dt.date | None:
 
 def register(router: APIRouter, dash: Dashboard) -> None:
     """Add the bulletin routes to the dashboard router."""
+    # Where `haidang bulletin create --photo` puts photos too, so both reach the senders.
+    photos = make_store("local", root=dash.settings.audio_dir)
 
     @router.get("/bulletins")
     @dash.view
@@ -197,6 +197,7 @@ def register(router: APIRouter, dash: Dashboard) -> None:
         values: dict[str, Any],
         error: str | None = None,
         status_code: int = 200,
+        editing: Bulletin | None = None,
     ) -> Response:
         chosen = await _chosen_areas(db, values.get("areas", []))
         return dash.render(
@@ -204,7 +205,9 @@ def register(router: APIRouter, dash: Dashboard) -> None:
             "dashboard/bulletin_new.html",
             {"topics": await _topics(db), "values": values, "error": error, "chosen": chosen,
              "roles": texts.SUBSCRIBER_ROLES, "platforms": texts.PLATFORMS,
-             "telegram_limit": TELEGRAM_LIMIT, "zalo_limit": ZALO_LIMIT, "marks": MARKS},
+             "languages": texts.TRANSLATION_LANGUAGES, "limits": editor.LIMITS,
+             "marks": MARKS, "editing": editing,
+             "max_photo_mb": editor.MAX_PHOTO_BYTES // 1_000_000},
             actor=actor, status_code=status_code,
         )  # fmt: skip
 
@@ -215,47 +218,79 @@ def register(router: APIRouter, dash: Dashboard) -> None:
             actor = await dash.actor(request, db)
             if actor.official.role not in bulletins.AUTHORS:
                 raise Forbidden(texts.FORBIDDEN)
-            default_areas = [actor.scope.code] if actor.scope is not None else []
-            values = {
-                "title": "", "body": "", "topic": "", "priority": "routine",
-                "areas": default_areas, "roles": [], "platforms": [], "expires_at": "",
-            }  # fmt: skip
+            values = editor.blank_values([actor.scope.code] if actor.scope is not None else [])
             return await _editor(request, db, actor, values)
+
+    async def _editable(db: AsyncSession, actor: Actor, bulletin_id: int) -> Bulletin:
+        bulletin = await load_visible(db, actor, bulletin_id)
+        if bulletin.author_id != actor.official.id and not actor.is_admin:
+            raise Forbidden(texts.NOT_YOUR_DRAFT)
+        if bulletin.state not in bulletins.EDITABLE_STATES:
+            raise DashboardError(texts.NOT_EDITABLE)
+        return bulletin
+
+    async def _save(request: Request, bulletin_id: int | None) -> Response:
+        """Create a bulletin (`bulletin_id` None) or rewrite a draft from the editor's form."""
+        form = await dash.form(request)
+        values = editor.form_values(form)
+        async with dash.sessions() as db:
+            actor = await dash.actor(request, db)
+            bulletin = await _editable(db, actor, bulletin_id) if bulletin_id else None
+            try:
+                checked = await editor.checked(form, values, photos, dash.tz)
+                submit = form_text(form, "action") == "submit"
+                content = editor.domain_arguments(values, checked, now=dash.now(), submit=submit)
+                if bulletin is None:
+                    bulletin = await bulletins.create(db, author=actor.official, **content)
+                    notice = "created"
+                else:
+                    await bulletins.edit(db, bulletin, editor=actor.official, **content)
+                    notice = "edited"
+            except ScopeError as error:
+                raise _scope_denied(actor, error, "edit" if bulletin_id else "create") from None
+            except (BulletinError, DashboardError) as error:
+                # Every check precedes the first write: closing the session discards nothing.
+                return await _editor(
+                    request, db, actor, values, _message_of(error), 400, editing=bulletin
+                )
+            if bulletin.state is BulletinState.pending_approval:
+                notice = "submitted"
+            saved_id = bulletin.id
+            await db.commit()
+        return dash.redirect(f"/bulletins/{saved_id}", notice)
 
     @router.post("/bulletins")
     @dash.view
     async def bulletin_create(request: Request) -> Response:
-        form = await dash.form(request)
-        values = _editor_values(form)
+        return await _save(request, None)
+
+    @router.get("/bulletins/{bulletin_id}/edit")
+    @dash.view
+    async def bulletin_edit_form(request: Request, bulletin_id: int) -> Response:
         async with dash.sessions() as db:
             actor = await dash.actor(request, db)
-            try:
-                roles = [SubscriberRole(r) for r in values["roles"]]
-                platforms = [Platform(p) for p in values["platforms"]]
-            except ValueError:
-                raise DashboardError(texts.BAD_CHOICE) from None
-            try:
-                expires_at = parse_local(values["expires_at"], dash.tz)
-                bulletin = await bulletins.create(
-                    db, author=actor.official, title=values["title"], body=values["body"],
-                    area_codes=values["areas"], now=dash.now(),
-                    topic_slug=values["topic"] or None, roles=roles, platforms=platforms,
-                    urgent=values["priority"] == Priority.urgent.value,
-                    expires_at=expires_at, submit=form_text(form, "action") == "submit",
-                    via="web",
-                )  # fmt: skip
-            except ScopeError as error:
-                raise _scope_denied(actor, error, "create") from None
-            except (BulletinError, DashboardError) as error:
-                message = (
-                    error.message if isinstance(error, DashboardError) else texts.explain(error)
-                )
-                # Nothing was written (validation comes first); closing the session discards.
-                return await _editor(request, db, actor, values, message, status_code=400)
-            notice = "submitted" if bulletin.state is BulletinState.pending_approval else "created"
-            bulletin_id = bulletin.id
-            await db.commit()
-        return dash.redirect(f"/bulletins/{bulletin_id}", notice)
+            bulletin = await _editable(db, actor, bulletin_id)
+            values = await editor.bulletin_values(db, bulletin, dash.tz)
+            return await _editor(request, db, actor, values, editing=bulletin)
+
+    @router.post("/bulletins/{bulletin_id}/edit")
+    @dash.view
+    async def bulletin_update(request: Request, bulletin_id: int) -> Response:
+        return await _save(request, bulletin_id)
+
+    @router.get("/bulletins/{bulletin_id}/photo")
+    @dash.view
+    async def bulletin_photo(request: Request, bulletin_id: int) -> Response:
+        """The bulletin's photo, for the editor and the preview (same visibility as the page)."""
+        async with dash.sessions() as db:
+            actor = await dash.actor(request, db)
+            bulletin = await load_visible(db, actor, bulletin_id)
+            key = bulletin.photo_path
+        path = photos.path_for(key) if key and photos.exists(key) else None
+        if key is None or path is None:
+            raise NotFound
+        media_type = "image/png" if key.endswith(".png") else "image/jpeg"
+        return FileResponse(path, media_type=media_type, headers={"Cache-Control": "private"})
 
     @router.get("/bulletins/{bulletin_id}")
     @dash.view
@@ -406,24 +441,6 @@ def _action_endpoint(act: Any, action: str) -> Any:
 
     endpoint.__name__ = f"bulletin_{action}"
     return endpoint
-
-
-def _editor_values(form: FormData) -> dict[str, Any]:
-    codes = form_list(form, "areas")
-    # Typed codes too ("11914, p31"), so the form works without JavaScript.
-    for typed in form_text(form, "area_codes").replace(",", " ").split():
-        if typed not in codes:
-            codes.append(typed)
-    return {
-        "title": form_text(form, "title"),
-        "body": form_text(form, "body"),
-        "topic": form_text(form, "topic"),
-        "priority": form_text(form, "priority", "routine"),
-        "areas": codes[:200],
-        "roles": form_list(form, "roles"),
-        "platforms": form_list(form, "platforms"),
-        "expires_at": form_text(form, "expires_at"),
-    }
 
 
 async def _chosen_areas(db: AsyncSession, codes: list[str]) -> list[dict[str, str]]:

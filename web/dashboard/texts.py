@@ -82,6 +82,7 @@ AUDIT_ACTIONS: dict[str, str] = {
     "official.deactivate": "Vô hiệu hóa tài khoản",
     "official.activate": "Kích hoạt lại tài khoản",
     "bulletin.create": "Tạo bản tin",
+    "bulletin.edit": "Sửa bản tin",
     "bulletin.submit": "Gửi duyệt",
     "bulletin.approve": "Duyệt bản tin",
     "bulletin.reject": "Trả lại bản tin",
@@ -96,6 +97,7 @@ AUDIT_ACTIONS: dict[str, str] = {
 # Short notices shown after a redirect (?ok=<key>); only these keys are ever displayed.
 NOTICES: dict[str, str] = {
     "created": "Đã lưu bản nháp.",
+    "edited": "Đã lưu các thay đổi.",
     "submitted": "Đã gửi bản tin đi duyệt.",
     "approved": "Đã duyệt bản tin.",
     "rejected": "Đã trả lại bản tin kèm góp ý.",
@@ -126,11 +128,29 @@ BAD_NUMBER = "Giá trị số không hợp lệ."
 BAD_CHOICE = "Lựa chọn không hợp lệ."
 CANNOT_DEACTIVATE_SELF = "Không thể tự vô hiệu hóa tài khoản của mình."
 TOPIC_NAME_EMPTY = "Tên chủ đề không được để trống."
+NOT_EDITABLE = "Chỉ sửa được bản nháp hoặc bản tin bị trả lại."
+NOT_YOUR_DRAFT = "Chỉ người viết (hoặc quản trị viên) mới sửa được bản tin này."
+PHOTO_NOT_IMAGE = "Ảnh phải là tệp JPEG hoặc PNG."
+PHOTO_TOO_BIG = "Ảnh quá lớn (tối đa {mb} MB)."
+TRANSLATION_LANGUAGE_BAD = "Ngôn ngữ bản dịch không hợp lệ."
+TRANSLATION_DUPLICATE = "Mỗi ngôn ngữ chỉ có một bản dịch."
+TRANSLATION_INCOMPLETE = "Bản dịch cần có cả ngôn ngữ, tiêu đề và nội dung."
+
+# Languages a bulletin can be translated into: those a subscriber can choose in the bots
+# (bot/texts.LANGUAGES), Vietnamese aside since it is the original.
+TRANSLATION_LANGUAGES: dict[str, str] = {
+    "en": "Tiếng Anh (English)",
+    "zh": "Tiếng Trung (中文)",
+    "km": "Tiếng Khmer (ភាសាខ្មែរ)",
+    "lo": "Tiếng Lào (ພາສາລາວ)",
+}
 
 # Domain errors carry English messages for logs and the CLI; officials see these instead.
 # The first fragment found in the English message decides.
 DOMAIN_ERRORS: tuple[tuple[str, str], ...] = (
     ("cannot write bulletins", "Vai trò của bạn không được viết bản tin."),
+    ("translation needs a title and a body", "Bản dịch cần có tiêu đề và nội dung."),
+    ("translation language must be", "Ngôn ngữ bản dịch không hợp lệ."),
     ("needs a title and a body", "Bản tin cần có tiêu đề và nội dung."),
     ("title ≤", "Tiêu đề hoặc nội dung quá dài."),
     ("choose at least one area", "Hãy chọn ít nhất một khu vực nhận tin."),
@@ -140,6 +160,8 @@ DOMAIN_ERRORS: tuple[tuple[str, str], ...] = (
     ("unknown topic", "Chủ đề không tồn tại."),
     ("only a draft can be submitted", "Chỉ bản nháp hoặc bản bị trả lại mới gửi duyệt được."),
     ("only the author submits", "Chỉ người viết mới gửi duyệt bản nháp."),
+    ("only a draft can be edited", "Chỉ sửa được bản nháp hoặc bản tin bị trả lại."),
+    ("only the author edits", "Chỉ người viết (hoặc quản trị viên) mới sửa được bản tin này."),
     ("only a submitted bulletin", "Bản tin không ở trạng thái chờ duyệt."),
     ("four-eyes", "Người viết không được tự duyệt bản tin của mình (nguyên tắc hai người)."),
     ("cannot approve", "Vai trò của bạn không được duyệt bản tin."),
@@ -191,3 +213,25 @@ def duration(seconds: float) -> str:
 
 
 WEEKDAYS = ("Thứ Hai", "Thứ Ba", "Thứ Tư", "Thứ Năm", "Thứ Sáu", "Thứ Bảy", "Chủ Nhật")
+
+# --- QR posters for ports and commune halls (printed: short, plain words, large type) --------
+POSTER_BRAND = "HẢI ĐĂNG"
+POSTER_TAGLINE = "Bản tin chính thức của chính quyền, gửi tới điện thoại của bà con"
+POSTER_HEADLINE = "Nhận cảnh báo bão, thông báo và bản tin của"
+POSTER_TELEGRAM = "Telegram"
+POSTER_TELEGRAM_HINT = "Quét mã rồi bấm «Bắt đầu» (Start): bot tự ghi danh bà con vào xã này."
+POSTER_ZALO = "Zalo"
+POSTER_ZALO_HINT = "Quét mã bằng Zalo, mở bot rồi nhắn tên xã: «{commune}»."
+POSTER_STEPS_TITLE = "Cách đăng ký (miễn phí)"
+POSTER_STEPS = (
+    "1. Mở camera điện thoại (hoặc Zalo, Telegram) và quét mã ở trên.",
+    "2. Làm theo hướng dẫn của bot: chọn vai trò (ngư dân, người dân…) và chủ đề muốn nhận.",
+    "3. Tin khẩn có nút «Đã nhận» (Zalo: nhắn «da nhan»): bấm để chính quyền biết bà con đã nhận.",
+    "Ngừng nhận tin: nhắn /huy (Zalo: «huy»). Xóa thông tin của mình: nhắn /xoa (Zalo: «xoa»).",
+)
+POSTER_FOOTER = "Hải Đăng không thu phí và không bao giờ hỏi mật khẩu hay mã OTP của bà con."
+POSTER_NO_BOT = (
+    "Chưa in được áp phích: bot Telegram chưa chạy lần nào (chưa biết tên bot) và chưa "
+    "cấu hình ZALO_BOT_LINK."
+)
+POSTER_NOT_COMMUNE = "Áp phích chỉ in cho một xã, phường hoặc đặc khu (mã số, không phải mã tỉnh)."

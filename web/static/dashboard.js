@@ -9,24 +9,20 @@
   // How many messages a text makes on a platform (a rough mirror of the server's split).
   function partsFor(length, limit) { return Math.max(1, Math.ceil(length / limit)); }
 
-  function setupCounts() {
-    var counts = document.getElementById("counts");
-    var title = document.getElementById("title");
-    var body = document.getElementById("body");
-    if (!counts || !title || !body) return;
-    var tgLimit = parseInt(counts.getAttribute("data-telegram-limit"), 10);
-    var zaloLimit = parseInt(counts.getAttribute("data-zalo-limit"), 10);
+  // One counts line under a title + body pair: the characters as sent and the number of
+  // messages on each platform (each <strong class="count-part"> carries its limit).
+  function watchCounts(counts, title, body) {
+    var config = document.getElementById("count-config");
     function update() {
       var urgent = document.getElementById("priority-urgent");
-      var mark = counts.getAttribute(urgent && urgent.checked ? "data-mark-urgent" : "data-mark-routine");
+      var mark = config ? config.getAttribute(urgent && urgent.checked ? "data-mark-urgent" : "data-mark-routine") : "";
       var length = codePoints(mark + " " + title.value.trim() + "\n\n" + body.value.trim());
-      document.getElementById("count-chars").textContent = String(length);
-      var tg = document.getElementById("count-telegram");
-      var zalo = document.getElementById("count-zalo");
-      tg.textContent = String(partsFor(length, tgLimit));
-      zalo.textContent = String(partsFor(length, zaloLimit));
-      tg.classList.toggle("over", length > tgLimit);
-      zalo.classList.toggle("over", length > zaloLimit);
+      counts.querySelector(".count-chars").textContent = String(length);
+      counts.querySelectorAll(".count-part").forEach(function (el) {
+        var limit = parseInt(el.getAttribute("data-limit"), 10);
+        el.textContent = String(partsFor(length, limit));
+        el.classList.toggle("over", length > limit);
+      });
     }
     ["input", "change"].forEach(function (name) {
       title.addEventListener(name, update);
@@ -34,6 +30,47 @@
       document.querySelectorAll("input[name=priority]").forEach(function (el) { el.addEventListener(name, update); });
     });
     update();
+  }
+
+  function watchTranslation(row) {
+    var counts = row.querySelector(".counts");
+    if (counts) watchCounts(counts, row.querySelector(".tr-title"), row.querySelector(".tr-body"));
+    var remove = row.querySelector(".tr-remove");
+    if (remove) remove.addEventListener("click", function () {
+      var rows = document.querySelectorAll("#translation-rows .translation");
+      if (rows.length > 1) { row.remove(); return; }
+      // The last row stays as the blank one the form offers without JavaScript.
+      row.querySelectorAll("input, textarea").forEach(function (el) { el.value = ""; el.dispatchEvent(new Event("input")); });
+      row.querySelector("select").value = "";
+    });
+  }
+
+  function setupCounts() {
+    var counts = document.getElementById("counts");
+    var title = document.getElementById("title");
+    var body = document.getElementById("body");
+    if (counts && title && body) watchCounts(counts, title, body);
+    var rows = document.getElementById("translation-rows");
+    var add = document.getElementById("add-translation");
+    if (!rows) return;
+    rows.querySelectorAll(".translation").forEach(watchTranslation);
+    if (!add) return;
+    add.addEventListener("click", function () {
+      var all = rows.querySelectorAll(".translation");
+      var template = all[all.length - 1];
+      var row = template.cloneNode(true);
+      var index = all.length;
+      while (document.getElementById("tr-count-" + index + "s")) index += 1;
+      row.setAttribute("data-index", String(index));
+      row.querySelectorAll("[id]").forEach(function (el) {
+        el.id = el.id.replace(/^tr-count-\d+/, "tr-count-" + index);
+      });
+      row.querySelectorAll("input, textarea").forEach(function (el) { el.value = ""; });
+      row.querySelector("select").value = "";
+      rows.appendChild(row);
+      watchTranslation(row);
+      row.querySelector("select").focus();
+    });
   }
 
   function addChip(code, label) {
