@@ -23,6 +23,7 @@ from telegram.warnings import PTBDeprecationWarning
 
 from bot import texts
 from bot.conversation import Conversation, EventKind, Inbound, Option, Reply, ack_option
+from bot.telegram_http import AiohttpRequest
 from broadcasts.channels import FailureKind, MediaKind, Outbound, SendFailure
 from broadcasts.parts import PartStatus
 from db.models import Platform
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 WEBHOOK_PATH = "/webhooks/telegram"
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 - a header name, not a secret
 MAX_TEXT = 4096  # Telegram's limit for one message
+CONNECTION_POOL = 256  # above a paid broadcast's requests in flight (1000/s x latency)
 
 
 def keyboard(options: Sequence[Option], columns: int = 1) -> InlineKeyboardMarkup | None:
@@ -90,6 +92,26 @@ def webhook_secret_ok(expected: str, given: str | None) -> bool:
     return given is not None and hmac.compare_digest(expected.encode(), given.encode())
 
 
+def build_application(token: str, api_base_url: str, *, polling: bool) -> Application:  # type: ignore[type-arg]
+    """The PTB application of one bot (its `bot` is what TelegramChannel sends with)."""
+    base = api_base_url.rstrip("/")
+    builder = (
+        Application.builder()
+        .token(token)
+        .base_url(f"{base}/bot")
+        .base_file_url(f"{base}/file/bot")
+        # Sends and replies over aiohttp: httpx costs about 1 ms of CPU a request, too
+        # much for paid broadcasts at 1000 msg/s (long polling keeps PTB's default).
+        .request(AiohttpRequest(connection_pool_size=CONNECTION_POOL))
+        # Updates run concurrently; the core serialises each chat, so one person
+        # flooding the bot never holds up anyone else.
+        .concurrent_updates(True)
+    )
+    if not polling:
+        builder = builder.updater(None)
+    return builder.build()
+
+
 class TelegramFrontEnd:
     """Runs one Telegram bot: receives updates, hands them to the core, renders replies."""
 
@@ -105,19 +127,7 @@ class TelegramFrontEnd:
         webhook_url: str | None = None,
         webhook_secret: str | None = None,
     ) -> None:
-        base = api_base_url.rstrip("/")
-        builder = (
-            Application.builder()
-            .token(token)
-            .base_url(f"{base}/bot")
-            .base_file_url(f"{base}/file/bot")
-            # Updates run concurrently; the core serialises each chat, so one person
-            # flooding the bot never holds up anyone else.
-            .concurrent_updates(True)
-        )
-        if webhook_url is not None:
-            builder = builder.updater(None)
-        self.application = builder.build()
+        self.application = build_application(token, api_base_url, polling=webhook_url is None)
         self.application.add_handler(TypeHandler(Update, self._on_update))
         self.application.add_error_handler(self._on_error)
         self._conversation = conversation
@@ -247,13 +257,27 @@ class TelegramChannel:
     platform = Platform.telegram
     max_text = MAX_TEXT
 
-    def __init__(self, bot: Bot) -> None:
+    def __init__(self, bot: Bot, *, paid_broadcast: bool = False) -> None:
         self._bot = bot
         self._file_ids: dict[str, str] = {}
+        # Text goes through the bot's own aiohttp transport (initialised and shut down with
+        # the bot) without PTB building a Message from each answer: see AiohttpRequest.call.
+        transport = bot.request
+        self._lean = transport if isinstance(transport, AiohttpRequest) else None
+        self._send_message_url = f"{bot.base_url}/sendMessage"
+        # Telegram lifts a bot to 1000 msg/s only for sends that ask for it (and pays in Stars).
+        # None leaves the parameter out of the request, as for an ordinary bot.
+        self._paid: bool | None = True if paid_broadcast else None
+
+    def for_paid_broadcast(self) -> TelegramChannel:
+        """The same bot and file ids, every send asking for the paid-broadcast limit."""
+        paid = TelegramChannel(self._bot, paid_broadcast=True)
+        paid._file_ids = self._file_ids
+        return paid
 
     async def send(self, chat_id: str, message: Outbound) -> str:
         try:
-            sent = await self._deliver(int(chat_id), message)
+            message_id = await self._deliver(int(chat_id), message)
         except RetryAfter as exc:
             with warnings.catch_warnings():
                 # PTB 22 warns that retry_after becomes a timedelta; we accept either.
@@ -271,15 +295,26 @@ class TelegramChannel:
             raise SendFailure(FailureKind.transient, exc.message or type(exc).__name__) from None
         except OSError as exc:  # the media file could not be read
             raise SendFailure(FailureKind.bad_request, f"media: {exc}") from None
-        return str(sent.message_id)
+        return message_id
 
-    async def _deliver(self, chat_id: int, message: Outbound) -> Message:
+    async def _deliver(self, chat_id: int, message: Outbound) -> str:
+        """Send one message; Telegram's message id."""
         media = message.media
         if media is None:
             markup = None
             if message.ack_bulletin_id is not None:
                 markup = keyboard([ack_option(message.ack_bulletin_id)])
-            return await self._bot.send_message(chat_id, message.text, reply_markup=markup)
+            if self._lean is not None:
+                parameters = {
+                    "chat_id": chat_id, "text": message.text, "allow_paid_broadcast": self._paid,
+                    "reply_markup": markup.to_dict() if markup is not None else None,
+                }  # fmt: skip
+                result = await self._lean.call(self._send_message_url, parameters)
+                return str(result["message_id"])
+            sent = await self._bot.send_message(
+                chat_id, message.text, reply_markup=markup, allow_paid_broadcast=self._paid
+            )
+            return str(sent.message_id)
         source: str | bytes
         if media.key in self._file_ids:
             source = self._file_ids[media.key]
@@ -289,17 +324,21 @@ class TelegramChannel:
             raise OSError(f"no file for {media.key}")
         caption = message.text or None
         if media.kind is MediaKind.photo:
-            sent = await self._bot.send_photo(chat_id, source, caption=caption)
+            sent = await self._bot.send_photo(
+                chat_id, source, caption=caption, allow_paid_broadcast=self._paid
+            )
             file_id = sent.photo[-1].file_id if sent.photo else None
         elif media.kind is MediaKind.voice:
-            sent = await self._bot.send_voice(chat_id, source, caption=caption)
+            sent = await self._bot.send_voice(
+                chat_id, source, caption=caption, allow_paid_broadcast=self._paid
+            )
             file_id = sent.voice.file_id if sent.voice else None
         else:
             sent = await self._bot.send_audio(
                 chat_id, source, caption=caption, title=media.title or None,
-                filename=f"{media.title or 'ban-tin'}.mp3",
+                filename=f"{media.title or 'ban-tin'}.mp3", allow_paid_broadcast=self._paid,
             )  # fmt: skip
             file_id = sent.audio.file_id if sent.audio else None
         if file_id is not None:
             self._file_ids[media.key] = file_id
-        return sent
+        return str(sent.message_id)

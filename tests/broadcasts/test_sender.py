@@ -12,12 +12,12 @@ from zoneinfo import ZoneInfo
 import telegram
 import zalo_bot
 from sqlalchemy import select
-from telegram.request import HTTPXRequest
 
 from bot.telegram import TelegramChannel
+from bot.telegram_http import AiohttpRequest
 from bot.zalo import CheckedRequest, ZaloChannel
 from broadcasts import bulletins
-from broadcasts.channels import Channel
+from broadcasts.channels import Channel, Outbound
 from broadcasts.sender import Sender, SenderConfig
 from db.models import ChatAddress, Delivery, Official, Platform
 from tests.broadcasts.engine import (
@@ -37,8 +37,9 @@ FAST = {"backoff_s": (0.05,), "idle_poll_s": 0.05}
 
 
 @asynccontextmanager
-async def telegram_channel(api: FakeTelegramAPI) -> AsyncIterator[Channel]:
-    request = HTTPXRequest(connection_pool_size=64)
+async def telegram_channel(api: FakeTelegramAPI) -> AsyncIterator[TelegramChannel]:
+    # The transport the service uses (bot.telegram.TelegramFrontEnd).
+    request = AiohttpRequest(connection_pool_size=64)
     async with telegram.Bot(api.token, base_url=api.bot_base_url, request=request) as bot:
         yield TelegramChannel(bot)
 
@@ -130,6 +131,21 @@ async def test_a_429_storm_pauses_the_bot_and_loses_nothing(seeded: Database) ->
         assert set(attempts) == {0}  # a 429 is not an attempt
         # Every person got it exactly once: none lost, none doubled.
         assert sorted(str(r.chat_id) for r in api.sent) == sorted(chats)
+
+
+async def test_a_paid_broadcast_asks_for_the_paid_limit_on_every_send(seeded: Database) -> None:
+    chats = [str(n) for n in range(1, 31)]
+    async with FakeTelegramAPI(rate_limit_per_second=1000) as api, telegram_channel(api) as plain:
+        bot_id = await add_people(seeded, Platform.telegram, chats)
+        run_id = await start_run(seeded, await approved_bulletin(seeded))
+        async with running_sender(
+            seeded, plain.for_paid_broadcast(), bot_id, rate_per_second=1000.0
+        ):
+            assert await wait_settled(seeded, run_id) == {"sent": 30}
+        assert [r.params.get("allow_paid_broadcast") for r in api.sent] == [True] * 30
+        api.clear_log()
+        await plain.send("1", Outbound("Tin thường"))  # the ordinary channel does not ask
+        assert "allow_paid_broadcast" not in api.sent[0].params
 
 
 async def test_long_bulletins_are_split_and_urgent_ones_carry_the_button(
