@@ -9,6 +9,8 @@ from db.models import Area
 
 __all__ = [
     "CLOSING",
+    "DOCUMENT_HEADING",
+    "DOCUMENT_NUMBER",
     "FIRST_ITEM",
     "NEXT_ITEM",
     "OPENING",
@@ -23,6 +25,9 @@ SERVICE_NAME: Final = "Hải Đăng"
 # Spoken before a bulletin addressed to exactly one commune, and before any other bulletin.
 STATION_HEADING: Final = "Đài truyền thanh {station} xin thông báo."
 SERVICE_HEADING: Final = "Hải Đăng xin thông báo."
+# A library document read aloud on request (chat "Nghe"): before it, and its number line.
+DOCUMENT_HEADING: Final = "Hải Đăng xin đọc văn bản."
+DOCUMENT_NUMBER: Final = "Số hiệu {number}."
 # The daily programme: opening, a cue before each bulletin, closing.
 OPENING: Final = "Đài truyền thanh {station}. Chương trình phát thanh ngày {date}."
 FIRST_ITEM: Final = "Tin thứ nhất."

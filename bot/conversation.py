@@ -10,18 +10,19 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import exc, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import texts
-from broadcasts import areas, inbox, subscribers
+from broadcasts import areas, inbox, library, subscribers
 from db.models import (
     Area,
     AreaKind,
     Bulletin,
     ChatAddress,
+    Document,
     InboxKind,
     Priority,
     ProcessedUpdate,
@@ -31,12 +32,20 @@ from db.models import (
 )
 from db.text import fold, nfc
 
+if TYPE_CHECKING:
+    from bot.listening import DocumentVoices
+
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 8
 MAX_INPUT = 2000  # characters of one message we keep; the rest is cut (and the person told)
 FLOOD_WINDOW_S = 10.0
 FLOOD_MAX_EVENTS = 30  # a person toggling topics taps fast; a script taps faster
+SEARCH_RESULTS = 3  # documents shown for a search: each gets a read and a listen button
+TOPIC_PAGE = 5  # documents listed per page when browsing a topic
+# Characters of a reading page's message kept for its header, the page-turn hint and (on
+# Zalo) the numbered options, so page + extras stay under the platform's limit.
+READ_RESERVE = 300
 
 
 class EventKind(enum.StrEnum):
@@ -64,6 +73,12 @@ class Inbound:
     file_ref: str | None = None
     latitude: float | None = None
     longitude: float | None = None
+    # Characters in one message on the platform (Telegram 4096, Zalo 2000): documents are
+    # paged to fit. The default is the smaller of the two.
+    text_limit: int = 2000
+    # The platform takes audio only as a link it fetches (Zalo), so a voice needs
+    # PUBLIC_BASE_URL; otherwise it is uploaded (Telegram).
+    voice_by_url: bool = False
 
 
 @dataclass(frozen=True)
@@ -77,6 +92,10 @@ class Reply:
     """A message to send back. `replace`: edit the message whose button was pressed.
 
     `notice`: a short answer to the button tap itself (a toast on Telegram).
+    `keep_buttons`: leave the pressed message's buttons in place (a list of search results
+    stays usable after one of them is read).
+    `audio_document`: after sending this, the adapter renders that document's voice (in
+    the background, see bot.listening) and sends it.
     """
 
     text: str
@@ -84,6 +103,8 @@ class Reply:
     columns: int = 1
     replace: bool = False
     notice: bool = False
+    keep_buttons: bool = False
+    audio_document: int | None = None
 
 
 @dataclass
@@ -96,6 +117,8 @@ class _Turn:
     dialog: dict[str, Any]
     now: dt.datetime
     display_name: str | None
+    text_limit: int = 2000
+    voice_by_url: bool = False
     replies: list[Reply] = field(default_factory=list)
 
     def say(self, text: str, options: list[Option] | tuple[Option, ...] = (), **kw: Any) -> None:
@@ -135,8 +158,12 @@ class Conversation:
         *,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         flood: FloodGate | None = None,
+        voices: DocumentVoices | None = None,
     ) -> None:
         self._sessions = sessions
+        # Documents read aloud on request; the adapters render and send them after the
+        # reply, outside this class's per-chat lock. None: listening is off.
+        self.voices = voices
         self._clock = clock
         self._flood = flood or FloodGate()
         # One event at a time per chat, so dialog state never races; chats run in parallel.
@@ -175,6 +202,8 @@ class Conversation:
                 dialog=dict(contact.address.dialog or {}),
                 now=now,
                 display_name=event.display_name,
+                text_limit=event.text_limit,
+                voice_by_url=event.voice_by_url,
             )
             await self._dispatch(turn, event)
             # Remember the options last offered, so "2" typed on Zalo means the second one.
@@ -242,7 +271,18 @@ class Conversation:
             # An unknown command gets the help, not the officials' inbox.
             await self._command(turn, command if command in texts.COMMANDS else "trogiup", rest)
             return
-        keyword = texts.KEYWORDS.get(fold(text).strip(" .!?"))
+        folded = fold(text).strip(" .!?")
+        if turn.dialog.get("step") == "read" and folded in texts.READ_NEXT_WORDS:
+            await self._turn_page(turn, 1)
+            return
+        if turn.dialog.get("step") == "read" and folded in texts.READ_PREVIOUS_WORDS:
+            await self._turn_page(turn, -1)
+            return
+        wanted = self._search_words(text)
+        if wanted is not None:
+            await self._command(turn, "tracuu", wanted)
+            return
+        keyword = texts.KEYWORDS.get(folded)
         if keyword == "ack":
             await self._ack_latest(turn)
             return
@@ -262,6 +302,12 @@ class Conversation:
             await self._typed_role(turn, text)
         elif step == "topics" and fold(text) in {"xong", "ok", "done"}:
             await self._on_button(turn, "t:done")
+        elif (
+            not inbox.is_urgent(text)  # a distress call always reaches the officials
+            and library.looks_like_search(text)
+            and await self._search(turn, text, question=text)
+        ):
+            return
         else:
             await self._to_inbox(turn, text, cut)
 
@@ -284,6 +330,11 @@ class Conversation:
             turn.say(texts.CONFIRM_ERASE, self._yes_no(), columns=2)
         elif command == "tin":
             await self._latest(turn)
+        elif command == "tracuu":
+            if argument.strip():
+                await self._search(turn, argument.strip())
+            else:
+                await self._topics(turn)
         else:
             turn.say(texts.HELP)
 
@@ -321,6 +372,22 @@ class Conversation:
         elif kind in {"no", "done"}:
             turn.dialog = {}
             turn.say(texts.CANCELLED if kind == "no" else texts.SAVED)
+        elif kind in {"rd", "rp"}:  # open a document / turn its page
+            document, _, page = value.partition(":")
+            if document.isdigit():
+                number = int(page) if page.isdigit() else 0
+                await self._read(turn, int(document), number, turning=kind == "rp")
+        elif kind == "ls" and value.isdigit():
+            await self._listen(turn, int(value))
+        elif kind == "tp":
+            slug, _, page = value.partition(":")
+            if slug:
+                await self._topic(turn, slug, int(page) if page.isdigit() else 0)
+            else:
+                await self._topics(turn, replace=True)
+        elif kind == "ask":
+            question = str(turn.dialog.pop("question", ""))
+            await self._to_inbox(turn, question, cut=False)
         else:  # a stale button from an older message
             turn.say(texts.HELP)
 
@@ -710,6 +777,144 @@ class Conversation:
             reply += "\n" + texts.TOO_LONG_NOTE.format(limit=MAX_INPUT)
         turn.say(reply)
 
+    # --- the documents library ----------------------------------------------------------
+
+    @staticmethod
+    def _search_words(text: str) -> str | None:
+        """What to look for after "tra cứu …" typed as words; None if the text is not that."""
+        words = text.split()
+        for prefix in texts.SEARCH_WORDS:
+            size = len(prefix.split())
+            if fold(" ".join(words[:size])) == prefix:
+                return " ".join(words[size:])
+        return None
+
+    async def _search(self, turn: _Turn, query: str, *, question: str | None = None) -> bool:
+        """Answer with the best documents and their read/listen buttons.
+
+        `question`: the free-text message this search was guessed from; it gets a button
+        to send it to the officials instead, and no hits means False (the caller then
+        forwards it), so a guess never swallows a message.
+        """
+        hits = await library.search(turn.session, query, limit=SEARCH_RESULTS)
+        if not hits:
+            if question is not None:
+                return False
+            turn.say(
+                texts.SEARCH_NOTHING.format(query=_short(query, 60)),
+                [Option(texts.BROWSE_TOPICS, "tp")],
+            )
+            return True
+        lines = [texts.SEARCH_RESULTS.format(query=_short(query, 80))]
+        options: list[Option] = []
+        for hit in hits:
+            number = texts.SEARCH_ITEM_NUMBER.format(number=hit.number) if hit.number else ""
+            lines.append(
+                texts.SEARCH_ITEM.format(
+                    title=_short(hit.title, 160), number=number, snippet=hit.snippet
+                )
+            )
+            ref = hit.number or _short(hit.title, 28)
+            options.append(Option(texts.READ.format(ref=ref), f"rd:{hit.document_id}:0"))
+            options.append(Option(texts.LISTEN.format(ref=ref), f"ls:{hit.document_id}"))
+        if question is not None:
+            lines.append(texts.SEARCH_ASK_HINT)
+            options.append(Option(texts.ASK_OFFICIALS, "ask"))
+            turn.dialog = {"question": question}
+        turn.say("\n\n".join(lines), options, columns=2)
+        return True
+
+    async def _topics(self, turn: _Turn, *, replace: bool = False) -> None:
+        counts = [c for c in await library.topic_counts(turn.session) if c.documents]
+        if not counts:
+            turn.say(texts.LIBRARY_EMPTY)
+            return
+        options = [
+            Option(texts.TOPIC_ITEM.format(name=c.name, count=c.documents), f"tp:{c.slug}:0")
+            for c in counts
+        ]
+        turn.say(texts.TOPICS_HEADER, options, replace=replace)
+
+    async def _topic(self, turn: _Turn, slug: str, page: int) -> None:
+        counts = {c.slug: c for c in await library.topic_counts(turn.session)}
+        topic = counts.get(slug)
+        if topic is None or not topic.documents:
+            await self._topics(turn, replace=True)
+            return
+        pages = -(-topic.documents // TOPIC_PAGE)
+        page = max(0, min(page, pages - 1))
+        found = await library.browse(turn.session, slug, limit=TOPIC_PAGE, offset=page * TOPIC_PAGE)
+        lines = [texts.TOPIC_DOCUMENTS.format(topic=topic.name, page=page + 1, pages=pages)]
+        options = []
+        for document in found:
+            number = texts.SEARCH_ITEM_NUMBER.format(number=document.number)
+            date = texts.TOPIC_DOCUMENT_DATE.format(date=document.issued_on)
+            lines.append(
+                texts.TOPIC_DOCUMENT_ITEM.format(
+                    title=_short(document.title, 160),
+                    number=number if document.number else "",
+                    date=date if document.issued_on else "",
+                )
+            )
+            ref = document.number or _short(document.title, 28)
+            options.append(Option(texts.READ.format(ref=ref), f"rd:{document.id}:0"))
+        if page > 0:
+            options.append(Option(texts.PREVIOUS, f"tp:{slug}:{page - 1}"))
+        if page < pages - 1:
+            options.append(Option(texts.NEXT, f"tp:{slug}:{page + 1}"))
+        options.append(Option(texts.OTHER_TOPICS, "tp"))
+        turn.say("\n".join(lines), options, replace=True)
+
+    async def _read(
+        self, turn: _Turn, document_id: int, page: int, *, turning: bool = False
+    ) -> None:
+        """One page of the document, cut under the platform's limit at paragraph or
+        sentence ends, with buttons to turn pages and to listen.
+
+        `turning`: a page turned from the page before replaces it (Telegram edits the
+        message); a document opened from a list comes as a new message and leaves the
+        list usable.
+        """
+        document = await turn.session.get(Document, document_id)
+        if document is None:
+            turn.say(texts.DOCUMENT_GONE)
+            return
+        pages = library.page(library.reading_text(document), turn.text_limit - READ_RESERVE)
+        page = max(0, min(page, len(pages) - 1))
+        parts = [texts.READ_PAGE.format(page=page + 1, pages=len(pages)), pages[page]]
+        if len(pages) > 1:
+            parts.append(texts.READ_TURN_HINT)
+        options = []
+        if page > 0:
+            options.append(Option(texts.PREVIOUS, f"rp:{document.id}:{page - 1}"))
+        if page < len(pages) - 1:
+            options.append(Option(texts.NEXT, f"rp:{document.id}:{page + 1}"))
+        options.append(Option(texts.LISTEN_THIS, f"ls:{document.id}"))
+        turn.dialog = {"step": "read", "document": document.id, "page": page}
+        turn.say("\n\n".join(parts), options, columns=2, replace=turning, keep_buttons=not turning)
+
+    async def _turn_page(self, turn: _Turn, step: int) -> None:
+        """ "tiếp" / "trước" typed while reading (Zalo has no buttons)."""
+        document_id = int(turn.dialog.get("document", 0))
+        page = int(turn.dialog.get("page", 0)) + step
+        await self._read(turn, document_id, page, turning=True)
+
+    async def _listen(self, turn: _Turn, document_id: int) -> None:
+        document = await turn.session.get(Document, document_id)
+        if document is None:
+            turn.say(texts.DOCUMENT_GONE)
+        elif self.voices is None:
+            turn.say(texts.LISTEN_OFF)
+        elif turn.voice_by_url and self.voices.public_base_url is None:
+            turn.say(texts.LISTEN_NO_LINK)  # no address the platform could fetch it from
+        else:
+            # Answer at once; the adapter renders (or reuses) the voice and sends it later.
+            turn.say(
+                texts.LISTEN_PREPARING.format(title=_short(document.title, 120)),
+                keep_buttons=True,
+                audio_document=document.id,
+            )
+
     # --- helpers ------------------------------------------------------------------------
 
     async def _home_area(self, turn: _Turn) -> Area | None:
@@ -731,3 +936,11 @@ class Conversation:
     @staticmethod
     def _yes_no() -> list[Option]:
         return [Option(texts.YES, "yes"), Option(texts.NO, "no")]
+
+
+def _short(text: str, limit: int) -> str:
+    """`text` cut at a word end to at most `limit` characters, "…" marking the cut."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    return text[: limit - 1].rsplit(" ", 1)[0] + "…"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import logging
 import warnings
@@ -23,6 +24,7 @@ from telegram.warnings import PTBDeprecationWarning
 
 from bot import texts
 from bot.conversation import Conversation, EventKind, Inbound, Option, Reply, ack_option
+from bot.listening import Background
 from bot.telegram_http import AiohttpRequest
 from broadcasts.channels import FailureKind, MediaKind, Outbound, SendFailure
 from broadcasts.parts import PartStatus
@@ -34,6 +36,7 @@ log = logging.getLogger(__name__)
 WEBHOOK_PATH = "/webhooks/telegram"
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 - a header name, not a secret
 MAX_TEXT = 4096  # Telegram's limit for one message
+MAX_CAPTION = 1024  # and for a media caption
 CONNECTION_POOL = 256  # above a paid broadcast's requests in flight (1000/s x latency)
 
 
@@ -55,7 +58,7 @@ def to_inbound(update: Update, bot_id: int) -> Inbound | None:
         return Inbound(
             bot_id=bot_id, chat_id=str(chat.id), kind=EventKind.button, update_key=key,
             data=query.data or "", display_name=query.from_user.full_name,
-            is_group=chat.type != "private",
+            is_group=chat.type != "private", text_limit=MAX_TEXT,
         )  # fmt: skip
     message = update.message
     if message is None:
@@ -67,6 +70,7 @@ def to_inbound(update: Update, bot_id: int) -> Inbound | None:
         "update_key": key,
         "display_name": user.full_name if user else None,
         "is_group": message.chat.type != "private",
+        "text_limit": MAX_TEXT,
     }
     if message.text is not None:
         return Inbound(kind=EventKind.text, text=message.text, **common)  # type: ignore[arg-type]
@@ -136,6 +140,10 @@ class TelegramFrontEnd:
         self._secret = webhook_secret
         self._running = False
         self._username: str | None = None
+        # One channel for broadcasts and for documents read aloud, so a voice uploaded
+        # once is sent by file id afterwards, whoever asks.
+        self._channel = TelegramChannel(self.application.bot)
+        self._background = Background()  # voices being rendered and sent after a reply
 
     @property
     def mode(self) -> str:
@@ -175,6 +183,7 @@ class TelegramFrontEnd:
         app = self.application
         if app.updater is not None and app.updater.running:
             await app.updater.stop()
+        await self._background.close()
         if app.running:
             await app.stop()
         await app.shutdown()
@@ -182,7 +191,7 @@ class TelegramFrontEnd:
 
     def channel(self) -> TelegramChannel:
         """Outbound sends for broadcasts, over the application's bot and connection pool."""
-        return TelegramChannel(self.application.bot)
+        return self._channel
 
     async def webhook(self, request: Request) -> Response:
         """POST /webhooks/telegram: a wrong or missing secret gets 403 and is not read."""
@@ -237,11 +246,29 @@ class TelegramFrontEnd:
             if query is not None:
                 if not answered:
                     await query.answer()
-                if pressed is not None and not any(r.replace for r in replies):
+                if pressed is not None and not any(r.replace or r.keep_buttons for r in replies):
                     # The old buttons are spent; removing them stops stale presses.
                     await bot.edit_message_reply_markup(chat_id, pressed.message_id)
         except TelegramError as exc:
             log.warning("telegram: could not answer chat: %s", exc)
+        for reply in replies:
+            if reply.audio_document is not None:
+                self._background.spawn(self._send_voice(chat_id, reply.audio_document))
+
+    async def _send_voice(self, chat_id: int, document_id: int) -> None:
+        """Render (or reuse) a document's voice and send it: uploaded the first time, by
+        file id afterwards. Runs after the reply, so no chat waits for the render."""
+        voices = self._conversation.voices
+        media = texts.LISTEN_OFF if voices is None else await voices.voice_or_note(document_id)
+        if isinstance(media, str):
+            with contextlib.suppress(TelegramError):
+                await self.application.bot.send_message(chat_id, media)
+            return
+        caption = texts.LISTEN_CAPTION.format(title=media.title)[:MAX_CAPTION]
+        try:
+            await self._channel.send(str(chat_id), Outbound(caption, media=media))
+        except SendFailure as exc:
+            log.warning("telegram: could not send a document's voice: %s", exc)
 
     async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         # Network trouble while polling and similar: PTB retries; we only keep a record.

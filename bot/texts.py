@@ -109,9 +109,10 @@ HELP = (
     "/huy – ngừng nhận tin\n"
     "/batdau – nhận tin trở lại\n"
     "/xoa – xóa thông tin của bà con\n"
+    "/tracuu – tra cứu văn bản pháp luật (ví dụ: /tracuu luật thủy sản, /tracuu 1191)\n"
     "/trogiup – xem hướng dẫn này\n"
-    "(Nhắn chữ cũng được: «dang ky», «tin», «cai dat», «huy», «bat dau», «xoa», «tro giup»; "
-    "tin khẩn thì nhắn «da nhan» để xác nhận.)\n\n"
+    "(Nhắn chữ cũng được: «dang ky», «tin», «cai dat», «huy», «bat dau», «xoa», «tro giup», "
+    "«tra cuu …»; tin khẩn thì nhắn «da nhan» để xác nhận.)\n\n"
     "Muốn phản ánh, báo tin (tàu lạ, tai nạn, phao hỏng…) bà con cứ nhắn chữ, gửi ảnh hoặc "
     "vị trí: tin nhắn sẽ được chuyển tới cán bộ xã."
 )
@@ -171,6 +172,7 @@ COMMANDS: dict[str, str] = {
     "huy": "Ngừng nhận tin",
     "batdau": "Nhận tin trở lại",
     "xoa": "Xóa thông tin của tôi",
+    "tracuu": "Tra cứu văn bản pháp luật",
     "trogiup": "Hướng dẫn",
 }
 
@@ -196,3 +198,50 @@ KEYWORDS: dict[str, str] = {
     "menu": "trogiup",
     "da nhan": "ack",
 }
+
+# Typed words that start a library search, the rest of the message being what to look for
+# ("tra cứu bão số 3"): Zalo has neither commands nor buttons.
+SEARCH_WORDS = ("tra cuu", "tracuu", "tim van ban")
+# Typed words that turn the page while reading a document (folded).
+READ_NEXT_WORDS = frozenset(("tiep", "tiep theo", "trang sau", "sau", "next"))
+READ_PREVIOUS_WORDS = frozenset(("truoc", "trang truoc", "lui", "quay lai"))
+
+# --- the documents library ---------------------------------------------------------------------
+
+SEARCH_RESULTS = "🔎 Văn bản tìm được cho «{query}»:"
+SEARCH_ITEM = "📄 {title}{number}\n{snippet}"
+SEARCH_ITEM_NUMBER = " (số {number})"
+SEARCH_NOTHING = (
+    "Không tìm thấy văn bản nào cho «{query}». Bà con thử từ khóa khác (không cần dấu), "
+    "số văn bản (ví dụ: 1191) hoặc xem theo chủ đề."
+)
+SEARCH_ASK_HINT = (
+    "Nếu bà con muốn hỏi cán bộ xã chứ không phải tra cứu, bấm «Gửi câu hỏi cho cán bộ xã»."
+)
+ASK_OFFICIALS = "📨 Gửi câu hỏi cho cán bộ xã"
+READ = "📖 Đọc {ref}"
+LISTEN = "🔊 Nghe {ref}"
+LISTEN_THIS = "🔊 Nghe bản đọc"
+BROWSE_TOPICS = "🗂 Xem theo chủ đề"
+OTHER_TOPICS = "◀ Chủ đề khác"
+TOPICS_HEADER = (
+    "📚 Thư viện văn bản. Bà con chọn một chủ đề, hoặc nhắn /tracuu kèm từ khóa "
+    "(ví dụ: /tracuu luật thủy sản, /tracuu 1191)."
+)
+TOPIC_ITEM = "{name} ({count})"
+TOPIC_DOCUMENTS = "🗂 {topic} – trang {page}/{pages}:"
+TOPIC_DOCUMENT_ITEM = "📄 {title}{number}{date}"
+TOPIC_DOCUMENT_DATE = ", {date:%d/%m/%Y}"
+LIBRARY_EMPTY = "Thư viện chưa có văn bản nào. Bà con quay lại sau nhé."
+TOPIC_EMPTY = "Chủ đề này chưa có văn bản nào."
+DOCUMENT_GONE = "Văn bản này không còn trong thư viện."
+READ_PAGE = "📖 Trang {page}/{pages}"
+READ_TURN_HINT = "(Nhắn «tiếp» hoặc «trước» để lật trang.)"
+LISTEN_PREPARING = "🎧 Đang chuẩn bị bản nghe «{title}»… bà con chờ một chút nhé."
+LISTEN_CAPTION = "🔊 {title}"
+LISTEN_FAILED = "Xin lỗi bà con, chưa làm được bản nghe của văn bản này. Bà con đọc bản chữ nhé."
+LISTEN_OFF = "Hải Đăng chưa có bản nghe cho văn bản. Bà con đọc bản chữ nhé."
+LISTEN_NO_LINK = (
+    "🔊 Bản nghe chưa gửi được qua Zalo vì hệ thống chưa có địa chỉ công khai. Bà con đọc "
+    "bản chữ, hoặc nghe qua Telegram hay loa truyền thanh của xã."
+)

@@ -95,6 +95,8 @@ def to_inbound(update: Update | None, bot_id: int) -> Inbound | None:
         "update_key": f"m:{message.message_id}",
         "display_name": getattr(user, "display_name", None) if user else None,
         "is_group": str(message.chat.type or "PRIVATE").upper() != "PRIVATE",
+        "text_limit": MAX_TEXT,
+        "voice_by_url": True,
     }
     if message.text:
         return Inbound(kind=EventKind.text, text=message.text, **common)
@@ -236,11 +238,32 @@ class ZaloFrontEnd:
             replies = [Reply(texts.APOLOGY)]
         for reply in replies:
             for part in split_message(numbered(reply.text, reply.options), MAX_TEXT):
-                try:
-                    await self.bot.send_message(event.chat_id, part)
-                except ZaloError as exc:
-                    log.warning("zalo: could not answer chat: %s", exc)
+                if not await self._say(event.chat_id, part):
                     return
+        for reply in replies:
+            if reply.audio_document is not None:
+                # This update's own task, outside the chat's lock: nobody waits for it.
+                await self._send_voice(event.chat_id, reply.audio_document)
+
+    async def _say(self, chat_id: str, text: str) -> bool:
+        try:
+            await self.bot.send_message(chat_id, text)
+        except ZaloError as exc:
+            log.warning("zalo: could not answer chat: %s", exc)
+            return False
+        return True
+
+    async def _send_voice(self, chat_id: str, document_id: int) -> None:
+        """A document's voice as a link to its AAC (Zalo takes no uploads and fetches audio
+        by URL; the core does not offer it without PUBLIC_BASE_URL)."""
+        voices = self._conversation.voices
+        media = texts.LISTEN_OFF if voices is None else await voices.voice_or_note(document_id)
+        if isinstance(media, str):
+            await self._say(chat_id, media)
+        elif media.url is None:
+            await self._say(chat_id, texts.LISTEN_NO_LINK)
+        else:
+            await self._say(chat_id, texts.LISTEN_AT.format(title=media.title, url=media.url))
 
 
 class ZaloChannel:

@@ -106,6 +106,26 @@ _WORD = re.compile(r"[^\W_]+")
 _NUMBER = re.compile(r"(?<![^\W_])\d{1,5}(?:/[^\W_][\w-]*)*")
 
 
+# Free text in chat that is clearly a look-up rather than a message for the officials
+# (see looks_like_search). Folded words and phrases, matched as whole words.
+_LEGAL_TERMS = (
+    "luat", "nghi dinh", "thong tu", "quyet dinh", "chi thi", "cong dien", "nghi quyet",
+    "van ban", "quy dinh", "xu phat", "muc phat", "giay phep", "iuu", "thu tuc", "phap luat",
+)  # fmt: skip
+_QUESTION_PHRASES = (
+    "la gi", "the nao", "ra sao", "bao nhieu", "o dau", "co phai", "hay khong", "nhu nao",
+    "tra cuu", "tim van ban",
+)  # fmt: skip
+# A document number written with its kind, as on the document: 1191/QĐ-TTg,
+# 37/2024/NĐ-CP, 36-NQ/TW, 18/2012/QH13 (folded). A slash is required, so a boat's
+# registration (QNg-90123-TS) or a date (20/11) is not one.
+_CITED_NUMBER = re.compile(
+    r"(?<![\w/])\d{1,5}(?:/\d{4})?[/-][a-z]{1,6}\d{0,3}(?:[-/][a-z]{1,8}\d{0,3})*(?![\w/])"
+)
+# Longer messages are reports or requests, whatever words they use.
+SEARCH_MESSAGE_MAX = 160
+
+
 class LibraryError(ValueError):
     """A library lookup that cannot be answered (unknown topic); the message says why."""
 
@@ -502,6 +522,25 @@ async def search(
         for document_id, score in ranked.items()
         if (document := documents.get(document_id)) is not None
     ]
+
+
+def looks_like_search(message: str) -> bool:
+    """Whether a free-text chat message is clearly a look-up in the library.
+
+    Conservative, because everything else reaches the commune's officials: a short message
+    (at most SEARCH_MESSAGE_MAX characters) that cites a document number with its kind
+    ("1191/QĐ-TTg", "37/2024/NĐ-CP"), or a short question (a "?" or a phrase such as
+    "là gì", "thế nào") naming a legal term ("luật", "nghị định", "xử phạt", "giấy phép" …).
+    Callers should still send messages with urgent words to the officials first.
+    """
+    if len(message) > SEARCH_MESSAGE_MAX:
+        return False
+    folded = fold(message)
+    if any("/" in found.group() for found in _CITED_NUMBER.finditer(folded)):
+        return True
+    padded = f" {' '.join(_WORD.findall(folded))} "
+    asked = "?" in message or any(f" {phrase} " in padded for phrase in _QUESTION_PHRASES)
+    return asked and any(f" {term} " in padded for term in _LEGAL_TERMS)
 
 
 # --- snippets ----------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from audio import studio, tts
 from audio.store import make_store
 from bot.conversation import Conversation
+from bot.listening import DocumentVoices
 from bot.replies import send_reply
 from bot.telegram import WEBHOOK_PATH as TELEGRAM_WEBHOOK_PATH
 from bot.telegram import TelegramFrontEnd
@@ -375,11 +376,16 @@ class Service:
         self.sessions: async_sessionmaker[AsyncSession] = make_sessionmaker(self.engine)
         # Deferred transactions on SQLite, for work that reads long and writes briefly.
         self.read_sessions = async_sessionmaker(self.engine, expire_on_commit=False)
-        self.conversation = Conversation(self.sessions)
         self.channels = ChannelRegistry()
         self.store = make_store("local", root=settings.audio_dir)
         public = str(settings.public_base_url) if settings.public_base_url else None
         self.media = StoreMedia(self.sessions, self.store, public)
+        voices = DocumentVoices(
+            self.read_sessions, self.sessions, self.store,
+            engine_name=settings.tts_engine.value, work_dir=settings.data_dir / "work",
+            public_base_url=public,
+        )  # fmt: skip
+        self.conversation = Conversation(self.sessions, voices=voices)
         # Who holds leases from this process: readable in the leases table by an operator.
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         chat_parts = _chat_parts(settings, self)
