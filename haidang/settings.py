@@ -50,10 +50,13 @@ class Settings(BaseSettings):
     zalo_bot_token: SecretStr | None = None
     zalo_api_base_url: AnyHttpUrl = AnyHttpUrl("https://bot-api.zaloplatforms.com")
     zalo_webhook_secret: SecretStr | None = None
+    # The Zalo bot's public link (from Zalo Bot Manager) for the QR posters; Zalo links
+    # carry no start payload, so the poster says to send the commune's name.
+    zalo_bot_link: AnyHttpUrl | None = None
 
     tts_engine: TtsEngineChoice = TtsEngineChoice.auto
 
-    @field_validator("public_base_url", mode="before")
+    @field_validator("public_base_url", "zalo_bot_link", mode="before")
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
         # `PUBLIC_BASE_URL=` in a .env means "not set", not an invalid URL.

@@ -15,6 +15,7 @@ from web.dashboard import (
     admin_views,
     bulletin_views,
     inbox_views,
+    poster_views,
     progress,
     subscriber_views,
     texts,
@@ -134,6 +135,7 @@ def make_router(
     progress.register(router, dash)
     inbox_views.register(router, dash)
     subscriber_views.register(router, dash)
+    poster_views.register(router, dash)
     admin_views.register(router, dash)
 
     @router.get("/{rest:path}")

@@ -1,0 +1,134 @@
+"""QR poster pages: pick a commune in scope, see its poster, download it as PNG or PDF."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import Callable
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from broadcasts import areas
+from db.models import Area, AreaKind, Bot, Platform
+from web.dashboard import posters, texts
+from web.dashboard.common import Actor, Dashboard, DashboardError, NotFound, scope_condition
+
+SEARCH_LIMIT = 30
+CACHE_SIZE = 64  # rendered posters kept in memory: a poster changes only with the bot
+FORMATS: dict[str, tuple[str, Callable[[posters.Poster], bytes]]] = {
+    "png": ("image/png", posters.png_bytes),
+    "pdf": ("application/pdf", posters.pdf_bytes),
+}
+
+
+async def _poster_for(
+    db: AsyncSession, actor: Actor, code: str, zalo: str | None
+) -> posters.Poster:
+    """The poster of a commune inside the official's scope (else NotFound, as if absent)."""
+    try:
+        code = areas.canonical_code(code)
+    except areas.AreaError:
+        raise NotFound from None
+    province = aliased(Area)
+    row = (
+        await db.execute(
+            select(Area, province.name)
+            .outerjoin(province, province.id == Area.province_id)
+            .where(Area.code == code, scope_condition(actor))
+        )
+    ).first()
+    if row is None:
+        raise NotFound
+    area, province_name = row
+    if area.kind is not AreaKind.commune:
+        raise DashboardError(texts.POSTER_NOT_COMMUNE)
+    username = await db.scalar(
+        select(Bot.username)
+        .where(Bot.platform == Platform.telegram, Bot.enabled.is_(True), Bot.username.is_not(None))
+        .order_by(Bot.id)
+        .limit(1)
+    )
+    telegram = posters.deep_link(username, area.code) if username else None
+    if telegram is None and zalo is None:
+        raise DashboardError(texts.POSTER_NO_BOT)
+    return posters.Poster(area.name, province_name or "", area.code, telegram, zalo)
+
+
+def register(router: APIRouter, dash: Dashboard) -> None:
+    """Add the poster routes to the dashboard router."""
+    zalo = str(dash.settings.zalo_bot_link) if dash.settings.zalo_bot_link else None
+    rendered: OrderedDict[tuple[posters.Poster, str], bytes] = OrderedDict()
+
+    async def render(poster: posters.Poster, fmt: str) -> bytes:
+        key = (poster, fmt)
+        if key in rendered:
+            rendered.move_to_end(key)
+            return rendered[key]
+        # A few hundred milliseconds of drawing: off the event loop.
+        data = await asyncio.to_thread(FORMATS[fmt][1], poster)
+        rendered[key] = data
+        while len(rendered) > CACHE_SIZE:
+            rendered.popitem(last=False)
+        return data
+
+    @router.get("/posters")
+    @dash.view
+    async def poster_search(request: Request) -> Response:
+        query = request.query_params.get("q", "")[:80].strip()
+        async with dash.sessions() as db:
+            actor = await dash.actor(request, db)
+            found = []
+            if query:
+                matches = await areas.search(db, query, kinds=(AreaKind.commune,), limit=200)
+                allowed = set(
+                    (
+                        await db.scalars(
+                            select(Area.id).where(
+                                Area.id.in_([m.area.id for m in matches]), scope_condition(actor)
+                            )
+                        )
+                    ).all()
+                )
+                found = [m for m in matches if m.area.id in allowed][:SEARCH_LIMIT]
+        return dash.render(
+            request, "dashboard/posters.html", {"query": query, "found": found}, actor=actor
+        )
+
+    async def download(request: Request, code: str, fmt: str) -> Response:
+        async with dash.sessions() as db:
+            actor = await dash.actor(request, db)
+            poster = await _poster_for(db, actor, code, zalo)
+        media_type = FORMATS[fmt][0]
+        inline = request.query_params.get("view") == "1"
+        disposition = "inline" if inline else "attachment"
+        return Response(
+            await render(poster, fmt),
+            media_type=media_type,
+            headers={
+                "Content-Disposition": f'{disposition}; filename="ap-phich-{poster.code}.{fmt}"',
+                "Cache-Control": "private, max-age=300",
+            },
+        )
+
+    @router.get("/posters/{code}.png")
+    @dash.view
+    async def poster_png(request: Request, code: str) -> Response:
+        return await download(request, code, "png")
+
+    @router.get("/posters/{code}.pdf")
+    @dash.view
+    async def poster_pdf(request: Request, code: str) -> Response:
+        return await download(request, code, "pdf")
+
+    # After the two downloads: /posters/{code} would otherwise take "11914.png" too.
+    @router.get("/posters/{code}")
+    @dash.view
+    async def poster_page(request: Request, code: str) -> Response:
+        async with dash.sessions() as db:
+            actor = await dash.actor(request, db)
+            poster = await _poster_for(db, actor, code, zalo)
+        return dash.render(request, "dashboard/poster.html", {"poster": poster}, actor=actor)
