@@ -18,6 +18,7 @@ from telegram import (
     Message,
     Update,
 )
+from telegram.constants import ChatAction
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
 from telegram.ext import Application, ContextTypes, TypeHandler
 from telegram.warnings import PTBDeprecationWarning
@@ -259,6 +260,8 @@ class TelegramFrontEnd:
         """Render (or reuse) a document's voice and send it: uploaded the first time, by
         file id afterwards. Runs after the reply, so no chat waits for the render."""
         voices = self._conversation.voices
+        with contextlib.suppress(TelegramError):  # "sending a voice message…" while it renders
+            await self.application.bot.send_chat_action(chat_id, ChatAction.UPLOAD_VOICE)
         media = texts.LISTEN_OFF if voices is None else await voices.voice_or_note(document_id)
         if isinstance(media, str):
             with contextlib.suppress(TelegramError):
