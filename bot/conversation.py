@@ -210,7 +210,7 @@ class Conversation:
             offered = [r for r in turn.replies if r.options]
             if offered:
                 turn.dialog["options"] = [o.data for o in offered[-1].options]
-            if turn.address in session:  # /xoa deletes the address
+            if turn.subscriber.status is not SubscriberStatus.erased:  # /xoa blanked it
                 turn.address.dialog = turn.dialog
             return turn.replies
 
@@ -797,6 +797,12 @@ class Conversation:
         forwards it), so a guess never swallows a message.
         """
         hits = await library.search(turn.session, query, limit=SEARCH_RESULTS)
+        language = turn.subscriber.language or "vi"
+        if language != "vi":  # documents in the person's own language first, when there are
+            own = await library.search(turn.session, query, language=language, limit=SEARCH_RESULTS)
+            shown = {hit.document_id for hit in own}
+            hits = [*own, *(hit for hit in hits if hit.document_id not in shown)]
+            hits = hits[:SEARCH_RESULTS]
         if not hits:
             if question is not None:
                 return False

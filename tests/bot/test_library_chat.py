@@ -277,6 +277,20 @@ async def test_search_read_listen_and_browse_on_telegram(
         back = await wait_text(api, CHAT, "Thư viện văn bản", after=mark + 1)
         assert back.method == "editMessageText"
 
+        # A person who reads English gets the English summary of the law first.
+        mark = count(api, CHAT)
+        api.user_sends(CHAT, "/caidat")
+        await wait_text(api, CHAT, "Cài đặt", after=mark)
+        api.user_presses(CHAT, "s:lang")
+        await wait_text(api, CHAT, "ngôn ngữ nào", after=mark)
+        api.user_presses(CHAT, "l:en")
+        await wait_text(api, CHAT, "Đã lưu", after=mark)
+        api.user_sends(CHAT, "/tracuu luật thủy sản 2017")
+        found = await wait_text(api, CHAT, "Văn bản tìm được", after=mark)
+        items = found.text.split("\n\n")[1:]
+        assert items[0].startswith("📄 Fisheries Law 2017")
+        assert any(item.startswith("📄 Luật Thủy sản (số 18/2017/QH14)") for item in items)
+
 
 async def test_search_read_listen_and_reply_on_zalo(
     seeded: Database, tmp_path: Path, library_ids: dict[str, int]
