@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+import zxingcpp
 from PIL import Image
 
 from db.engine import make_engine, make_sessionmaker
@@ -299,6 +300,18 @@ def test_a_broadcast_from_the_browser_reaches_every_chat(
     expect(second.locator("#notice")).to_contain_text("Đã lưu câu trả lời")
     _until(lambda: any(answer in text for text in _texts(telegram, VIETNAMESE_CHATS[0])))
     _shot(second, "09-inbox-answered")
+
+    # --- the commune's QR poster carries the running bot's deep link (its name from getMe) -----
+    page.goto(f"{base}/dashboard/posters?q=cat hai")
+    page.locator('#poster-results a[href$="/posters/11914"]').click()
+    deep_link = f"https://t.me/{telegram.bot_user['username']}?start=c11914"
+    expect(page.locator("#poster-telegram")).to_have_text(deep_link)
+    expect(page.locator("#poster-preview")).to_have_js_property("complete", True)
+    _shot(page, "10-poster")
+    with page.expect_download() as download:
+        page.click("#poster-png")
+    poster = Image.open(download.value.path())
+    assert {r.text for r in zxingcpp.read_barcodes(poster)} == {deep_link}
 
     author.close()
     reviewer.close()
