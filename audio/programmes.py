@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import ColumnElement, String, Subquery, cast, delete, func, or_, select
+from sqlalchemy import ColumnElement, String, Subquery, and_, cast, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from audio import mastering, texts
@@ -55,12 +55,16 @@ from db.models import (
 )
 
 __all__ = [
+    "REBUILD_DAYS",
+    "PendingRebuilds",
+    "ProgrammeChange",
     "ProgrammeError",
     "PublishedBulletin",
     "build_daily_programme",
     "commune_by_code",
     "daily_programmes",
     "day_bulletins",
+    "programme_changes",
     "programme_communes",
     "programme_day",
     "published_bulletins",
@@ -78,6 +82,9 @@ ITEM_GAP_SECONDS: Final = 1.2  # between one bulletin and the next cue
 # Who a public loudspeaker speaks to: a bulletin whose role filter leaves both out
 # (say, border guards only) is internal and stays off programmes, pages and feeds.
 PUBLIC_ROLES: Final = (SubscriberRole.fisherman, SubscriberRole.villager)
+# How far back a cancelled or expired bulletin's programmes are rebuilt: the pages show
+# two weeks of programmes.
+REBUILD_DAYS: Final = 14
 _PROGRAMMES: Final = "programmes"
 _CACHE_VERSION: Final = 1
 
@@ -289,6 +296,123 @@ async def programme_communes(session: AsyncSession, bulletin_id: int, day: dt.da
         )
         codes.update(rows.all())
     return sorted(codes)
+
+
+# --------------------------------------------------------------------------- changes
+
+
+@dataclass(frozen=True, slots=True)
+class ProgrammeChange:
+    """Something that changes days' programmes: a run started, a bulletin cancelled or expired.
+
+    ``key`` names the event ("run:12", "cancel:7", "expire:7:<time>"), so a caller that
+    polls overlapping windows handles each event once; ``at`` is when it happened.
+    """
+
+    key: str
+    at: dt.datetime
+    programmes: frozenset[tuple[str, dt.date]]  # (commune code, local day)
+
+
+async def _sent_days(
+    session: AsyncSession, bulletin_id: int, tz: ZoneInfo, since: dt.datetime
+) -> list[dt.date]:
+    starts = await session.scalars(
+        select(BroadcastRun.started_at).where(
+            BroadcastRun.bulletin_id == bulletin_id,
+            BroadcastRun.started_at >= since,
+            BroadcastRun.state != RunState.missed,
+        )
+    )
+    return sorted({at.astimezone(tz).date() for at in starts.all() if at is not None})
+
+
+async def programme_changes(
+    session: AsyncSession, *, since: dt.datetime, now: dt.datetime, tz: ZoneInfo
+) -> list[ProgrammeChange]:
+    """The events in (since, now] that change a day's programme, oldest first.
+
+    A run that started adds its bulletin to that local day; a bulletin cancelled or
+    expired leaves every day it went out on within REBUILD_DAYS (older programmes are
+    off the pages). The communes touched are :func:`programme_communes`'. Read-only.
+    """
+    found: list[tuple[str, dt.datetime, int, list[dt.date]]] = []
+    started = await session.execute(
+        select(BroadcastRun.id, BroadcastRun.bulletin_id, BroadcastRun.started_at).where(
+            BroadcastRun.started_at > since,
+            BroadcastRun.started_at <= now,
+            BroadcastRun.state != RunState.missed,
+        )
+    )
+    for run_id, bulletin_id, at in started.all():
+        if at is None:  # never: the query asks for a start time in the window
+            continue
+        found.append((f"run:{run_id}", at, bulletin_id, [at.astimezone(tz).date()]))
+    horizon = now - dt.timedelta(days=REBUILD_DAYS)
+    gone = await session.execute(
+        select(Bulletin.id, Bulletin.cancelled_at, Bulletin.expires_at).where(
+            or_(
+                and_(Bulletin.cancelled_at > since, Bulletin.cancelled_at <= now),
+                and_(Bulletin.expires_at > since, Bulletin.expires_at <= now),
+            )
+        )
+    )
+    for bulletin_id, cancelled_at, expires_at in gone.all():
+        days = await _sent_days(session, bulletin_id, tz, horizon)
+        if cancelled_at is not None and since < cancelled_at <= now:
+            found.append((f"cancel:{bulletin_id}", cancelled_at, bulletin_id, days))
+        if expires_at is not None and since < expires_at <= now:
+            key = f"expire:{bulletin_id}:{expires_at.isoformat()}"
+            found.append((key, expires_at, bulletin_id, days))
+    changes = []
+    for key, at, bulletin_id, days in sorted(found, key=lambda event: event[1]):
+        touched: set[tuple[str, dt.date]] = set()
+        for day in days:
+            codes = await programme_communes(session, bulletin_id, day)
+            touched.update((code, day) for code in codes)
+        changes.append(ProgrammeChange(key, at, frozenset(touched)))
+    return changes
+
+
+class PendingRebuilds:
+    """Programmes waiting to be rebuilt, let out once their changes settle (a debounce).
+
+    A (commune, day) is due ``quiet`` seconds after its latest change or ``max_wait``
+    after its first, whichever comes sooner: a burst of changes rebuilds once, and a
+    steady trickle still rebuilds at least every ``max_wait``. Times are any monotonic
+    clock's seconds.
+    """
+
+    def __init__(self, *, quiet: float, max_wait: float) -> None:
+        if not 0 <= quiet <= max_wait:
+            raise ValueError("need 0 <= quiet <= max_wait")
+        self.quiet = quiet
+        self.max_wait = max_wait
+        self._first: dict[tuple[str, dt.date], float] = {}
+        self._last: dict[tuple[str, dt.date], float] = {}
+
+    def __len__(self) -> int:
+        return len(self._last)
+
+    def add(self, programmes: Iterable[tuple[str, dt.date]], at: float) -> None:
+        for programme in programmes:
+            self._first.setdefault(programme, at)
+            self._last[programme] = at
+
+    def due(self, at: float) -> list[tuple[str, dt.date]]:
+        """Take the programmes due at ``at``: newest day first, then by commune code."""
+        ready = [
+            programme
+            for programme, last in self._last.items()
+            if at - last >= self.quiet or at - self._first[programme] >= self.max_wait
+        ]
+        for programme in ready:
+            del self._first[programme], self._last[programme]
+        return sorted(ready, key=lambda p: (-p[1].toordinal(), p[0]))
+
+    def clear(self) -> None:
+        self._first.clear()
+        self._last.clear()
 
 
 # --------------------------------------------------------------------------- building

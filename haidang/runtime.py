@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import socket
+import time
 import uuid
 from collections.abc import Generator
 from typing import Protocol
@@ -21,15 +22,16 @@ from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from audio import studio, tts
+from audio import programmes, studio, tts
 from audio.store import make_store
 from bot.conversation import Conversation
 from bot.listening import DocumentVoices
 from bot.replies import send_reply
 from bot.telegram import WEBHOOK_PATH as TELEGRAM_WEBHOOK_PATH
-from bot.telegram import TelegramFrontEnd
+from bot.telegram import TelegramChannel, TelegramFrontEnd
 from bot.zalo import WEBHOOK_PATH as ZALO_WEBHOOK_PATH
 from bot.zalo import ZaloFrontEnd
+from broadcasts import documents, leases
 from broadcasts.channels import ChannelRegistry
 from broadcasts.inbox import ReplyTarget
 from broadcasts.parts import PartStatus
@@ -54,8 +56,12 @@ from haidang.settings import Settings
 from web.app import Webhook, create_app
 from web.audio import make_router as make_audio_pages
 from web.dashboard import make_router as make_dashboard
+from web.library import make_router as make_library_pages
 
 log = logging.getLogger("haidang.serve")
+
+PAID_BROADCAST_RATE = 1000.0  # Telegram's limit for a bot's paid broadcasts, msg/s
+PAID_BROADCAST_IN_FLIGHT = 256  # rate x latency with room; bot.telegram.CONNECTION_POOL
 
 
 class StartupError(RuntimeError):
@@ -109,6 +115,7 @@ class WebPart:
         routers = [
             make_dashboard(service.sessions, settings, send_reply=service.send_inbox_reply),
             make_audio_pages(service.read_sessions, service.store, public, tz=settings.tz),
+            make_library_pages(service.read_sessions, documents.store_for(settings.data_dir)),
         ]
         app = create_app(
             engine=service.engine,
@@ -197,6 +204,11 @@ class ChatPart:
             webhook_secret=secret,
         )
         await front.start()
+        if isinstance(front, TelegramFrontEnd) and front.application.bot.username:
+            # The dashboard's QR posters print t.me/<username>?start=c<commune code>.
+            async with self._service.sessions.begin() as session:
+                row = await session.get_one(Bot, bot_id)
+                row.username = front.application.bot.username
         self.front = front
         self._service.channels.register(bot_id, front.channel())
 
@@ -229,14 +241,28 @@ class SchedulerPart:
 
 
 class AudioPart:
-    """Renders each submitted bulletin's voice and loudspeaker MP3 in the background.
+    """Renders each submitted bulletin's voice and loudspeaker MP3 in the background,
+    and rebuilds the daily programmes a bulletin sent, cancelled or expired changes.
 
     Voice is usually ready before a bulletin fires; when it is not, the text goes out
     and the voice joins the deliveries built after it is rendered (never the reverse).
+    Programmes are rebuilt by one process at a time (a lease: two builders of one day
+    could otherwise leave the older build in place), after the changes to a day have
+    settled for QUIET_S (a burst rebuilds once), at the latest MAX_WAIT_S after the
+    first change.
     """
 
     name = "audio"
     POLL_S = 2.0
+    QUIET_S = 3.0
+    MAX_WAIT_S = 30.0
+    LEASE = "audio-programmes"
+    LEASE_TTL = dt.timedelta(seconds=15)
+    # On start or on taking the lease over: what changed while nobody was watching.
+    LOOK_BACK = dt.timedelta(hours=24)
+    # Rows carry their writer's clock, read before its commit (and maybe on another
+    # machine): each poll looks this far behind the previous one; events are deduplicated.
+    OVERLAP = dt.timedelta(seconds=30)
     STATES = (
         BulletinState.pending_approval,
         BulletinState.approved,
@@ -251,11 +277,18 @@ class AudioPart:
         self._stop = asyncio.Event()
         self._failed: set[int] = set()  # not retried until restart: logged once each
         self.rendered = 0
+        self.programmes_built = 0  # rebuilds that rendered (cache hits not counted)
+        self._pending = programmes.PendingRebuilds(quiet=self.QUIET_S, max_wait=self.MAX_WAIT_S)
+        self._cursor: dt.datetime | None = None  # end of the last window read, while holding
+        self._seen: dict[str, dt.datetime] = {}  # events handled, by key, while in the window
 
     def status(self) -> PartStatus:
         running = self._task is not None and not self._task.done()
         engines = ", ".join(tts.available())
-        detail = f"TTS_ENGINE={self._engine} (registered: {engines}); {self.rendered} rendered"
+        detail = (
+            f"TTS_ENGINE={self._engine} (registered: {engines}); {self.rendered} rendered, "
+            f"{self.programmes_built} programmes built, {len(self._pending)} waiting"
+        )
         return PartStatus(active=running, detail=detail)
 
     async def start(self) -> None:
@@ -265,6 +298,10 @@ class AudioPart:
         self._stop.set()
         if self._task is not None:
             await self._task
+        if self._cursor is not None:
+            with contextlib.suppress(Exception):  # the lease expires anyway
+                async with self._service.sessions.begin() as session:
+                    await leases.release(session, self.LEASE, self._service.holder)
 
     async def _loop(self) -> None:
         while not self._stop.is_set():
@@ -272,6 +309,10 @@ class AudioPart:
                 await self._render_waiting()
             except Exception:
                 log.error("audio: rendering pass failed; retrying", exc_info=True)
+            try:
+                await self._rebuild_programmes()
+            except Exception:
+                log.error("audio: programme pass failed; retrying", exc_info=True)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), self.POLL_S)
 
@@ -290,12 +331,11 @@ class AudioPart:
             if bulletin_id in self._failed or self._stop.is_set():
                 continue
             try:
-                async with service.sessions.begin() as session:
-                    assets = await studio.render_bulletin(
-                        session, bulletin_id, store=service.store, engine_name=self._engine,
-                        tz=service.settings.tz, now=dt.datetime.now(dt.UTC),
-                        work_dir=service.settings.data_dir / "work",
-                    )  # fmt: skip
+                assets = await studio.render_bulletin(
+                    service.sessions, bulletin_id, store=service.store, engine_name=self._engine,
+                    tz=service.settings.tz, now=dt.datetime.now(dt.UTC),
+                    work_dir=service.settings.data_dir / "work",
+                )  # fmt: skip
             except Exception:
                 self._failed.add(bulletin_id)
                 log.error("audio: bulletin %d could not be rendered", bulletin_id, exc_info=True)
@@ -303,6 +343,43 @@ class AudioPart:
             self.rendered += 1
             engines = {a.engine for a in assets}
             log.info("audio: bulletin %d rendered (%s)", bulletin_id, ", ".join(sorted(engines)))
+
+    async def _rebuild_programmes(self) -> None:
+        service = self._service
+        now = dt.datetime.now(dt.UTC)
+        async with service.sessions.begin() as session:
+            holding = await leases.acquire(session, self.LEASE, service.holder, now, self.LEASE_TTL)
+        if not holding:
+            self._cursor = None  # another process builds; look back again if we take over
+            self._pending.clear()
+            return
+        since = now - self.LOOK_BACK if self._cursor is None else self._cursor - self.OVERLAP
+        async with service.read_sessions() as session:
+            changes = await programmes.programme_changes(
+                session, since=since, now=now, tz=service.settings.tz
+            )
+        self._cursor = now
+        for change in changes:
+            if change.key not in self._seen:
+                self._seen[change.key] = change.at
+                self._pending.add(change.programmes, time.monotonic())
+        self._seen = {key: at for key, at in self._seen.items() if at > since}
+        for code, day in self._pending.due(time.monotonic()):
+            if self._stop.is_set():
+                return
+            started = dt.datetime.now(dt.UTC)
+            try:
+                asset = await programmes.build_daily_programme(
+                    service.sessions, code, day, store=service.store, engine_name=self._engine,
+                    tz=service.settings.tz, now=started,
+                    work_dir=service.settings.data_dir / "work",
+                )  # fmt: skip
+            except Exception:
+                log.error("audio: programme %s %s could not be built", code, day, exc_info=True)
+                continue
+            if asset is not None and asset.created_at == started:
+                self.programmes_built += 1
+                log.info("audio: programme %s %s rebuilt", code, day)
 
 
 class SendersPart:
@@ -328,11 +405,15 @@ class SendersPart:
                 continue
             async with service.sessions() as session:
                 bot = await session.get_one(Bot, bot_id)
-            # Paid broadcasts lift Telegram's bulk limit to 1000 messages a second.
-            rate = 1000.0 if bot.paid_broadcast else bot.rate_per_second
+            # Paid broadcasts lift Telegram's bulk limit to 1000 messages a second, for
+            # sends that ask for it; at ~100 ms a send that keeps ~100 of them in flight.
+            paid = False
+            if bot.paid_broadcast and isinstance(channel, TelegramChannel):
+                channel, paid = channel.for_paid_broadcast(), True
             config = SenderConfig(
                 bot_id=bot_id,
-                rate_per_second=rate,
+                rate_per_second=PAID_BROADCAST_RATE if paid else bot.rate_per_second,
+                max_in_flight=PAID_BROADCAST_IN_FLIGHT if paid else SenderConfig.max_in_flight,
                 per_chat_interval=bot.per_chat_interval,
                 quiet_start=bot.quiet_start,
                 quiet_end=bot.quiet_end,
@@ -418,7 +499,7 @@ class Service:
                 else None
             )
             area = await session.get(Area, message.area_id) if message.area_id else None
-        if address is None or not message.reply_text:
+        if address is None or address.chat_id is None or not message.reply_text:
             raise RuntimeError(f"inbox message {message_id} has no answer or no chat to reach")
         channel = self.channels.get(address.bot_id)
         if channel is None:

@@ -60,11 +60,11 @@ async def internal_bulletin(database: Database) -> int:
         return bulletin.id
 
 
-async def cancel(database: Database, bulletin_id: int) -> None:
+async def cancel(database: Database, bulletin_id: int, at: dt.datetime = NOW) -> None:
     editor_id, _ = await officials_pair(database)
     async with database.sessions.begin() as session:
         bulletin = await session.get_one(Bulletin, bulletin_id)
-        await bulletins.cancel(session, bulletin, await session.get_one(Official, editor_id), NOW)
+        await bulletins.cancel(session, bulletin, await session.get_one(Official, editor_id), at)
 
 
 async def other_commune(database: Database) -> str:
