@@ -125,6 +125,7 @@ async def test_draft_with_translation_and_photo_then_edited(
 
         detail = await editor.get(f"/dashboard/bulletins/{bulletin_id}")
         assert f'href="/dashboard/bulletins/{bulletin_id}/edit" id="edit-bulletin"' in detail.text
+        assert f'src="/dashboard/bulletins/{bulletin_id}/photo"' in detail.text  # the preview
         form = await editor.get(f"/dashboard/bulletins/{bulletin_id}/edit")
         assert form.status_code == 200
         assert "Sửa bản tin" in form.text
