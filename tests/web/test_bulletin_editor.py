@@ -13,6 +13,7 @@ from PIL import Image
 from sqlalchemy import func, select
 
 from audio.store import make_store
+from broadcasts import officials
 from db.models import (
     AssetKind,
     AudioAsset,
@@ -20,6 +21,7 @@ from db.models import (
     Bulletin,
     BulletinState,
     BulletinTranslation,
+    OfficialRole,
     Priority,
 )
 from haidang.media import store_photo
@@ -291,3 +293,22 @@ async def test_edit_is_scoped_and_needs_csrf(seeded: Database, tmp_path: Path) -
         bulletin = await session.get_one(Bulletin, bulletin_id)
     assert bulletin.title == "Thông báo gió mạnh"
     assert [a for a, _ in await _actions(seeded, bulletin_id)] == ["bulletin.create"]
+
+
+async def test_a_radio_operator_cannot_write_nor_upload(seeded: Database, tmp_path: Path) -> None:
+    await make_officials(seeded)
+    async with seeded.sessions.begin() as session:
+        await officials.create(
+            session, username="loa-cathai", role=OfficialRole.radio_operator,
+            password="radio-pass-123", area_code="11914",
+        )  # fmt: skip
+    async with Client(_app(seeded, tmp_path)) as operator:
+        await operator.login("loa-cathai", "radio-pass-123")
+        assert (await operator.get("/dashboard/bulletins/new")).status_code == 403
+        refused = await _post(
+            operator, "/dashboard/bulletins", _form(),
+            files={"photo": ("p.png", _png(), "image/png")},
+        )  # fmt: skip
+        assert refused.status_code == 403
+    assert await _count(seeded, Bulletin) == 0
+    assert not (tmp_path / "audio" / "photos").exists()  # nothing stored for nothing

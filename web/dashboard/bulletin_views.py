@@ -28,6 +28,7 @@ from db.models import (
 )
 from db.text import split_message
 from web.dashboard import editor, texts
+from web.dashboard.cache import TtlCache
 from web.dashboard.common import (
     Actor,
     Dashboard,
@@ -120,6 +121,9 @@ def register(router: APIRouter, dash: Dashboard) -> None:
     """Add the bulletin routes to the dashboard router."""
     # Where `haidang bulletin create --photo` puts photos too, so both reach the senders.
     photos = make_store("local", root=dash.settings.audio_dir)
+    # A recipient count is a pass over the whole audience (0.2-0.4 s at 100,000 on a busy
+    # machine): computed at most once a minute per audience, shared by equal audiences.
+    previews: TtlCache[audiences.Preview] = TtlCache(60.0)
 
     @router.get("/bulletins")
     @dash.view
@@ -236,6 +240,8 @@ def register(router: APIRouter, dash: Dashboard) -> None:
         async with dash.sessions() as db:
             actor = await dash.actor(request, db)
             bulletin = await _editable(db, actor, bulletin_id) if bulletin_id else None
+            if actor.official.role not in bulletins.AUTHORS:
+                raise Forbidden(texts.FORBIDDEN)  # before a photo is stored for nothing
             try:
                 checked = await editor.checked(form, values, photos, dash.tz)
                 submit = form_text(form, "action") == "submit"
@@ -309,7 +315,9 @@ def register(router: APIRouter, dash: Dashboard) -> None:
                 BulletinState.draft, BulletinState.pending_approval, BulletinState.approved,
                 BulletinState.scheduled, BulletinState.rejected,
             }:  # fmt: skip
-                preview = await audiences.preview(db, bulletin)
+                key = audiences.audience_key(bulletin, [area.id for area in audience])
+                cached = await previews.get(key, lambda: audiences.preview(db, bulletin))
+                preview = cached.value
             rows = (
                 await db.scalars(
                     select(Schedule)
