@@ -16,10 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, event, func, select, text
+from sqlalchemy import event, func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from bench import candidate_fanout
 from bench.common import (
     NOW,
     add_audience,
@@ -33,16 +32,8 @@ from bench.common import (
     telegram_bot_id,
     topic_ids,
 )
-from broadcasts import runs
-from db.models import BroadcastRun, ChatAddress, Delivery
-
-# --drop-fks names -> the constraints on deliveries (NAMING_CONVENTION in db/models.py).
-FOREIGN_KEYS = {
-    "run": "fk_deliveries_run_id_broadcast_runs",
-    "chat": "fk_deliveries_chat_address_id_chat_addresses",
-    "bot": "fk_deliveries_bot_id_bots",
-    "area": "fk_deliveries_area_id_areas",
-}
+from broadcasts import runs, subscribers
+from db.models import BroadcastRun, Delivery, Subscriber
 
 
 @dataclass
@@ -96,9 +87,6 @@ class Timing:
     second_statements: list[tuple[str, float]]
 
 
-FAN_OUT = {"shipped": runs.fan_out, "candidate": candidate_fanout.fan_out}
-
-
 async def timed_fan_out(
     sessions: async_sessionmaker[AsyncSession], run_id: int, args: argparse.Namespace
 ) -> tuple[int, float, float]:
@@ -107,19 +95,21 @@ async def timed_fan_out(
         async with session.begin():
             run = await session.get_one(BroadcastRun, run_id)
             started = time.perf_counter()
-            total = await FAN_OUT[args.fanout](session, run, NOW, chunk=args.chunk)
+            total = await runs.fan_out(session, run, NOW, chunk=args.chunk)
             done = time.perf_counter()
         committed = time.perf_counter()
     return total, done - started, committed - done
 
 
 async def erase_probe(sessions: async_sessionmaker[AsyncSession]) -> float:
-    """Seconds to delete one chat address, in a transaction that is rolled back."""
+    """Seconds of /xoa (subscribers.erase) for the newest subscriber, rolled back."""
     async with sessions() as session:
         await session.begin()
-        last = await session.scalar(select(func.max(ChatAddress.id)))
+        last = await session.scalar(select(Subscriber).order_by(Subscriber.id.desc()).limit(1))
+        assert last is not None
         started = time.perf_counter()
-        await session.execute(delete(ChatAddress).where(ChatAddress.id == last))
+        await subscribers.erase(session, last, NOW)
+        await session.flush()
         took = time.perf_counter() - started
         await session.rollback()
     return took
@@ -141,7 +131,7 @@ async def explained_fan_out(
         async with sessions() as session:
             await session.begin()
             run = await session.get_one(BroadcastRun, run_id)
-            await FAN_OUT[args.fanout](session, run, NOW, chunk=args.chunk)
+            await runs.fan_out(session, run, NOW, chunk=args.chunk)
             await session.rollback()
     finally:
         log.explain = None
@@ -161,17 +151,6 @@ async def bench_backend(backend: str, url: str, args: argparse.Namespace) -> Tim
                 area_ids=await area_ids(session, province=args.province),
                 topic_ids=(await topic_ids(session))[: args.topics],
             )  # fmt: skip
-        if args.drop_fks:
-            # Experiment only (throwaway database): how much the per-row FK checks cost.
-            async with engine.begin() as connection:
-                for name in args.drop_fks.split(","):
-                    constraint = FOREIGN_KEYS[name.strip()]
-                    if backend == "postgresql":
-                        await connection.exec_driver_sql(
-                            f"ALTER TABLE deliveries DROP CONSTRAINT {constraint}"
-                        )
-            if backend == "sqlite":
-                print("[sqlite] --drop-fks ignored (SQLite cannot drop a constraint)")
         if args.drop_status_index:
             # Experiment: without this index the planner drives the chunk from chat_addresses.
             async with engine.begin() as connection:
@@ -214,8 +193,8 @@ async def bench_backend(backend: str, url: str, args: argparse.Namespace) -> Tim
         print(f"[{backend}] second fan_out: {again - total} added in {second:.2f} s", flush=True)
         erase = await erase_probe(sessions)
         print(
-            f"[{backend}] erase probe: DELETE of one chat address (what /xoa does; ON DELETE "
-            f"SET NULL on deliveries.chat_address_id) with {count:,} deliveries present: "
+            f"[{backend}] erase probe: /xoa of one subscriber (subscribers.erase: blanks the "
+            f"chat address, deliveries untouched) with {count:,} deliveries present: "
             f"{erase:.3f} s (rolled back)",
             flush=True,
         )
@@ -291,10 +270,6 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=runs.FANOUT_CHUNK, help="fan-out chunk")
     parser.add_argument("--topics", type=int, default=6, help="topics each subscriber follows")
     parser.add_argument("--province", default="p31", help="audience: this province's communes")
-    parser.add_argument(
-        "--fanout", choices=sorted(FAN_OUT), default="shipped",
-        help="runs.fan_out (shipped) or bench.candidate_fanout (candidate)",
-    )  # fmt: skip
     parser.add_argument("--explain", action="store_true", help="print the INSERT's plan")
     parser.add_argument("--explain-chunks", type=int, default=1, help="plans to print (1)")
     parser.add_argument("--no-analyze", action="store_true", help="skip ANALYZE on PostgreSQL")
@@ -302,10 +277,6 @@ def main() -> None:
     parser.add_argument(
         "--drop-status-index", action="store_true",
         help="experiment: drop ix_subscribers_status before measuring",
-    )  # fmt: skip
-    parser.add_argument(
-        "--drop-fks", metavar="run,chat,bot,area",
-        help="experiment (PostgreSQL): drop these FKs of deliveries before measuring",
     )  # fmt: skip
     args = parser.parse_args()
     print(f"$ {command_line()}")
@@ -315,8 +286,6 @@ def main() -> None:
         f"{' on topic thoi-tiet' if args.topics else ''}; chunk {args.chunk:,}"
         f"{' (runs.FANOUT_CHUNK)' if args.chunk == runs.FANOUT_CHUNK else ' (EXPERIMENT)'}"
         f"{'; EXPERIMENT: SQLite ANALYZE' if args.analyze else ''}"
-        f"{'; CANDIDATE fan_out (bench/candidate_fanout.py)' if args.fanout != 'shipped' else ''}"
-        f"{f'; EXPERIMENT: dropped FKs {args.drop_fks}' if args.drop_fks else ''}"
         f"{'; EXPERIMENT: dropped ix_subscribers_status' if args.drop_status_index else ''}",
         flush=True,
     )

@@ -111,7 +111,7 @@ async def reply(
     address = (
         await session.get(ChatAddress, message.chat_address_id) if message.chat_address_id else None
     )
-    if address is None:
+    if address is None or address.chat_id is None:  # erased by /xoa
         raise InboxError("the person erased their data; the message can no longer be answered")
     message.reply_text = clean
     message.replied_by_id = by.id

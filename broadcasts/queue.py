@@ -83,7 +83,11 @@ async def claim(
             Delivery.parts_sent,
         )
         .join(BroadcastRun, BroadcastRun.id == Delivery.run_id)
-        .join(ChatAddress, ChatAddress.id == Delivery.chat_address_id)
+        # A blank address (chat_id NULL: erased by /xoa) has nobody to send to.
+        .join(
+            ChatAddress,
+            (ChatAddress.id == Delivery.chat_address_id) & ChatAddress.chat_id.is_not(None),
+        )
         .join(Subscriber, Subscriber.id == ChatAddress.subscriber_id)
         .where(Delivery.id.in_(ids))
         .order_by(Delivery.priority, Delivery.id)

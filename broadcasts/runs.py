@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, literal, select, update
+from sqlalchemy import func, literal, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -14,17 +14,23 @@ from db.models import (
     BroadcastRun,
     Bulletin,
     BulletinState,
-    ChatAddress,
     Delivery,
     DeliveryState,
     Priority,
     RunState,
     Schedule,
+    Subscriber,
 )
 
-# Rows per INSERT ... SELECT: big enough to be fast, small enough that SQLite's single
-# writer lets senders and bots in between chunks.
+# Subscriber ids per INSERT ... SELECT on SQLite. Chunking on subscribers.id inside the
+# audience query turns SQLite's driving index search into `status = ? AND rowid BETWEEN`,
+# so each chunk reads only its own slice and its GROUP BY stays small. The transaction
+# still holds SQLite's write lock for the whole fan-out (about 3 s per 1,000,000 here);
+# other writers wait on busy_timeout. PostgreSQL runs one statement: under MVCC a long
+# insert blocks no reader and no other writer, so chunks there would only rescan.
 FANOUT_CHUNK = 250_000
+# The dialect's INSERT columns, in the order fan_out selects them.
+_DELIVERY_COLUMNS = ["run_id", "chat_address_id", "bot_id", "area_id", "priority", "state"]
 
 
 def _insert_for(session: AsyncSession) -> Any:
@@ -64,36 +70,31 @@ async def fan_out(
 ) -> int:
     """Create one pending delivery per reachable chat address; idempotent; returns the total.
 
-    One INSERT ... SELECT per chunk of chat-address ids (ON CONFLICT DO NOTHING on the
-    (run, address) key), so running it again after a crash adds only what is missing.
+    INSERT ... SELECT ... ON CONFLICT DO NOTHING on the (run, address) key, so running it
+    again adds only what is missing: one statement on PostgreSQL, one per `chunk` of
+    subscriber ids on SQLite. Measured by bench/fanout.py (1,000,000 rows <= 10 s).
     """
     bulletin = await session.get_one(Bulletin, run.bulletin_id)
     priority = 0 if bulletin.priority is Priority.urgent else 1
-    bounds = (
-        await session.execute(select(func.min(ChatAddress.id), func.max(ChatAddress.id)))
-    ).one()
-    low, high = bounds
-    if low is not None:
-        audience = recipients(bulletin).subquery()
-        start = int(low)
-        while start <= int(high):
-            stop = start + chunk
-            rows = select(
-                literal(run.id),
-                audience.c.id,
-                audience.c.bot_id,
-                audience.c[2],
-                literal(priority),
-                literal(DeliveryState.pending.value),
-            ).where(audience.c.id >= start, audience.c.id < stop)
-            columns = ["run_id", "chat_address_id", "bot_id", "area_id", "priority", "state"]
-            insert = _insert_for(session)(Delivery)
-            await session.execute(
-                insert.from_select(columns, rows).on_conflict_do_nothing(
-                    index_elements=["run_id", "chat_address_id"]
-                )
-            )
-            start = stop
+    insert = _insert_for(session)
+    for bounds in await _subscriber_slices(session, chunk):
+        query = recipients(bulletin)
+        if bounds is not None:
+            query = query.where(Subscriber.id >= bounds[0], Subscriber.id < bounds[1])
+        audience = query.subquery()
+        rows = select(
+            literal(run.id),
+            audience.c.id,
+            audience.c.bot_id,
+            audience.c[2],
+            literal(priority),
+            literal(DeliveryState.pending.value),
+        ).where(true())  # SQLite: without a WHERE, the upsert's ON CONFLICT parses as a JOIN's ON
+        await session.execute(
+            insert(Delivery)
+            .from_select(_DELIVERY_COLUMNS, rows)
+            .on_conflict_do_nothing(index_elements=["run_id", "chat_address_id"])
+        )
     total = int(await session.scalar(select(func.count()).where(Delivery.run_id == run.id)) or 0)
     run.total = total
     run.state = RunState.sending if total else RunState.done
@@ -104,6 +105,17 @@ async def fan_out(
         bulletin.state = BulletinState.sending
         bulletin.updated_at = now
     return total
+
+
+async def _subscriber_slices(session: AsyncSession, chunk: int) -> list[tuple[int, int] | None]:
+    """[None] (everyone at once) on PostgreSQL; SQLite: [low, high) ranges of subscriber ids."""
+    if session.get_bind().dialect.name == "postgresql":
+        return [None]
+    bounds = select(func.min(Subscriber.id), func.max(Subscriber.id))
+    low, high = cast(tuple[int | None, int], (await session.execute(bounds)).one())
+    if low is None:
+        return []
+    return [(start, start + chunk) for start in range(low, high + 1, chunk)]
 
 
 async def finish_runs(session: AsyncSession, now: dt.datetime) -> list[int]:

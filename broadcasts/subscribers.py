@@ -28,6 +28,8 @@ from db.models import (
 from db.text import nfc
 
 MAX_NAME_LENGTH = 120
+# ChatAddress.inactive_reason of an address blanked by /xoa.
+ERASED = "erased"
 
 
 async def ensure_bot(session: AsyncSession, platform: Platform, name: str = "default") -> Bot:
@@ -170,10 +172,14 @@ async def resume(session: AsyncSession, subscriber: Subscriber) -> None:
 
 
 async def erase(session: AsyncSession, subscriber: Subscriber, now: dt.datetime) -> None:
-    """/xoa: remove the name, chat addresses, communes and topics; keep an anonymous row.
+    """/xoa: remove the name, chat ids, communes and topics; keep anonymous rows.
 
-    Deliveries, acknowledgements and inbox messages stay for the officials' counts, but
-    lose every link to the person (their foreign keys are SET NULL or cleared here).
+    The person's chat addresses stay as blank rows (no chat id, no dialog, switched off),
+    so deliveries keep pointing at them and the per-run counts stay right without
+    touching the delivery table; a blank address is never sent to (the claim skips it)
+    and never matches an incoming chat (NULL equals nothing), so writing to the bot again
+    starts afresh. Acknowledgements and inbox messages stay for the officials' counts but
+    lose their link to the person.
     """
     await session.execute(
         update(InboxMessage)
@@ -189,7 +195,17 @@ async def erase(session: AsyncSession, subscriber: Subscriber, now: dt.datetime)
     await session.execute(
         delete(SubscriberTopic).where(SubscriberTopic.subscriber_id == subscriber.id)
     )
-    await session.execute(delete(ChatAddress).where(ChatAddress.subscriber_id == subscriber.id))
+    await session.execute(
+        update(ChatAddress)
+        .where(ChatAddress.subscriber_id == subscriber.id)
+        .values(
+            chat_id=None,
+            active=False,
+            inactive_reason=ERASED,
+            dialog={},
+            last_seen_at=None,
+        )
+    )
     subscriber.display_name = None
     subscriber.status = SubscriberStatus.erased
     subscriber.erased_at = now

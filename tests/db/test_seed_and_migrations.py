@@ -44,6 +44,80 @@ def test_migrations_reach_head_from_empty_and_match_the_models(database_url: str
     schema.upgrade(url)  # a second upgrade is a no-op
 
 
+# Rows at the revision before b7f1a2c30001: a person reached by a run and writing to the
+# inbox (address 1), and one who will be blank (address 2). Raw SQL: the models are newer.
+_BEFORE_B7F1A2C30001 = [
+    "INSERT INTO bots (id, platform, name, rate_per_second, per_chat_interval) "
+    "VALUES (1, 'telegram', 'default', 30, 1)",
+    "INSERT INTO officials (id, username, password_hash, role) VALUES (1, 'e', 'x', 'admin')",
+    "INSERT INTO bulletins (id, title, body, priority, state, author_id, audience_roles, "
+    "audience_platforms) VALUES (1, 'T', 'B', 'routine', 'sent', 1, '[]', '[]')",
+    "INSERT INTO broadcast_runs (id, bulletin_id, fire_at, state) "
+    "VALUES (1, 1, CURRENT_TIMESTAMP, 'done')",
+    "INSERT INTO subscribers (id, role, status) VALUES (1, 'fisherman', 'active')",
+    "INSERT INTO subscribers (id, role, status) VALUES (2, 'fisherman', 'active')",
+    "INSERT INTO chat_addresses (id, subscriber_id, bot_id, chat_id) VALUES (1, 1, 1, '111')",
+    "INSERT INTO chat_addresses (id, subscriber_id, bot_id, chat_id) VALUES (2, 2, 1, '222')",
+    "INSERT INTO deliveries (id, run_id, chat_address_id, bot_id, priority, state) "
+    "VALUES (1, 1, 1, 1, 1, 'sent')",
+    "INSERT INTO deliveries (id, run_id, chat_address_id, bot_id, priority, state) "
+    "VALUES (2, 1, 2, 1, 1, 'sent')",
+    "INSERT INTO inbox_messages (id, subscriber_id, chat_address_id, kind, status) "
+    "VALUES (1, 1, 1, 'text', 'new')",
+]
+
+
+def test_b7f1a2c30001_drops_delivery_keys_and_keeps_links_both_ways(database_url: str) -> None:
+    import asyncio
+
+    from alembic import command
+    from sqlalchemy import inspect as inspect_schema
+
+    url = normalise_database_url(database_url)
+    config = schema.alembic_config(url)
+
+    async def run(*statements: str) -> list[tuple[object, ...]]:
+        engine = make_engine(url)
+        async with engine.begin() as connection:
+            for statement in statements[:-1]:
+                await connection.execute(text(statement))
+            rows = [tuple(r) for r in (await connection.execute(text(statements[-1]))).all()]
+        await engine.dispose()
+        return rows
+
+    async def foreign_keys() -> list[str]:
+        engine = make_engine(url)
+        async with engine.connect() as connection:
+            keys = await connection.run_sync(
+                lambda sync: inspect_schema(sync).get_foreign_keys("deliveries")
+            )
+        await engine.dispose()
+        return sorted(k["referred_table"] for k in keys)
+
+    links = (
+        "SELECT d.id, d.chat_address_id, i.chat_address_id FROM deliveries d "
+        "LEFT JOIN inbox_messages i ON i.chat_address_id = d.chat_address_id ORDER BY d.id"
+    )
+    command.upgrade(config, "5d0c3a7e91b4")
+    asyncio.run(run(*_BEFORE_B7F1A2C30001, "SELECT 1"))
+    command.upgrade(config, "b7f1a2c30001")
+    # SQLite rebuilt chat_addresses: the inbox message still reaches its chat.
+    assert asyncio.run(run(links)) == [(1, 1, 1), (2, 2, None)]
+    assert asyncio.run(foreign_keys()) == []
+    # What /xoa does now: a blank address, still pointed at.
+    blank = "UPDATE chat_addresses SET chat_id = NULL, active = FALSE WHERE id = 2"
+    assert asyncio.run(run(blank, links)) == [(1, 1, 1), (2, 2, None)]
+
+    # Down again: the blank address goes (its delivery keeps the anonymous count), the keys
+    # come back, the live inbox link stays.
+    command.downgrade(config, "5d0c3a7e91b4")
+    assert asyncio.run(run(links)) == [(1, 1, 1), (2, None, None)]
+    assert asyncio.run(run("SELECT id FROM chat_addresses ORDER BY id")) == [(1,)]
+    assert asyncio.run(foreign_keys()) == ["areas", "bots", "broadcast_runs", "chat_addresses"]
+    schema.upgrade(url)
+    assert asyncio.run(run(links)) == [(1, 1, 1), (2, None, None)]
+
+
 async def test_map_counts_and_idempotent_seed(database: Database) -> None:
     async with database.sessions.begin() as session:
         first = await seed_all(session)
