@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
@@ -12,14 +13,16 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from broadcasts import reports
-from db.models import BroadcastRun, BulletinState, Delivery, DeliveryState
+from db.models import BroadcastRun, Bulletin, BulletinState, Delivery, DeliveryState
 from web.dashboard import texts
 from web.dashboard.bulletin_views import load_visible
-from web.dashboard.common import Dashboard
+from web.dashboard.common import Actor, Dashboard
 
 OPEN_STATES = (DeliveryState.pending.value, DeliveryState.sending.value)
 MAX_BARS = 120
 CHART_W, CHART_H, CHART_PAD = 640, 180, 28
+CHART = {"w": CHART_W, "h": CHART_H, "pad": CHART_PAD}
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,7 @@ def chart_bars(points: list[tuple[dt.datetime, int]], tz: Any) -> tuple[list[Bar
 
 
 def progress_payload(report: dict[str, Any]) -> dict[str, Any]:
+    """What the page shows and polls: totals, counts by state, taps, reasons."""
     counts: dict[str, int] = report["counts"]
     total = sum(counts.values())
     open_count = sum(counts[s] for s in OPEN_STATES)
@@ -119,22 +123,27 @@ def progress_payload(report: dict[str, Any]) -> dict[str, Any]:
 def register(router: APIRouter, dash: Dashboard) -> None:
     """Add the follow-up routes to the dashboard router."""
 
-    @router.get("/bulletins/{bulletin_id}/progress")
-    @dash.view
-    async def progress_page(request: Request, bulletin_id: int) -> Response:
+    async def read_visible(
+        request: Request, bulletin_id: int, read: Callable[[AsyncSession, int], Awaitable[T]]
+    ) -> tuple[Actor, Bulletin, T]:
+        """The signed-in official, the bulletin (NotFound unless they may see it) and what
+        `read` finds for it, in one read-only session."""
         async with dash.sessions() as db:
             actor = await dash.actor(request, db)
             bulletin = await load_visible(db, actor, bulletin_id)
-            report = await reports.bulletin_report(db, bulletin.id)
-            rows = await reports.commune_rows(db, bulletin.id)
-            points = await sent_per_minute(db, bulletin.id)
-        bars, tallest, step = chart_bars(points, dash.tz)
+            return actor, bulletin, await read(db, bulletin.id)
+
+    @router.get("/bulletins/{bulletin_id}/progress")
+    @dash.view
+    async def progress_page(request: Request, bulletin_id: int) -> Response:
+        # The chart is an <img> loading chart.svg: the page itself does not count minutes.
+        actor, bulletin, (report, rows) = await read_visible(
+            request, bulletin_id, reports.follow_up
+        )
         return dash.render(
             request,
             "dashboard/progress.html",
-            {"b": bulletin, "p": progress_payload(report), "rows": rows, "runs": report["runs"],
-             "bars": bars, "tallest": tallest, "step": step,
-             "chart": {"w": CHART_W, "h": CHART_H, "pad": CHART_PAD},
+            {"b": bulletin, "p": progress_payload(report), "rows": rows, "chart": CHART,
              "states": list(DeliveryState)},
             actor=actor,
         )  # fmt: skip
@@ -142,36 +151,22 @@ def register(router: APIRouter, dash: Dashboard) -> None:
     @router.get("/bulletins/{bulletin_id}/progress.json")
     @dash.view
     async def progress_json(request: Request, bulletin_id: int) -> Response:
-        async with dash.sessions() as db:
-            actor = await dash.actor(request, db)
-            bulletin = await load_visible(db, actor, bulletin_id)
-            report = await reports.bulletin_report(db, bulletin.id)
+        _, _, report = await read_visible(request, bulletin_id, reports.bulletin_report)
         return JSONResponse(progress_payload(report))
 
     @router.get("/bulletins/{bulletin_id}/chart.svg")
     @dash.view
     async def progress_chart(request: Request, bulletin_id: int) -> Response:
-        async with dash.sessions() as db:
-            actor = await dash.actor(request, db)
-            bulletin = await load_visible(db, actor, bulletin_id)
-            points = await sent_per_minute(db, bulletin.id)
+        _, _, points = await read_visible(request, bulletin_id, sent_per_minute)
         bars, tallest, step = chart_bars(points, dash.tz)
         template = dash.templates.get_template("dashboard/chart.svg")
-        svg = template.render(
-            bars=bars,
-            tallest=tallest,
-            step=step,
-            chart={"w": CHART_W, "h": CHART_H, "pad": CHART_PAD},
-        )
+        svg = template.render(bars=bars, tallest=tallest, step=step, chart=CHART)
         return Response(svg, media_type="image/svg+xml")
 
     @router.get("/bulletins/{bulletin_id}/communes.csv")
     @dash.view
     async def commune_csv(request: Request, bulletin_id: int) -> Response:
-        async with dash.sessions() as db:
-            actor = await dash.actor(request, db)
-            bulletin = await load_visible(db, actor, bulletin_id)
-            rows = await reports.commune_rows(db, bulletin.id)
+        _, bulletin, rows = await read_visible(request, bulletin_id, reports.commune_rows)
         return Response(
             reports.commune_csv(rows),
             media_type="text/csv; charset=utf-8",
