@@ -23,6 +23,7 @@ from db.models import (
     ScheduleKind,
 )
 from tests.broadcasts.engine import add_people, start_run
+from tests.broadcasts.population import build_population
 from tests.conftest import Database
 from tests.web.dashboard_helpers import Client, make_app, make_officials
 
@@ -225,3 +226,30 @@ async def test_admin_changes_bots_topics_and_accounts(seeded: Database) -> None:
         assert (await gone.login("xa-khac")).status_code == 401
     async with Client(make_app(seeded)) as fresh:
         assert (await fresh.login("duyet-hp", "mat-khau-dai-1")).status_code == 303
+
+
+async def test_subscriber_page_counts_within_scope_with_growth(seeded: Database) -> None:
+    await make_officials(seeded)
+    await build_population(seeded)
+    app = make_app(seeded)
+    async with Client(app) as admin, Client(app) as commune:
+        await admin.login("root")
+        page = (await admin.get("/dashboard/subscribers")).text
+        assert 'id="subscriber-total"><strong>5</strong>' in page
+        assert 'id="counted-at">Số liệu lúc' in page
+        # Growth by local month: B's consent (31/10 18:30 UTC) falls in November.
+        november = re.search(r'data-month="2026-11">(.*?)</tr>', page)
+        assert november is not None
+        assert 'data-col="joined">2<' in november.group(1)
+        assert 'data-col="left">1<' in november.group(1)
+        assert 'data-col="receiving">5<' in november.group(1)
+
+        await commune.login("xa-cathai")
+        page = (await commune.get("/dashboard/subscribers")).text
+        assert 'id="subscriber-total"><strong>3</strong>' in page  # A, B (village), F
+        assert "Thôn Thử" in page and "p31" in page
+        receiving = re.findall(r'data-col="receiving">(\d+)<', page)
+        assert receiving == ["2", "3", "3"]  # September, October, November in Cát Hải
+        # Admin figures come from their own cache entry, not the commune's.
+        again = (await admin.get("/dashboard/subscribers")).text
+        assert 'id="subscriber-total"><strong>5</strong>' in again
