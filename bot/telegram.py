@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
 import logging
@@ -27,7 +28,7 @@ from bot import texts
 from bot.conversation import Conversation, EventKind, Inbound, Option, Reply, ack_option
 from bot.listening import Background
 from bot.telegram_http import AiohttpRequest
-from broadcasts.channels import FailureKind, MediaKind, Outbound, SendFailure
+from broadcasts.channels import FailureKind, FileIds, Media, MediaKind, Outbound, SendFailure
 from broadcasts.parts import PartStatus
 from db.models import Platform
 from db.text import split_message
@@ -131,6 +132,7 @@ class TelegramFrontEnd:
         bot_id: int,
         webhook_url: str | None = None,
         webhook_secret: str | None = None,
+        file_ids: FileIds | None = None,
     ) -> None:
         self.application = build_application(token, api_base_url, polling=webhook_url is None)
         self.application.add_handler(TypeHandler(Update, self._on_update))
@@ -143,7 +145,7 @@ class TelegramFrontEnd:
         self._username: str | None = None
         # One channel for broadcasts and for documents read aloud, so a voice uploaded
         # once is sent by file id afterwards, whoever asks.
-        self._channel = TelegramChannel(self.application.bot)
+        self._channel = TelegramChannel(self.application.bot, file_ids=file_ids)
         self._background = Background()  # voices being rendered and sent after a reply
 
     @property
@@ -287,9 +289,15 @@ class TelegramChannel:
     platform = Platform.telegram
     max_text = MAX_TEXT
 
-    def __init__(self, bot: Bot, *, paid_broadcast: bool = False) -> None:
+    def __init__(
+        self, bot: Bot, *, paid_broadcast: bool = False, file_ids: FileIds | None = None
+    ) -> None:
         self._bot = bot
+        # File ids by Media.key: in memory (the fast path), and in `file_ids` when given,
+        # so a restarted process sends by id instead of uploading again.
         self._file_ids: dict[str, str] = {}
+        self._stored = file_ids
+        self._uploading: dict[str, asyncio.Lock] = {}
         # Text goes through the bot's own aiohttp transport (initialised and shut down with
         # the bot) without PTB building a Message from each answer: see AiohttpRequest.call.
         transport = bot.request
@@ -301,8 +309,8 @@ class TelegramChannel:
 
     def for_paid_broadcast(self) -> TelegramChannel:
         """The same bot and file ids, every send asking for the paid-broadcast limit."""
-        paid = TelegramChannel(self._bot, paid_broadcast=True)
-        paid._file_ids = self._file_ids
+        paid = TelegramChannel(self._bot, paid_broadcast=True, file_ids=self._stored)
+        paid._file_ids, paid._uploading = self._file_ids, self._uploading
         return paid
 
     async def send(self, chat_id: str, message: Outbound) -> str:
@@ -345,30 +353,72 @@ class TelegramChannel:
                 chat_id, message.text, reply_markup=markup, allow_paid_broadcast=self._paid
             )
             return str(sent.message_id)
-        source: str | bytes
-        if media.key in self._file_ids:
-            source = self._file_ids[media.key]
-        elif media.path is not None:
-            source = media.path.read_bytes()
-        else:
+        return str((await self._send_file(chat_id, media, message.text or None)).message_id)
+
+    # -------------------------------------------------------------- file ids
+
+    async def _known_file_id(self, key: str) -> str | None:
+        file_id = self._file_ids.get(key)
+        if file_id is None and self._stored is not None:
+            file_id = await self._stored.get(key)
+            if file_id is not None:
+                self._file_ids[key] = file_id
+        return file_id
+
+    async def _send_file(self, chat_id: int, media: Media, caption: str | None) -> Message:
+        """Send by file id when this bot has one, else upload once and keep the id.
+
+        Concurrent first sends of one file wait for the one upload. An id Telegram
+        refuses (a token changed to another bot, a file it dropped) is forgotten and
+        the file uploaded again.
+        """
+        lock = self._uploading.setdefault(media.key, asyncio.Lock())
+        async with lock:
+            file_id = await self._known_file_id(media.key)
+            if file_id is None:
+                return await self._upload(chat_id, media, caption)
+        try:
+            sent, _ = await self._send_media(chat_id, media, file_id, caption)
+        except BadRequest as exc:
+            if "file identifier" not in exc.message.lower():
+                raise
+            log.warning("telegram: a stored file id was refused (%s); uploading again", exc)
+            async with lock:
+                if self._file_ids.get(media.key) == file_id:
+                    self._file_ids.pop(media.key, None)
+                    if self._stored is not None:
+                        await self._stored.forget(media.key)
+                if (known := self._file_ids.get(media.key)) is None:
+                    return await self._upload(chat_id, media, caption)
+            sent, _ = await self._send_media(chat_id, media, known, caption)
+        return sent
+
+    async def _upload(self, chat_id: int, media: Media, caption: str | None) -> Message:
+        if media.path is None:
             raise OSError(f"no file for {media.key}")
-        caption = message.text or None
+        sent, file_id = await self._send_media(chat_id, media, media.path.read_bytes(), caption)
+        if file_id is not None:
+            self._file_ids[media.key] = file_id
+            if self._stored is not None:
+                await self._stored.put(media.key, file_id)
+        return sent
+
+    async def _send_media(
+        self, chat_id: int, media: Media, source: str | bytes, caption: str | None
+    ) -> tuple[Message, str | None]:
+        """Send the file (bytes to upload, or a file id); the message and the file's id."""
         if media.kind is MediaKind.photo:
             sent = await self._bot.send_photo(
                 chat_id, source, caption=caption, allow_paid_broadcast=self._paid
             )
-            file_id = sent.photo[-1].file_id if sent.photo else None
-        elif media.kind is MediaKind.voice:
+            return sent, sent.photo[-1].file_id if sent.photo else None
+        if media.kind is MediaKind.voice:
             sent = await self._bot.send_voice(
                 chat_id, source, caption=caption, allow_paid_broadcast=self._paid
             )
-            file_id = sent.voice.file_id if sent.voice else None
-        else:
-            sent = await self._bot.send_audio(
-                chat_id, source, caption=caption, title=media.title or None,
-                filename=f"{media.title or 'ban-tin'}.mp3", allow_paid_broadcast=self._paid,
-            )  # fmt: skip
-            file_id = sent.audio.file_id if sent.audio else None
-        if file_id is not None:
-            self._file_ids[media.key] = file_id
-        return str(sent.message_id)
+            return sent, sent.voice.file_id if sent.voice else None
+        sent = await self._bot.send_audio(
+            chat_id, source, caption=caption, title=media.title or None,
+            filename=f"{media.title or 'ban-tin'}.mp3", allow_paid_broadcast=self._paid,
+        )  # fmt: skip
+        return sent, sent.audio.file_id if sent.audio else None

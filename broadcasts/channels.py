@@ -70,6 +70,19 @@ class Channel(Protocol):
         ...
 
 
+class FileIds(Protocol):
+    """One bot's platform file ids for media it uploaded, by Media.key, kept where a
+    restarted process finds them (a channel keeps its own copy in memory as well)."""
+
+    async def get(self, key: str) -> str | None: ...
+
+    async def put(self, key: str, file_id: str) -> None: ...
+
+    async def forget(self, key: str) -> None:
+        """Drop an id the platform refused (another bot's, or one it no longer knows)."""
+        ...
+
+
 class ChannelRegistry:
     """Channels by bot id, filled at start-up by the composition root."""
 

@@ -1,4 +1,5 @@
-"""Bulletin media for the senders: photos in the asset store, voice and MP3 from the studio."""
+"""Bulletin media for the senders (photos in the asset store, voice and MP3 from the studio)
+and the file ids a bot got for uploaded audio, kept in the database."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from audio import studio
+from audio import studio, uploads
 from audio.store import AssetStore
 from broadcasts.channels import Media, MediaKind
 from broadcasts.sender import BulletinMedia
@@ -89,3 +90,34 @@ class StoreMedia:
                 title=bulletin.title,
             )
         return BulletinMedia(photo=photo, voice=voice, mp3=loudspeaker)
+
+
+class StoredFileIds:
+    """A bot's file ids for uploaded audio, in AudioUpload rows (broadcasts.channels.FileIds).
+
+    Keys are store keys; media that are not audio assets (photos) are not kept. Each
+    call is one short transaction of its own.
+    """
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        bot_id: int,
+        *,
+        read_sessions: async_sessionmaker[AsyncSession] | None = None,
+    ) -> None:
+        self._sessions = sessions
+        self._read = read_sessions or sessions
+        self.bot_id = bot_id
+
+    async def get(self, key: str) -> str | None:
+        async with self._read() as session:
+            return await uploads.uploaded_file_id(session, self.bot_id, key)
+
+    async def put(self, key: str, file_id: str) -> None:
+        async with self._sessions.begin() as session:
+            await uploads.record_upload(session, self.bot_id, key, file_id)
+
+    async def forget(self, key: str) -> None:
+        async with self._sessions.begin() as session:
+            await uploads.forget_upload(session, self.bot_id, key)

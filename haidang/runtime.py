@@ -51,7 +51,7 @@ from db.models import (
     Platform,
 )
 from db.seed import seed_all
-from haidang.media import StoreMedia
+from haidang.media import StoredFileIds, StoreMedia
 from haidang.settings import Settings
 from web.app import Webhook, create_app
 from web.audio import make_router as make_audio_pages
@@ -195,7 +195,12 @@ class ChatPart:
         front_end = TelegramFrontEnd if telegram else ZaloFrontEnd
         token = settings.telegram_bot_token if telegram else settings.zalo_bot_token
         base = settings.telegram_api_base_url if telegram else settings.zalo_api_base_url
+        # Telegram keeps its file ids of uploaded audio in the database across restarts.
+        service = self._service
+        file_ids = StoredFileIds(service.sessions, bot_id, read_sessions=service.read_sessions)
+        extra = {"file_ids": file_ids} if telegram else {}
         front = front_end(
+            **extra,
             token=_secret(token),
             api_base_url=str(base),
             conversation=self._service.conversation,
