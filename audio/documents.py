@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
@@ -20,7 +17,6 @@ from db.text import split_message
 
 __all__ = [
     "MAX_SPOKEN_CHARS",
-    "DocumentAudio",
     "cached_document_assets",
     "document_key",
     "document_script",
@@ -29,21 +25,11 @@ __all__ = [
     "record_document_audio",
 ]
 
-log = logging.getLogger(__name__)
-
 # About a minute and a half of speech: a person listening on a boat wants the gist;
 # the whole text is there to read.
 MAX_SPOKEN_CHARS: Final = 1200
 # Bump to re-render every document after a change the settings do not capture.
 _CACHE_VERSION: Final = 1
-
-
-@dataclass(frozen=True, slots=True)
-class DocumentAudio:
-    """Files rendered and stored for a document, not yet recorded in the database."""
-
-    records: list[studio.AssetRecord]
-    engine: str  # the AudioAsset.engine value: who actually spoke
 
 
 def _spoken_part(document: Document) -> str:
@@ -99,39 +85,17 @@ async def cached_document_assets(
 
 async def make_document_audio(
     script: studio.Script, key: str, *, store: AssetStore, engine_name: str, work_dir: Path
-) -> DocumentAudio:
-    """Speak, master and encode ``script`` and put the files in ``store``.
-
-    Touches no database, so no transaction is held while it runs (about 1 s per 20 s of
-    speech; TTS and mastering run in worker threads). TTS and mastering errors pass through.
-    """
-    body, heading = await studio.speak(engine_name, [script.text, script.heading])
-    rendered, records = await asyncio.to_thread(
-        studio.render_to_store,
-        store,
-        work_dir,
-        lambda out_dir: mastering.render(
-            body,
-            out_dir,
-            basename=key,
-            tags=script.tags,
-            heading=heading,
-            mastering=studio.MASTERING,
-            encoding=studio.ENCODING,
-        ),
-        lambda fmt: document_store_key(key, fmt),
-    )
-    log.info(
-        "rendered document audio %s with %s: %.1f s",
-        key[:12],
-        body.engine,
-        rendered.master.duration_seconds,
-    )
-    return DocumentAudio(records, studio.engines_of([body, heading]))
+) -> studio.StoredAudio:
+    """:func:`audio.studio.make_audio` under ``documents/`` keys: no database is touched,
+    so no transaction is held during the render. TTS and mastering errors pass through."""
+    return await studio.make_audio(
+        script, key, store=store, engine_name=engine_name, work_dir=work_dir,
+        key_for=lambda fmt: document_store_key(key, fmt),
+    )  # fmt: skip
 
 
 async def record_document_audio(
-    session: AsyncSession, key: str, audio: DocumentAudio, *, now: dt.datetime
+    session: AsyncSession, key: str, audio: studio.StoredAudio, *, now: dt.datetime
 ) -> list[AudioAsset]:
     """Upsert the rows for ``audio`` (a short write; the caller commits)."""
     return await studio.upsert_assets(
