@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import datetime as dt
+import hashlib
 import io
 import re
+import tempfile
 import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
+from audio.store import AssetStore, make_store
 from broadcasts import audit, library
-from db.models import Document, DocumentTopic, Official, Topic
+from db.models import Document, DocumentAttachment, DocumentTopic, Official, Topic
 from db.text import fold, nfc
 
 SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".pdf", ".docx")
@@ -37,6 +43,7 @@ _DATE_WORDS = re.compile(r"ngày\s+(\d{1,2})\s+tháng\s+(\d{1,2})\s+năm\s+(\d{4
 _DATE_NUMERIC = re.compile(r"(?<!\d)(\d{1,2})[/.-](\d{1,2})[/.-](\d{4})(?!\d)")
 _DATE_ISO = re.compile(r"^\s*(\d{4})-(\d{1,2})-(\d{1,2})\s*$")
 _LANGUAGE = re.compile(r"^[a-z]{2,3}(?:-[a-z0-9]{2,8})?$")
+_URL = re.compile(r"^https?://\S+$", re.IGNORECASE)
 
 # Kinds of official document, as they head the text (folded) → how a title names them.
 _KINDS = {
@@ -118,6 +125,24 @@ class ParsedDocument:
     summary: str = ""
     source_url: str | None = None
     topics: tuple[str, ...] = field(default=())
+    # The file's bytes, kept as the document's source attachment when a store is given.
+    original: bytes | None = field(default=None, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class AttachmentFile:
+    """A checked file to attach (see attachment_file): its name, type, bytes and hash."""
+
+    name: str
+    media_type: str
+    data: bytes = field(repr=False)
+    sha256: str
+
+    @property
+    def store_key(self) -> str:
+        # Content-addressed: the same annex on several versions is stored once, and a
+        # retried import rewrites identical bytes instead of leaving a second copy.
+        return f"{self.sha256[:2]}/{self.sha256}"
 
 
 @dataclass(frozen=True)
@@ -129,6 +154,7 @@ class Imported:
     version: int  # 1 for a new document; n for the n-th import of the same number
     replaced_id: int | None  # the version this one supersedes
     unchanged: bool  # the same text as the current version: nothing new was stored
+    attachments: tuple[DocumentAttachment, ...] = ()
 
 
 # --- reading files -----------------------------------------------------------------------------
@@ -262,28 +288,80 @@ def parse(text: str, *, source: str, language: str | None = None) -> ParsedDocum
 
     if not title:
         raise DocumentError(f"{name}: no title found (add a 'title:' front-matter line)")
-    if not _LANGUAGE.match(lang):
-        raise DocumentError(f"{name}: not a language code: {lang!r} (e.g. vi, en, zh, km)")
+    return _checked(
+        ParsedDocument(
+            source=name,
+            title=title,
+            body=body,
+            number=number,
+            issuer=issuer,
+            issued_on=issued_on,
+            language=lang,
+            summary=summary,
+            source_url=meta.get("source_url"),
+            topics=topics,
+        )
+    )
+
+
+def _checked(parsed: ParsedDocument) -> ParsedDocument:
+    name = parsed.source
+    if not parsed.title.strip():
+        raise DocumentError(f"{name}: the title is empty")
+    if not _LANGUAGE.match(parsed.language):
+        raise DocumentError(
+            f"{name}: not a language code: {parsed.language!r} (e.g. vi, en, zh, km)"
+        )
     for label, value, limit in (
-        ("title", title, MAX_TITLE),
-        ("number", number, MAX_NUMBER),
-        ("issuer", issuer, MAX_ISSUER),
-        ("source", meta.get("source_url"), MAX_URL),
+        ("title", parsed.title, MAX_TITLE),
+        ("number", parsed.number, MAX_NUMBER),
+        ("issuer", parsed.issuer, MAX_ISSUER),
+        ("source", parsed.source_url, MAX_URL),
     ):
         if value is not None and len(value) > limit:
             raise DocumentError(f"{name}: {label} is longer than {limit} characters")
-    return ParsedDocument(
-        source=name,
-        title=title,
-        body=body,
-        number=number,
-        issuer=issuer,
-        issued_on=issued_on,
-        language=lang,
-        summary=summary,
-        source_url=meta.get("source_url"),
-        topics=topics,
-    )
+    if parsed.source_url is not None and not _URL.match(parsed.source_url):
+        raise DocumentError(f"{name}: the source link must start with http:// or https://")
+    return parsed
+
+
+def with_metadata(
+    parsed: ParsedDocument,
+    *,
+    title: str | None = None,
+    number: str | None = None,
+    issuer: str | None = None,
+    issued_on: str | None = None,
+    language: str | None = None,
+    summary: str | None = None,
+    source_url: str | None = None,
+    topics: Sequence[str] | None = None,
+) -> ParsedDocument:
+    """`parsed` with the metadata an official typed (the upload form): a non-empty value
+    replaces what the file says; DocumentError for a bad value (date, language, lengths)."""
+
+    def given(value: str | None) -> str | None:
+        value = nfc(value).strip() if value is not None else None
+        return value or None
+
+    changes: dict[str, object] = {}
+    for key, value in (
+        ("title", title),
+        ("number", number),
+        ("issuer", issuer),
+        ("summary", summary),
+        ("source_url", source_url),
+    ):
+        if (clean := given(value)) is not None:
+            changes[key] = clean
+    if (day := given(issued_on)) is not None:
+        changes["issued_on"] = _date(day, parsed.source)
+    if (lang := given(language)) is not None:
+        changes["language"] = lang.lower()
+    if topics is not None:
+        wanted = tuple(t.strip().lower() for t in topics if t.strip())
+        changes["topics"] = tuple(dict.fromkeys((*parsed.topics, *wanted)))
+    return _checked(dataclasses.replace(parsed, **changes))  # type: ignore[arg-type]
 
 
 def _front_matter(text: str, name: str) -> tuple[dict[str, str], str]:
@@ -459,12 +537,275 @@ def load(path: Path, *, language: str | None = None) -> ParsedDocument:
         data = path.read_bytes()
     except OSError as exc:
         raise DocumentError(f"{path.name}: cannot read the file ({exc.strerror or exc})") from None
-    return parse(extract_text(data, path.name), source=path.name, language=language)
+    return load_bytes(data, path.name, language=language)
 
 
 def load_bytes(data: bytes, filename: str, *, language: str | None = None) -> ParsedDocument:
     """Parse an uploaded file's bytes (the dashboard's upload form)."""
-    return parse(extract_text(data, filename), source=filename, language=language)
+    name = clean_file_name(filename)
+    parsed = parse(extract_text(data, name), source=name, language=language)
+    return dataclasses.replace(parsed, original=data)
+
+
+# --- attachments -------------------------------------------------------------------------------
+
+MAX_ATTACHMENT_BYTES = 50 * 1024 * 1024  # a scanned annex runs to tens of MB; more is a mistake
+MAX_ATTACHMENTS = 20
+MAX_FILE_NAME = 200
+# What may be attached, by file name suffix, and the type it is served with. A fixed list:
+# HTML, SVG or scripts served from our own site would run in the kiosk's and officials'
+# browsers, so they are refused rather than sniffed.
+ATTACHMENT_TYPES = {
+    ".pdf": "application/pdf",
+    ".docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    ".doc": "application/msword",
+    ".xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    ".xls": "application/vnd.ms-excel",
+    ".odt": "application/vnd.oasis.opendocument.text",
+    ".txt": "text/plain; charset=utf-8",
+    ".md": "text/markdown; charset=utf-8",
+    ".markdown": "text/markdown; charset=utf-8",
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".gif": "image/gif",
+    ".webp": "image/webp",
+    ".mp3": "audio/mpeg",
+    ".zip": "application/zip",
+}
+
+
+def store_for(data_dir: Path) -> AssetStore:
+    """The store of document files (imported originals, annexes): DATA_DIR/documents."""
+    return make_store("local", root=data_dir / "documents")
+
+
+def clean_file_name(filename: str) -> str:
+    """The last part of an uploaded or given file name, NFC, without control characters,
+    at most MAX_FILE_NAME characters (the suffix kept); DocumentError when nothing is left."""
+    base = nfc(filename).replace("\\", "/").rsplit("/", 1)[-1]
+    base = "".join(ch for ch in base if ch.isprintable()).strip().strip(".")
+    if not base:
+        raise DocumentError(f"{filename!r}: not a usable file name")
+    if len(base) > MAX_FILE_NAME:
+        _stem, dot, suffix = base.rpartition(".")
+        keep = f".{suffix}" if dot and len(suffix) <= 10 else ""
+        base = base[: MAX_FILE_NAME - len(keep)] + keep
+    return base
+
+
+def attachment_file(filename: str, data: bytes) -> AttachmentFile:
+    """Check a file to attach (name, type by suffix, size); DocumentError naming it if not."""
+    name = clean_file_name(filename)
+    suffix = Path(name).suffix.lower()
+    media_type = ATTACHMENT_TYPES.get(suffix)
+    if media_type is None:
+        raise DocumentError(
+            f"{name}: this kind of file cannot be attached ({suffix or 'no suffix'}; "
+            f"use {', '.join(sorted(ATTACHMENT_TYPES))})"
+        )
+    if not data:
+        raise DocumentError(f"{name}: file is empty")
+    if len(data) > MAX_ATTACHMENT_BYTES:
+        raise DocumentError(
+            f"{name}: file is larger than {MAX_ATTACHMENT_BYTES // 1024 // 1024} MB"
+        )
+    return AttachmentFile(name, media_type, data, hashlib.sha256(data).hexdigest())
+
+
+def read_attachment(path: Path) -> AttachmentFile:
+    """attachment_file for a file on disk; DocumentError when it cannot be read."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DocumentError(f"{path.name}: cannot read the file ({exc.strerror or exc})") from None
+    return attachment_file(path.name, data)
+
+
+def _checked_attachments(files: Sequence[AttachmentFile], source: str | None) -> None:
+    if len(files) > MAX_ATTACHMENTS:
+        raise DocumentError(f"at most {MAX_ATTACHMENTS} attachments per document")
+    seen: set[str] = set() if source is None else {source.casefold()}
+    for one in files:
+        if one.name.casefold() in seen:
+            raise DocumentError(f"{one.name}: two attached files have this name; rename one")
+        seen.add(one.name.casefold())
+
+
+def _put(store: AssetStore, one: AttachmentFile) -> None:
+    """Write one file into the store (blocking: call from a worker thread)."""
+    if store.exists(one.store_key) and store.size(one.store_key) == len(one.data):
+        return  # content-addressed: already there
+    with tempfile.TemporaryDirectory(prefix="haidang-attach-") as folder:
+        staging = Path(folder) / "blob"
+        staging.write_bytes(one.data)
+        store.put_file(one.store_key, staging)
+
+
+async def _store_attachments(
+    session: AsyncSession,
+    store: AssetStore,
+    document: Document,
+    files: Sequence[AttachmentFile],
+    *,
+    source: AttachmentFile | None,
+    now: dt.datetime,
+) -> list[DocumentAttachment]:
+    """Put the files in the store, then their rows (a file under a name the document already
+    has replaces it). A rolled-back import can leave files in the store with no row; they
+    are content-addressed, so a retry reuses them and nothing ever lists them."""
+    incoming = ([source] if source is not None else []) + list(files)
+    for one in incoming:
+        await asyncio.to_thread(_put, store, one)
+    existing = {
+        row.name: row
+        for row in await session.scalars(
+            select(DocumentAttachment).where(DocumentAttachment.document_id == document.id)
+        )
+    }
+    rows = []
+    for one in incoming:
+        row = existing.get(one.name)
+        if row is None:
+            row = DocumentAttachment(document_id=document.id, name=one.name, created_at=now)
+            session.add(row)
+        row.media_type = one.media_type
+        row.size_bytes = len(one.data)
+        row.sha256 = one.sha256
+        row.store_key = one.store_key
+        row.is_source = one is source
+        rows.append(row)
+    await session.flush()
+    return rows
+
+
+async def _carry_attachments(
+    session: AsyncSession, previous: Document, document: Document, taken: set[str]
+) -> None:
+    """A new version keeps the previous one's annexes (not its source file) unless a file
+    of the same name came with it."""
+    for row in await session.scalars(
+        select(DocumentAttachment)
+        .where(
+            DocumentAttachment.document_id == previous.id,
+            DocumentAttachment.is_source.is_(False),
+        )
+        .order_by(DocumentAttachment.id)
+    ):
+        if row.name not in taken:
+            session.add(
+                DocumentAttachment(
+                    document_id=document.id,
+                    name=row.name,
+                    media_type=row.media_type,
+                    size_bytes=row.size_bytes,
+                    sha256=row.sha256,
+                    store_key=row.store_key,
+                    is_source=False,
+                    created_at=document.created_at,
+                )
+            )
+    await session.flush()
+
+
+# --- the public library ------------------------------------------------------------------------
+
+
+async def public_search(
+    session: AsyncSession,
+    query: str,
+    *,
+    topic: str | None = None,
+    language: str | None = None,
+    limit: int = 20,
+) -> list[library.Hit]:
+    """library.search restricted to public documents: the best `limit` public hits among
+    the best 100 hits (internal documents are few, so this drops none in practice)."""
+    hits = await library.search(session, query, topic=topic, language=language, limit=100)
+    if not hits:
+        return []
+    public = set(
+        await session.scalars(
+            select(Document.id).where(
+                Document.id.in_([hit.document_id for hit in hits]), Document.public.is_(True)
+            )
+        )
+    )
+    return [hit for hit in hits if hit.document_id in public][:limit]
+
+
+def _public_current() -> ColumnElement[bool]:
+    newer = aliased(Document)
+    superseded = exists().where(
+        Document.number.is_not(None), newer.number == Document.number, newer.id > Document.id
+    )
+    return Document.public.is_(True) & ~superseded
+
+
+async def public_documents(
+    session: AsyncSession,
+    *,
+    topic_id: int | None = None,
+    language: str | None = None,
+    limit: int = 20,
+    offset: int = 0,
+) -> tuple[list[Document], int]:
+    """Current public documents, newest issue date first, and how many there are in all."""
+    condition = _public_current()
+    if topic_id is not None:
+        condition &= exists().where(
+            DocumentTopic.document_id == Document.id, DocumentTopic.topic_id == topic_id
+        )
+    if language is not None:
+        condition &= Document.language == language
+    total = await session.scalar(select(func.count(Document.id)).where(condition))
+    rows = await session.scalars(
+        select(Document)
+        .where(condition)
+        .order_by(Document.issued_on.is_(None), Document.issued_on.desc(), Document.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    return list(rows.all()), int(total or 0)
+
+
+async def public_topics(
+    session: AsyncSession, *, language: str | None = None
+) -> list[tuple[Topic, int]]:
+    """Active topics in display order with their number of current public documents."""
+    joined = (Document.id == DocumentTopic.document_id) & _public_current()
+    if language is not None:
+        joined &= Document.language == language
+    rows = await session.execute(
+        select(Topic, func.count(Document.id))
+        .outerjoin(DocumentTopic, DocumentTopic.topic_id == Topic.id)
+        .outerjoin(Document, joined)
+        .where(Topic.active.is_(True))
+        .group_by(Topic.id)
+        .order_by(Topic.position, Topic.id)
+    )
+    return [(topic, int(count)) for topic, count in rows.all()]
+
+
+async def topics_with_names(session: AsyncSession, document_id: int) -> list[Topic]:
+    """A document's active topics, in display order."""
+    rows = await session.scalars(
+        select(Topic)
+        .join(DocumentTopic, DocumentTopic.topic_id == Topic.id)
+        .where(DocumentTopic.document_id == document_id, Topic.active.is_(True))
+        .order_by(Topic.position, Topic.id)
+    )
+    return list(rows.all())
+
+
+async def attachments_of(session: AsyncSession, document_id: int) -> list[DocumentAttachment]:
+    """A document version's attachments: the source file first, then annexes by name."""
+    rows = await session.scalars(
+        select(DocumentAttachment)
+        .where(DocumentAttachment.document_id == document_id)
+        .order_by(DocumentAttachment.is_source.desc(), DocumentAttachment.name)
+    )
+    return list(rows.all())
 
 
 # --- importing ---------------------------------------------------------------------------------
@@ -478,18 +819,38 @@ async def add(
     topics: Sequence[str] = (),
     official: Official | None = None,
     via: str = "cli",
+    attachments: Sequence[AttachmentFile] = (),
+    store: AssetStore | None = None,
+    public: bool | None = None,
+    replaces: Document | None = None,
 ) -> Imported:
     """Store one parsed document in the caller's transaction, index it and audit it.
 
     A document whose number matches an existing one (ignoring case and diacritics) becomes
     its new version: the older one leaves the search index but stays readable. The same
-    text again stores nothing (`unchanged`). Topics are the file's plus `topics`, plus the
-    previous version's.
+    text again stores nothing new (`unchanged`) but for the attachments given. Topics are
+    the file's plus `topics`, plus the previous version's.
+
+    With a `store`, the file itself (`parsed.original`) is kept as the source attachment
+    and `attachments` are added; a new version keeps the previous version's annexes.
+    `public` (default: the previous version's, else True) puts the document on the public
+    library pages. `replaces` makes this a new version of that document whatever its
+    number (the dashboard's "new version" form); earlier versions take the new number.
     """
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
+    if store is None and attachments:
+        raise ValueError("attachments need a store")
+    source_file = None
+    if store is not None and parsed.original is not None:
+        source_file = attachment_file(parsed.source, parsed.original)
+    _checked_attachments(attachments, source_file.name if source_file else None)
     topic_ids = await _topic_ids(session, [*parsed.topics, *topics], parsed.source)
-    if parsed.number:
+    if replaces is not None:
+        earlier = await library.versions(session, replaces)
+        if parsed.number is None and replaces.number is not None:
+            parsed = dataclasses.replace(parsed, number=replaces.number)
+    elif parsed.number:
         earlier = await _versions_by_number(session, parsed.number)
     else:
         # Without a number there is nothing to version by; only an exact repeat is caught.
@@ -504,8 +865,18 @@ async def add(
     current = earlier[-1] if earlier else None
     if current is not None and _same_content(current, parsed):
         await _attach_topics(session, current.id, topic_ids)
-        await _audit(session, now, official, via, current, parsed, len(earlier), None, True)
-        return Imported(parsed.source, current, len(earlier), None, unchanged=True)
+        if public is not None and current.public != public:
+            current.public = public
+            current.updated_at = now
+        stored = []
+        if store is not None:
+            stored = await _store_attachments(
+                session, store, current, attachments, source=source_file, now=now
+            )
+        await _audit(session, now, official, via, current, parsed, len(earlier), None, True, stored)
+        return Imported(
+            parsed.source, current, len(earlier), None, unchanged=True, attachments=tuple(stored)
+        )
 
     document = Document(
         title=parsed.title,
@@ -516,6 +887,7 @@ async def add(
         summary=parsed.summary,
         body=parsed.body,
         source_url=parsed.source_url,
+        public=public if public is not None else (current.public if current else True),
         created_at=now,
         updated_at=now,
     )
@@ -526,6 +898,11 @@ async def add(
             older.number = parsed.number
             older.updated_at = now
     await session.flush()
+    stored = []
+    if store is not None:
+        stored = await _store_attachments(
+            session, store, document, attachments, source=source_file, now=now
+        )
     if current is not None:
         topic_ids |= set(
             await session.scalars(
@@ -533,12 +910,15 @@ async def add(
             )
         )
         await library.unindex_document(session, current.id)
+        await _carry_attachments(session, current, document, {row.name for row in stored})
     await _attach_topics(session, document.id, topic_ids)
     await library.index_document(session, document)
     replaced = current.id if current is not None else None
     version = len(earlier) + 1
-    await _audit(session, now, official, via, document, parsed, version, replaced, False)
-    return Imported(parsed.source, document, version, replaced, unchanged=False)
+    await _audit(session, now, official, via, document, parsed, version, replaced, False, stored)
+    return Imported(
+        parsed.source, document, version, replaced, unchanged=False, attachments=tuple(stored)
+    )
 
 
 async def import_files(
@@ -550,24 +930,57 @@ async def import_files(
     language: str | None = None,
     official: Official | None = None,
     via: str = "cli",
+    attach: Sequence[Path] = (),
+    store: AssetStore | None = None,
+    public: bool | None = None,
 ) -> list[Imported]:
     """Import every file in the caller's transaction, or none: all files are read and
     checked before anything is written, and every problem is reported in one DocumentError
-    (one line per file)."""
+    (one line per file).
+
+    `attach` files go with the one document imported (DocumentError with several); with a
+    `store` each imported file is kept as its document's source attachment.
+    """
+    paths = list(paths)
     parsed: list[ParsedDocument] = []
+    extra: list[AttachmentFile] = []
     problems: list[str] = []
     for path in paths:
         try:
             parsed.append(load(path, language=language))
         except DocumentError as exc:
             problems.append(str(exc))
+    for path in attach:
+        try:
+            extra.append(read_attachment(path))
+        except DocumentError as exc:
+            problems.append(str(exc))
+    if attach and len(paths) != 1:
+        problems.append("--attach goes with exactly one document file; import the others apart")
+    if extra and not problems:
+        try:
+            _checked_attachments(extra, parsed[0].source if store is not None else None)
+        except DocumentError as exc:
+            problems.append(str(exc))
     if problems:
         raise DocumentError("nothing imported:\n" + "\n".join(problems))
     if not parsed:
         raise DocumentError("no files given")
+    if extra and store is None:
+        raise ValueError("attachments need a store")
     await _topic_ids(session, topics, "--topic")
     return [
-        await add(session, one, now=now, topics=topics, official=official, via=via)
+        await add(
+            session,
+            one,
+            now=now,
+            topics=topics,
+            official=official,
+            via=via,
+            attachments=extra,
+            store=store,
+            public=public,
+        )
         for one in parsed
     ]
 
@@ -633,6 +1046,7 @@ async def _audit(
     version: int,
     replaced: int | None,
     unchanged: bool,
+    attachments: Sequence[DocumentAttachment] = (),
 ) -> None:
     await audit.record(
         session,
@@ -648,5 +1062,7 @@ async def _audit(
             "version": version,
             "replaces": replaced,
             "unchanged": unchanged,
+            "public": document.public,
+            "attachments": [row.name for row in attachments],
         },
     )

@@ -535,6 +535,9 @@ class Document(Timestamped, Base):
     summary: Mapped[str] = mapped_column(Text, default="", server_default="")
     body: Mapped[str] = mapped_column(Text, default="", server_default="")
     source_url: Mapped[str | None] = mapped_column(String(500))
+    # Shown on the public library pages; internal guidance (e.g. for border guard stations)
+    # stays in the dashboard and the CLI.
+    public: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     updated_at: Mapped[dt.datetime] = mapped_column(
         server_default=_now_default(), onupdate=func.now()
     )
@@ -547,6 +550,29 @@ class DocumentTopic(Base):
         ForeignKey("documents.id", ondelete="CASCADE"), primary_key=True
     )
     topic_id: Mapped[int] = mapped_column(ForeignKey("topics.id"), primary_key=True)
+
+
+class DocumentAttachment(Timestamped, Base):
+    """A file that comes with a document version: the imported original, an annex, an image.
+
+    The bytes live in the documents' asset store under a content-addressed key, so the
+    same file attached to several versions is stored once.
+    """
+
+    __tablename__ = "document_attachments"
+    __table_args__ = (UniqueConstraint("document_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    document_id: Mapped[int] = mapped_column(
+        ForeignKey("documents.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(255))  # the file name shown and downloaded
+    media_type: Mapped[str] = mapped_column(String(100))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    store_key: Mapped[str] = mapped_column(String(255))
+    # The file the document's text was imported from (as opposed to an annex).
+    is_source: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class AuditEntry(Base):

@@ -49,17 +49,43 @@ def import_(
         str | None,
         typer.Option(help="Language code for all files (default: the file's, else vi)."),
     ] = None,
+    attach: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--attach",
+            metavar="FILE",
+            help="Attach a file (an annex, an image, the signed PDF) to the one document "
+            "imported; repeatable.",
+        ),
+    ] = None,
+    public: Annotated[
+        bool | None,
+        typer.Option(
+            "--public/--internal",
+            help="Show the documents on the public library pages, or keep them for officials "
+            "(default: public; a new version keeps the previous one's choice).",
+        ),
+    ] = None,
 ) -> None:
     """Import documents in one transaction: every file goes in, or none does.
 
     Metadata comes from a front-matter block (title, number, issuer, date, language,
     summary, source, topics) or from the document's heading. A file whose number is
-    already in the library becomes that document's new version.
+    already in the library becomes that document's new version. Each imported file is
+    also kept as an attachment (the original for download), with any --attach files.
     """
+    store = documents.store_for(ctx.obj.data_dir)
 
     async def work(session: AsyncSession) -> list[documents.Imported]:
         return await documents.import_files(
-            session, paths, now=_now(), topics=topic or [], language=language
+            session,
+            paths,
+            now=_now(),
+            topics=topic or [],
+            language=language,
+            attach=attach or [],
+            store=store,
+            public=public,
         )
 
     for one in _run(ctx, work):
@@ -72,6 +98,9 @@ def import_(
             state = "new"
         number = f" {document.number}" if document.number else ""
         typer.echo(f"#{document.id}{number}  {document.title}  ({one.source}: {state})")
+        for row in one.attachments:
+            kind = "original" if row.is_source else "attachment"
+            typer.echo(f"    {kind}: {row.name}  {row.media_type}  {row.size_bytes} bytes")
 
 
 @docs_app.command("search")
@@ -137,6 +166,7 @@ def list_(
                 "issuer": doc.issuer,
                 "issued_on": doc.issued_on.isoformat() if doc.issued_on else None,
                 "language": doc.language,
+                "public": doc.public,
                 "topics": topics,
             }
             for doc, topics in rows
@@ -146,4 +176,7 @@ def list_(
     for doc, topics in rows:
         date = doc.issued_on.isoformat() if doc.issued_on else "–"
         number = doc.number or "–"
-        typer.echo(f"#{doc.id:<5} {date:10}  {number:22}  {doc.title}  [{', '.join(topics)}]")
+        internal = "" if doc.public else "  (internal)"
+        typer.echo(
+            f"#{doc.id:<5} {date:10}  {number:22}  {doc.title}  [{', '.join(topics)}]{internal}"
+        )

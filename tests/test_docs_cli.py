@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -56,8 +57,9 @@ def test_import_search_and_list(cli_env: dict[str, str], tmp_path: Path) -> None
 
     imported = haidang("docs", "import", *map(str, files), "--topic", "phap-luat", env=cli_env)
     assert imported.returncode == 0, imported.stderr
-    lines = imported.stdout.splitlines()
+    lines = [line for line in imported.stdout.splitlines() if not line.startswith(" ")]
     assert len(lines) == 4
+    assert "    original: qd-1191.txt  text/plain; charset=utf-8" in imported.stdout
     assert (
         "1191/QĐ-TTg  Quyết định phê duyệt Đề án" in lines[0] and "(qd-1191.txt: new)" in lines[0]
     )
@@ -128,3 +130,63 @@ def test_an_unreadable_file_imports_nothing(cli_env: dict[str, str], tmp_path: P
     assert unsupported.returncode == 1 and "x.odt: cannot read the file" in unsupported.stderr
     assert json.loads(haidang("docs", "list", "--json", env=cli_env).stdout) == []
     assert haidang("docs", "search", "1191", "--json", env=cli_env).stdout.strip() == "[]"
+
+
+def test_attachments_are_kept_with_the_document(cli_env: dict[str, str], tmp_path: Path) -> None:
+    assert haidang("db", "upgrade", env=cli_env).returncode == 0
+    folder = tmp_path / "in"
+    folder.mkdir()
+    source = folder / "qd-1191.txt"
+    source.write_text(OFFICIAL_TEXT, encoding="utf-8")
+    annex = folder / "phu-luc.pdf"
+    annex.write_bytes(minimal_pdf(["Phu luc: danh sach tau ca"]))
+    photo = folder / "ban-do.png"
+    photo.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)))
+
+    result = haidang(
+        "docs", "import", str(source), "--attach", str(annex), "--attach", str(photo),
+        "--internal", env=cli_env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "    original: qd-1191.txt  text/plain; charset=utf-8" in result.stdout
+    assert "    attachment: ban-do.png  image/png  264 bytes" in result.stdout
+    assert "    attachment: phu-luc.pdf  application/pdf" in result.stdout
+    # The store holds each file by its SHA-256 under DATA_DIR/documents.
+    store = Path(cli_env["DATA_DIR"]) / "documents"
+    digest = hashlib.sha256(photo.read_bytes()).hexdigest()
+    assert (store / digest[:2] / digest).read_bytes() == photo.read_bytes()
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()
+    assert (store / digest[:2] / digest).read_bytes() == source.read_bytes()
+    listed = json.loads(haidang("docs", "list", "--json", env=cli_env).stdout)
+    assert [(row["number"], row["public"]) for row in listed] == [("1191/QĐ-TTg", False)]
+
+
+def test_a_bad_attachment_imports_nothing(cli_env: dict[str, str], tmp_path: Path) -> None:
+    assert haidang("db", "upgrade", env=cli_env).returncode == 0
+    folder = tmp_path / "in"
+    folder.mkdir()
+    source = folder / "qd-1191.txt"
+    source.write_text(OFFICIAL_TEXT, encoding="utf-8")
+    page = folder / "trang.html"
+    page.write_text("<script>alert(1)</script>", encoding="utf-8")
+    empty = folder / "rong.pdf"
+    empty.write_bytes(b"")
+
+    result = haidang(
+        "docs", "import", str(source), "--attach", str(page), "--attach", str(empty),
+        "--attach", str(folder / "missing.pdf"), env=cli_env,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "error: nothing imported:" in result.stderr
+    assert "trang.html: this kind of file cannot be attached (.html;" in result.stderr
+    assert "rong.pdf: file is empty" in result.stderr
+    assert "missing.pdf: cannot read the file" in result.stderr
+    two = haidang("docs", "import", str(source), str(source), "--attach", str(source), env=cli_env)
+    assert two.returncode == 1
+    assert "--attach goes with exactly one document file" in two.stderr
+    same_name = haidang("docs", "import", str(source), "--attach", str(source), env=cli_env)
+    assert same_name.returncode == 1
+    assert "qd-1191.txt: two attached files have this name" in same_name.stderr
+    assert json.loads(haidang("docs", "list", "--json", env=cli_env).stdout) == []
+    store = Path(cli_env["DATA_DIR"]) / "documents"
+    assert not store.exists() or not any(p.is_file() for p in store.rglob("*"))

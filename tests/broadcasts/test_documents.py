@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import io
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import func, select, text
 
+from audio.store import LocalStore
 from broadcasts import documents, library
 from db import schema
 from db.engine import make_engine
@@ -284,6 +286,94 @@ async def test_reindex_and_paging(seeded: Database, tmp_path: Path) -> None:
         "\n", ""
     )
     assert library.highlight("Cấm biển từ 14 giờ", "cam bien") == "«Cấm biển» từ 14 giờ"
+
+
+async def test_attachments_versions_and_the_store(seeded: Database, tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "store")
+    source = tmp_path / "qd.txt"
+    source.write_text(OFFICIAL_TEXT, encoding="utf-8")
+    annex = tmp_path / "phu-luc.pdf"
+    annex.write_bytes(minimal_pdf(["Phu luc 1"]))
+    photo = tmp_path / "anh.jpg"
+    photo.write_bytes(b"\xff\xd8\xff\xe0" + b"jpeg" * 100)
+    async with seeded.sessions.begin() as session:
+        [one] = await documents.import_files(
+            session, [source], now=NOW, attach=[annex, photo], store=store, public=False
+        )
+    assert one.document.public is False
+    assert [(row.name, row.is_source) for row in one.attachments] == [
+        ("qd.txt", True),
+        ("phu-luc.pdf", False),
+        ("anh.jpg", False),
+    ]
+    for row, path in zip(one.attachments, (source, annex, photo), strict=True):
+        assert row.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+        assert row.size_bytes == path.stat().st_size
+        with store.open(row.store_key) as fh:
+            assert fh.read() == path.read_bytes()
+    assert one.attachments[2].media_type == "image/jpeg"
+
+    # The same text with one more annex: unchanged, but the annex is added.
+    extra = documents.attachment_file("bang-ke.xlsx", b"PK\x03\x04 sheet")
+    async with seeded.sessions.begin() as session:
+        again = await documents.add(
+            session, documents.load(source), now=NOW, attachments=[extra], store=store
+        )
+        names = [row.name for row in await documents.attachments_of(session, one.document.id)]
+    assert again.unchanged and names == ["qd.txt", "anh.jpg", "bang-ke.xlsx", "phu-luc.pdf"]
+
+    # A new version by the dashboard's route (`replaces`), with a new photo of the same
+    # name: it keeps the annexes, takes the new photo and stays internal.
+    amended = documents.with_metadata(
+        documents.load_bytes(OFFICIAL_TEXT.replace("bến cá", "cảng cá").encode(), "qd-moi.txt"),
+        summary="Bản sửa đổi.",
+    )
+    new_photo = documents.attachment_file("anh.jpg", b"\xff\xd8\xff\xe0 new")
+    async with seeded.sessions.begin() as session:
+        current = await session.get(Document, one.document.id)
+        assert current is not None
+        second = await documents.add(
+            session, amended, now=NOW, attachments=[new_photo], store=store, replaces=current
+        )
+        rows = await documents.attachments_of(session, second.document.id)
+        audit_row = await session.scalar(select(AuditEntry).order_by(AuditEntry.id.desc()))
+    assert (second.version, second.replaced_id, second.document.public) == (
+        2, one.document.id, False
+    )  # fmt: skip
+    assert [(row.name, row.is_source) for row in rows] == [
+        ("qd-moi.txt", True),
+        ("anh.jpg", False),
+        ("bang-ke.xlsx", False),
+        ("phu-luc.pdf", False),
+    ]
+    assert next(r for r in rows if r.name == "anh.jpg").sha256 == new_photo.sha256
+    assert audit_row is not None and audit_row.details["attachments"] == ["qd-moi.txt", "anh.jpg"]
+
+
+def test_attachment_and_metadata_checks() -> None:
+    with pytest.raises(documents.DocumentError, match=r"x\.svg: this kind of file cannot"):
+        documents.attachment_file("x.svg", b"<svg/>")
+    with pytest.raises(documents.DocumentError, match=r"a\.pdf: file is empty"):
+        documents.attachment_file("C:\\Users\\a.pdf", b"")
+    assert documents.clean_file_name("../../etc/Quyết định.pdf") == "Quyết định.pdf"
+    long_name = documents.clean_file_name("a" * 300 + ".pdf")
+    assert len(long_name) == documents.MAX_FILE_NAME and long_name.endswith(".pdf")
+    parsed = documents.parse(OFFICIAL_TEXT, source="qd.txt")
+    changed = documents.with_metadata(
+        parsed, title=" Tên mới ", issued_on="01/02/2020", language="EN", topics=["iuu", ""]
+    )
+    assert (changed.title, changed.issued_on, changed.language, changed.topics) == (
+        "Tên mới", dt.date(2020, 2, 1), "en", ("iuu",)
+    )  # fmt: skip
+    assert changed.number == "1191/QĐ-TTg"  # left empty: the file's value stays
+    for bad, message in (
+        ({"issued_on": "hôm qua"}, "not a date"),
+        ({"language": "tiếng việt"}, "not a language code"),
+        ({"source_url": "javascript:alert(1)"}, "must start with http"),
+        ({"number": "9" * 100}, "number is longer than"),
+    ):
+        with pytest.raises(documents.DocumentError, match=message):
+            documents.with_metadata(parsed, **bad)
 
 
 def _include_name(name: str | None, type_: str, _parents: object) -> bool:

@@ -14,6 +14,7 @@ from haidang.settings import Settings
 from web.dashboard import (
     admin_views,
     bulletin_views,
+    document_views,
     inbox_views,
     poster_views,
     progress,
@@ -134,6 +135,7 @@ def make_router(
     bulletin_views.register(router, dash)
     progress.register(router, dash)
     inbox_views.register(router, dash)
+    document_views.register(router, dash)
     subscriber_views.register(router, dash)
     poster_views.register(router, dash)
     admin_views.register(router, dash)

@@ -92,6 +92,7 @@ AUDIT_ACTIONS: dict[str, str] = {
     "inbox.reply": "Trả lời tin nhắn",
     "bot.update": "Sửa cấu hình bot",
     "topic.update": "Sửa chủ đề",
+    "document.import": "Nhập văn bản",
 }
 
 # Short notices shown after a redirect (?ok=<key>); only these keys are ever displayed.
@@ -111,6 +112,9 @@ NOTICES: dict[str, str] = {
     "bot_saved": "Đã lưu cấu hình bot.",
     "topic_saved": "Đã lưu chủ đề.",
     "logged_out": "Đã đăng xuất.",
+    "document_imported": "Đã nhập văn bản vào thư viện.",
+    "document_version": "Đã lưu bản mới của văn bản.",
+    "document_unchanged": "Nội dung văn bản không đổi; đã lưu các tệp đính kèm (nếu có).",
 }
 
 LOGIN_FAILED = "Sai tên đăng nhập hoặc mật khẩu."
@@ -235,3 +239,77 @@ POSTER_NO_BOT = (
     "cấu hình ZALO_BOT_LINK."
 )
 POSTER_NOT_COMMUNE = "Áp phích chỉ in cho một xã, phường hoặc đặc khu (mã số, không phải mã tỉnh)."
+
+
+# --- the documents library ---------------------------------------------------------------------
+
+DOCUMENT_UPLOAD_ROLES_ONLY = (
+    "Chỉ quản trị viên và biên tập viên tỉnh được nhập văn bản vào thư viện "
+    "(thư viện dùng chung cho mọi xã và các điểm tra cứu công cộng)."
+)
+DOCUMENT_FILE_MISSING = "Hãy chọn tệp văn bản (.txt, .md, .pdf hoặc .docx)."
+DOCUMENT_VERSION_NEEDS_NUMBER = "Văn bản này chưa có số hiệu; hãy nhập số hiệu cho bản mới."
+DOCUMENT_LANGUAGES: dict[str, str] = {
+    "vi": "Tiếng Việt",
+    "en": "Tiếng Anh",
+    "zh": "Tiếng Trung",
+    "km": "Tiếng Khmer",
+    "lo": "Tiếng Lào",
+}
+
+# Import errors carry English messages "<file>: <problem>" for the CLI and logs; officials
+# see these instead, with the file named. The first fragment found in the message decides.
+DOCUMENT_ERRORS: tuple[tuple[str, str], ...] = (
+    ("unsupported file type", "chỉ nhận tệp .txt, .md, .pdf hoặc .docx."),
+    (
+        "this kind of file cannot be attached",
+        "loại tệp này không đính kèm được (nhận PDF, Word, Excel, ảnh, văn bản, MP3, ZIP).",
+    ),
+    ("file is larger than", "tệp quá lớn."),
+    ("file is empty", "tệp rỗng."),
+    ("broken UTF-16 text", "tệp văn bản bị hỏng (UTF-16)."),
+    ("looks like a binary file", "đây không phải tệp văn bản."),
+    (
+        "not UTF-8 text",
+        "tệp không ở bảng mã UTF-8 (có thể là TCVN3 hoặc VNI); hãy lưu lại "
+        "dưới dạng UTF-8 rồi thử lại.",
+    ),
+    ("password-protected", "tệp PDF có mật khẩu; hãy gỡ mật khẩu rồi thử lại."),
+    ("not a readable PDF", "không đọc được tệp PDF (tệp hỏng hoặc không phải PDF)."),
+    (
+        "has no text layer",
+        "tệp PDF chỉ có ảnh quét, không có chữ; cần nhận dạng chữ (OCR) trước khi nhập.",
+    ),
+    ("not a readable DOCX", "không đọc được tệp Word (tệp hỏng hoặc không phải .docx)."),
+    ("no text found", "không tìm thấy chữ nào trong tệp."),
+    ("no text after the front matter", "không có nội dung sau phần thông tin đầu tệp."),
+    ("front matter", "phần thông tin đầu tệp (giữa hai dòng ---) bị sai."),
+    ("no title found", "không tìm thấy tiêu đề; hãy nhập tiêu đề."),
+    ("the title is empty", "tiêu đề trống."),
+    ("not a language code", "mã ngôn ngữ không hợp lệ (ví dụ vi, en, zh, km)."),
+    ("title is longer than", "tiêu đề quá dài (tối đa 400 ký tự)."),
+    ("number is longer than", "số hiệu quá dài (tối đa 80 ký tự)."),
+    ("issuer is longer than", "tên cơ quan ban hành quá dài (tối đa 200 ký tự)."),
+    ("source is longer than", "đường dẫn nguồn quá dài (tối đa 500 ký tự)."),
+    ("source link must start", "đường dẫn nguồn phải bắt đầu bằng http:// hoặc https://."),
+    ("not a date", "ngày ban hành không hợp lệ."),
+    ("two attached files have this name", "có hai tệp cùng tên; hãy đổi tên một tệp."),
+    ("attachments per document", "quá nhiều tệp đính kèm (tối đa 20)."),
+    ("unknown topic", "chủ đề không tồn tại."),
+    ("not a usable file name", "tên tệp không dùng được."),
+    ("cannot read the file", "không đọc được tệp."),
+)
+
+
+def explain_document(error: Exception) -> str:
+    """The Vietnamese sentence for a document import error, naming the file."""
+    message = str(error)
+    name, colon, _rest = message.partition(": ")
+    for fragment, vietnamese in DOCUMENT_ERRORS:
+        if fragment in message:
+            return (
+                f"Tệp «{name}»: {vietnamese}"
+                if colon and name
+                else vietnamese[:1].upper() + vietnamese[1:]
+            )
+    return BAD_REQUEST
