@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import gc
 import hashlib
 import hmac
 import logging
@@ -566,8 +567,22 @@ class Service:
         log.info("stopped")
 
 
+def tune_gc() -> None:
+    """Fewer garbage collections for a long-running service that sends at high rates.
+
+    Every send allocates hundreds of objects, so with CPython's default (a collection every
+    700 allocations) a sender at 1000 msg/s collected about 80 times a second, a quarter
+    of its CPU (bench.paid_broadcast). Collections now run every 20,000 allocations, and
+    what exists at start-up (modules, classes, settings) is frozen out of them.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
+
+
 async def serve(settings: Settings) -> None:
     """Run the service until SIGINT or SIGTERM."""
+    tune_gc()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
