@@ -1,30 +1,48 @@
-"""Shared set-up for the benchmarks: throwaway databases, bulk audiences, approved bulletins."""
+"""Shared set-up for the benchmarks: throwaway databases, bulk audiences, approved bulletins,
+fanned-out runs for the sender benches, and rate figures over send times."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import itertools
 import shlex
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from zoneinfo import ZoneInfo
 
 import asyncpg
 from sqlalchemy import bindparam, func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from broadcasts import bulletins, officials, runs
+from broadcasts.sender import Sender, SenderConfig
 from broadcasts.subscribers import ensure_bot
 from db.engine import make_engine, make_sessionmaker
-from db.models import Area, Base, Official, OfficialRole, Platform, Subscriber, Topic
+from db.models import (
+    Area,
+    Base,
+    BroadcastRun,
+    Official,
+    OfficialRole,
+    Platform,
+    Subscriber,
+    Topic,
+)
 from db.seed import seed_all
 from db.types import UTCDateTime
+from haidang.runtime import tune_gc
 
 # 10:00 in Hải Phòng: outside the default quiet hours (the benches also switch them off).
 NOW = dt.datetime(2026, 11, 25, 3, 0, tzinfo=dt.UTC)
 # Only ever this machine: the benches never talk to anything but 127.0.0.1.
 PG_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+TZ = ZoneInfo("Asia/Ho_Chi_Minh")
+CHAT_BASE = 1_000_000_000  # the sender benches' chat ids are CHAT_BASE + n
 
 
 def command_line() -> str:
@@ -204,3 +222,76 @@ async def new_run(
         )
         assert run is not None
         return run.id
+
+
+async def fanned_out_run(
+    sessions: async_sessionmaker[AsyncSession], count: int, *, chat_base: int = CHAT_BASE
+) -> tuple[int, int]:
+    """`count` subscribers of Cát Hải (11914) on the Telegram bot, and a fanned-out run of
+    an approved bulletin to them: (bot id, run id)."""
+    async with sessions.begin() as session:
+        bot_id = await telegram_bot_id(session)
+        await add_audience(
+            session, count=count, bot_id=bot_id, area_ids=await area_ids(session, code="11914"),
+            topic_ids=await topic_ids(session), chat_base=chat_base,
+        )  # fmt: skip
+    run_id = await new_run(sessions, await approved_bulletin(sessions))
+    async with sessions.begin() as session:
+        run = await session.get_one(BroadcastRun, run_id)
+        total = await runs.fan_out(session, run, NOW)
+    if total != count:
+        raise RuntimeError(f"fan-out made {total} deliveries, not {count}")
+    return bot_id, run_id
+
+
+def use_service_gc(default_gc: bool) -> str:
+    """Apply the service's garbage-collector settings (haidang.runtime.tune_gc, as `haidang
+    serve` does) unless `default_gc`; a label for the report."""
+    if default_gc:
+        return "CPython's default gc"
+    tune_gc()
+    return "the service's gc settings (tune_gc)"
+
+
+def sender_config(bot_id: int, rate: float, *, max_in_flight: int = 64) -> SenderConfig:
+    """The bot's sender at `rate`, per-chat gap 1 s, quiet hours off (the benches must not
+    depend on the time of day)."""
+    return SenderConfig(
+        bot_id=bot_id, rate_per_second=rate, per_chat_interval=1.0, quiet_start=None,
+        quiet_end=None, max_in_flight=max_in_flight,
+    )  # fmt: skip
+
+
+async def send_all(sender: Sender, count: int, *, give_up_after: float) -> float:
+    """Start the sender, wait until it has sent `count` deliveries (or `give_up_after` s),
+    stop it (draining and writing every outcome); the wall time until the last send."""
+    started = time.monotonic()
+    await sender.start()
+    deadline = started + give_up_after
+    # The sender has no completion event: poll its counter (no database reads).
+    while sender.sent < count and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
+    wall = time.monotonic() - started
+    await sender.stop()
+    return wall
+
+
+def steady_rate(stamps: Sequence[float]) -> float:
+    """Sends per second from the first to the last of `stamps` (sorted seconds)."""
+    if len(stamps) < 2 or stamps[-1] <= stamps[0]:
+        return 0.0
+    return (len(stamps) - 1) / (stamps[-1] - stamps[0])
+
+
+def max_in_window(stamps: Sequence[float], window: float = 1.0) -> int:
+    """Most of `stamps` (sorted seconds) in any `window` seconds: what a platform limits."""
+    best, low = 0, 0
+    for high, stamp in enumerate(stamps):
+        while stamp - stamps[low] >= window:
+            low += 1
+        best = max(best, high - low + 1)
+    return best
+
+
+def gaps_ms(stamps: Sequence[float]) -> list[float]:
+    return [(b - a) * 1000 for a, b in itertools.pairwise(stamps)]

@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import cProfile
 import gc
-import importlib.util
 import io
 import json
 import os
@@ -26,41 +25,37 @@ import subprocess
 import sys
 import tempfile
 import time
-import types
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import telegram
-from telegram.request import BaseRequest, HTTPXRequest
+from telegram.request import HTTPXRequest
 
-from bench.candidate_request import AiohttpRequest
 from bench.common import (
-    NOW,
-    add_audience,
-    approved_bulletin,
-    area_ids,
+    TZ,
     command_line,
-    new_run,
+    fanned_out_run,
     prepared_database,
+    send_all,
+    sender_config,
     sqlite_url,
-    telegram_bot_id,
-    topic_ids,
+    use_service_gc,
 )
-from bot.telegram import TelegramChannel
-from broadcasts import runs
+from bench.fake_server import REPO, FakeProcess
+from bot.telegram import TelegramChannel, build_application
 from broadcasts.channels import Channel, Outbound
-from broadcasts.sender import Sender, SenderConfig
-from db.models import BroadcastRun, Platform
+from broadcasts.sender import Sender
+from db.models import Platform
 
-TZ = ZoneInfo("Asia/Ho_Chi_Minh")
-REPO = Path(__file__).resolve().parent.parent
 TARGET_MS = 0.5
+CHANNELS = ("telegram", "telegram-httpx", "null")
 
 
 class NullChannel:
     """Accepts every message at once without any I/O: what is left is the sender's own
-    cost (claims, pacing, tasks, outcome writes), without PTB and httpx."""
+    cost (claims, pacing, tasks, outcome writes), without PTB and HTTP."""
 
     platform = Platform.telegram
     max_text = 4096
@@ -73,6 +68,23 @@ class NullChannel:
         return str(self.sent)
 
 
+@asynccontextmanager
+async def channel_for(kind: str, base_url: str, token: str) -> AsyncIterator[Channel]:
+    """`telegram`: the service's own stack (bot.telegram.build_application: PTB's ExtBot
+    over our AiohttpRequest); `telegram-httpx`: a plain PTB Bot over PTB's default
+    HTTPXRequest, for comparison; `null`: no I/O at all."""
+    if kind == "telegram":
+        application = build_application(token, base_url, polling=False)
+        async with application.bot as bot:
+            yield TelegramChannel(bot)
+    elif kind == "telegram-httpx":
+        request = HTTPXRequest(connection_pool_size=64)
+        async with telegram.Bot(token, base_url=f"{base_url}/bot", request=request) as bot:
+            yield TelegramChannel(bot)
+    else:
+        yield NullChannel()
+
+
 def current_rss_mb() -> float:
     with open("/proc/self/statm") as statm:
         pages = int(statm.read().split()[1])
@@ -83,62 +95,26 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def stub_sniffio() -> None:
-    """Experiment: what installing `sniffio` would save. httpcore's current_async_library()
-    runs `import sniffio` on every lock/semaphore it sets up; anyio >= 4.11 no longer pulls
-    sniffio in, and a failed import is not cached, so each request searches sys.path
-    several times (encode/httpcore PR #1103). A stub in sys.modules stands in for it."""
-    module = types.ModuleType("sniffio")
-    module.current_async_library = lambda: "asyncio"  # type: ignore[attr-defined]
-    sys.modules["sniffio"] = module
-
-
 async def child(args: argparse.Namespace) -> dict[str, Any]:
     """One measured sending phase; returns the figures (printed as a JSON line)."""
     count = args.child
-    if args.stub_sniffio and importlib.util.find_spec("sniffio") is None:
-        stub_sniffio()
     with tempfile.TemporaryDirectory(prefix="bench-cpu-") as tmp:
         engine, sessions = await prepared_database(sqlite_url(str(Path(tmp) / "bench.db")))
         try:
-            async with sessions.begin() as session:
-                bot_id = await telegram_bot_id(session)
-                await add_audience(
-                    session, count=count, bot_id=bot_id,
-                    area_ids=await area_ids(session, code="11914"),
-                    topic_ids=await topic_ids(session),
-                )  # fmt: skip
-            run_id = await new_run(sessions, await approved_bulletin(sessions))
-            async with sessions.begin() as session:
-                run = await session.get_one(BroadcastRun, run_id)
-                assert await runs.fan_out(session, run, NOW) == count
-            config = SenderConfig(
-                bot_id=bot_id,
-                rate_per_second=args.rate,
-                per_chat_interval=1.0,
-                quiet_start=None,
-                quiet_end=None,
-            )
-            request: BaseRequest = (
-                AiohttpRequest(connection_pool_size=64)
-                if args.channel == "telegram-aiohttp"
-                else HTTPXRequest(connection_pool_size=64)
-            )
-            async with telegram.Bot(args.token, base_url=args.base_url, request=request) as bot:
-                channel: Channel = NullChannel() if args.channel == "null" else TelegramChannel(bot)
-                sender = Sender(sessions, channel, config, tz=TZ, holder="bench")
+            bot_id, _ = await fanned_out_run(sessions, count)
+            async with channel_for(args.channel, args.base_url, args.token) as channel:
+                sender = Sender(
+                    sessions, channel, sender_config(bot_id, args.rate), tz=TZ, holder="bench"
+                )
+                use_service_gc(args.default_gc)
                 gc.collect()
                 rss_before, peak_before = current_rss_mb(), peak_rss_mb()
                 profiler = cProfile.Profile() if args.profile else None
                 cpu_started, started = time.process_time(), time.perf_counter()
                 if profiler is not None:
                     profiler.enable()
-                await sender.start()
-                deadline = time.monotonic() + count / args.rate * 5 + 60
-                # No completion event on the sender: poll its counter (no DB reads).
-                while sender.sent < count and time.monotonic() < deadline:  # noqa: ASYNC110
-                    await asyncio.sleep(0.05)
-                await sender.stop()  # drains and writes every outcome: part of the cost
+                # Includes the drain and the last outcome writes: part of the cost.
+                await send_all(sender, count, give_up_after=count / args.rate * 5 + 60)
                 if profiler is not None:
                     profiler.disable()
                 cpu = time.process_time() - cpu_started
@@ -164,43 +140,17 @@ async def child(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-class Fake:
-    """bench/fake_server.py in a subprocess."""
-
-    def __init__(self) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "bench.fake_server"],
-            cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        self.info = json.loads(self._line())
-
-    def _line(self) -> str:
-        assert self.process.stdout is not None
-        return self.process.stdout.readline()
-
-    def ask(self, command: str) -> dict[str, int]:
-        assert self.process.stdin is not None
-        self.process.stdin.write(command + "\n")
-        self.process.stdin.flush()
-        answer: dict[str, int] = json.loads(self._line())
-        return answer
-
-    def close(self) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.write("quit\n")
-        self.process.stdin.close()
-        self.process.wait(10)
-
-
-def run_child(fake: Fake, count: int, args: argparse.Namespace, profile: bool) -> dict[str, Any]:
+def run_child(
+    fake: FakeProcess, count: int, args: argparse.Namespace, profile: bool
+) -> dict[str, Any]:
     fake.ask("clear")
     command = [
         sys.executable, "-m", "bench.sender_cpu", "--child", str(count),
-        "--base-url", fake.info["bot_base_url"], "--token", fake.info["token"],
+        "--base-url", f"http://127.0.0.1:{fake.info['port']}", "--token", fake.info["token"],
         "--rate", str(args.rate), "--channel", args.channel,
     ]  # fmt: skip
-    if args.stub_sniffio:
-        command.append("--stub-sniffio")
+    if args.default_gc:
+        command.append("--default-gc")
     if profile:
         command.append("--profile")
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
@@ -218,14 +168,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="runs per size (1)")
     parser.add_argument("--profile", action="store_true", help="always print a cProfile")
     parser.add_argument(
-        "--channel", choices=["telegram", "telegram-aiohttp", "null"], default="telegram",
-        help="TelegramChannel over PTB's HTTPXRequest (default), over the candidate "
-        "AiohttpRequest (bench/candidate_request.py), or a no-I/O channel (the sender alone)",
+        "--channel", choices=CHANNELS, default="telegram",
+        help="the service's TelegramChannel over AiohttpRequest (default), the same channel "
+        "over PTB's HTTPXRequest (telegram-httpx), or a no-I/O channel (the sender alone)",
     )  # fmt: skip
-    parser.add_argument(
-        "--stub-sniffio", action="store_true",
-        help="experiment: stand in for the missing sniffio package (see stub_sniffio)",
-    )  # fmt: skip
+    parser.add_argument("--default-gc", action="store_true", help="without tune_gc")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--base-url", help=argparse.SUPPRESS)
     parser.add_argument("--token", help=argparse.SUPPRESS)
@@ -236,14 +183,14 @@ def main() -> None:
 
     print(f"$ {command_line()}")
     sizes = [int(s) for s in args.deliveries.split(",")]
-    fake = Fake()
+    fake = FakeProcess()
     results: list[dict[str, Any]] = []
     try:
         print(
             f"fake Bot API in pid {fake.process.pid} on {fake.info['bot_base_url']} "
             f"(no latency, no limit); sender rate {args.rate:.0f} msg/s; channel "
-            f"{args.channel}; each size in a fresh child process"
-            f"{'; EXPERIMENT: sniffio stub' if args.stub_sniffio else ''}",
+            f"{args.channel}; each size in a fresh child process; "
+            f"{'CPython default gc' if args.default_gc else 'the service gc settings (tune_gc)'}",
             flush=True,
         )
         for count in sizes:

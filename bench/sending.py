@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import itertools
 import logging
 import statistics
 import tempfile
@@ -16,36 +15,32 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
-import telegram
 from sqlalchemy import func, select
 from telegram.ext import AIORateLimiter, Application
-from telegram.request import HTTPXRequest
 
-from bench.candidate_pacing import WindowPacer
 from bench.common import (
-    NOW,
-    add_audience,
-    approved_bulletin,
-    area_ids,
+    CHAT_BASE,
+    TZ,
     command_line,
-    new_run,
+    fanned_out_run,
+    gaps_ms,
+    max_in_window,
     prepared_database,
+    send_all,
+    sender_config,
     sqlite_url,
-    telegram_bot_id,
-    topic_ids,
+    steady_rate,
+    use_service_gc,
 )
-from bot.telegram import TelegramChannel
-from broadcasts import runs
-from broadcasts.sender import Sender, SenderConfig
-from db.models import BroadcastRun, Delivery
-from tests.fakes._common import SentRecord, lognormal_latency
+from bench.fake_server import Arrivals
+from bot.telegram import TelegramChannel, build_application
+from broadcasts.sender import Sender
+from db.models import Delivery
+from tests.fakes._common import SentRecord
 from tests.fakes.telegram_api import FakeTelegramAPI
 
-TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 TEXT = "📢 Thông báo gió mạnh trên biển\n\nGió mạnh cấp 6, biển động. Tàu thuyền về nơi trú ẩn."
-CHAT_BASE = 1_000_000_000
 
 
 @dataclass
@@ -77,62 +72,29 @@ class Result:
         return sorted(r.timestamp for r in self.sent if r.method == "sendMessage")
 
     def steady_rate(self) -> float:
-        stamps = self.stamps()
-        if len(stamps) < 2 or stamps[-1] <= stamps[0]:
-            return 0.0
-        return (len(stamps) - 1) / (stamps[-1] - stamps[0])
+        return steady_rate(self.stamps())
 
     def max_in_window(self, window: float = 1.0) -> int:
         """Most requests arriving at the fake in any `window` seconds (what it limits)."""
-        stamps, best, low = sorted(self.arrivals or []), 0, 0
-        for high, stamp in enumerate(stamps):
-            while stamp - stamps[low] >= window:
-                low += 1
-            best = max(best, high - low + 1)
-        return best
+        return max_in_window(sorted(self.arrivals or []), window)
 
     def gaps_ms(self) -> list[float]:
-        stamps = self.stamps()
-        return [(b - a) * 1000 for a, b in itertools.pairwise(stamps)]
+        return gaps_ms(self.stamps())
 
 
 async def run_ours(args: argparse.Namespace, api: FakeTelegramAPI) -> Result:
-    """Our Sender on a SQLite file, with the production engine pragmas."""
+    """Our Sender with the service's Telegram stack (bot.telegram.build_application: PTB's
+    ExtBot over AiohttpRequest, TelegramChannel) on a SQLite file with production pragmas."""
     with tempfile.TemporaryDirectory(prefix="bench-sending-") as tmp:
         engine, sessions = await prepared_database(sqlite_url(str(Path(tmp) / "bench.db")))
         try:
-            async with sessions.begin() as session:
-                bot_id = await telegram_bot_id(session)
-                await add_audience(
-                    session, count=args.deliveries, bot_id=bot_id,
-                    area_ids=await area_ids(session, code="11914"),
-                    topic_ids=await topic_ids(session), chat_base=CHAT_BASE,
-                )  # fmt: skip
-            run_id = await new_run(sessions, await approved_bulletin(sessions))
-            async with sessions.begin() as session:
-                run = await session.get_one(BroadcastRun, run_id)
-                total = await runs.fan_out(session, run, NOW)
-            assert total == args.deliveries, total
-            config = SenderConfig(
-                bot_id=bot_id,
-                rate_per_second=args.rate,
-                per_chat_interval=1.0,
-                quiet_start=None,  # the bench must not depend on the time of day
-                quiet_end=None,
-            )
-            request = HTTPXRequest(connection_pool_size=args.pool)
-            async with telegram.Bot(api.token, base_url=api.bot_base_url, request=request) as bot:
+            bot_id, run_id = await fanned_out_run(sessions, args.deliveries)
+            application = build_application(api.token, api.base_url, polling=False)
+            async with application.bot as bot:
+                config = sender_config(bot_id, args.rate)
                 sender = Sender(sessions, TelegramChannel(bot), config, tz=TZ, holder="bench")
-                if args.pacer == "window":  # the candidate for broadcasts/pacing.py
-                    sender.pacer = WindowPacer(args.rate, 1.0, margin=args.margin)
-                started = time.monotonic()
-                await sender.start()
-                deadline = started + args.deliveries / args.rate * 3 + 30
-                # The sender has no completion event: poll its counter (no DB reads).
-                while sender.sent < args.deliveries and time.monotonic() < deadline:  # noqa: ASYNC110
-                    await asyncio.sleep(0.1)
-                wall = time.monotonic() - started
-                await sender.stop()
+                give_up = args.deliveries / args.rate * 3 + 30
+                wall = await send_all(sender, args.deliveries, give_up_after=give_up)
             async with sessions() as session:
                 rows = await session.execute(
                     select(Delivery.state, func.count())
@@ -144,9 +106,7 @@ async def run_ours(args: argparse.Namespace, api: FakeTelegramAPI) -> Result:
             await engine.dispose()
     stats = api.stats
     return Result(
-        name="ours: Sender, shipped Pacer"
-        if args.pacer == "shipped"
-        else f"ours: Sender, candidate WindowPacer {args.margin * 1000:.0f} ms",
+        name="ours: Sender + TelegramChannel (aiohttp)",
         expected=args.deliveries,
         sent=api.sent,
         responses_429=stats.responses_429,
@@ -186,19 +146,6 @@ async def run_ptb(args: argparse.Namespace, api: FakeTelegramAPI) -> Result:
         wall_s=wall,
         failures=failures,
     )
-
-
-class Arrivals:
-    """The fake's latency sampler, which it calls once per request as the request arrives
-    (after counting it against the rate window): so it also records arrival times."""
-
-    def __init__(self, median: float, sigma: float) -> None:
-        self._sample = lognormal_latency(median=median, sigma=sigma, seed=7)
-        self.stamps: list[float] = []
-
-    def __call__(self) -> float:
-        self.stamps.append(time.time())
-        return self._sample()
 
 
 def fresh_fake(args: argparse.Namespace) -> tuple[FakeTelegramAPI, Arrivals]:
@@ -271,15 +218,9 @@ def main() -> None:
     parser.add_argument("--limit", type=int, help="the fake's limit, msg/s (default: --rate)")
     parser.add_argument("--latency-median", type=float, default=0.080, help="seconds (0.080)")
     parser.add_argument("--latency-sigma", type=float, default=0.5, help="log-normal sigma")
-    parser.add_argument("--pool", type=int, default=64, help="HTTPXRequest pool for ours (64)")
     parser.add_argument("--ptb-chunk", type=int, default=100, help="gather chunk size (100)")
     parser.add_argument("--ptb-max-retries", type=int, default=0, help="AIORateLimiter (0)")
     parser.add_argument("--only", choices=["ours", "ptb"], help="run one side only")
-    parser.add_argument(
-        "--pacer", choices=["shipped", "window"], default="shipped",
-        help="ours with broadcasts.pacing.Pacer (shipped) or bench.candidate_pacing (window)",
-    )  # fmt: skip
-    parser.add_argument("--margin", type=float, default=0.015, help="window pacer margin, s")
     args = parser.parse_args()
     if args.limit is None:
         args.limit = round(args.rate)
@@ -287,10 +228,11 @@ def main() -> None:
     logging.getLogger("telegram.ext.AIORateLimiter").setLevel(logging.CRITICAL)
     logging.basicConfig(level=logging.WARNING)
     print(f"$ {command_line()}")
+    gc_label = use_service_gc(default_gc=False)
     print(
         f"{args.deliveries} deliveries; fake: {args.limit} msg/s sliding 1 s window, log-normal "
         f"latency median {args.latency_median * 1000:.0f} ms sigma {args.latency_sigma}; "
-        f"sender rate {args.rate} msg/s, per-chat gap 1.0 s, pacer {args.pacer}"
+        f"sender rate {args.rate} msg/s, per-chat gap 1.0 s; {gc_label}"
     )
     asyncio.run(main_async(args))
 
