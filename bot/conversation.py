@@ -16,7 +16,7 @@ from sqlalchemy import exc, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import texts
-from broadcasts import areas, inbox, library, subscribers
+from broadcasts import areas, documents, inbox, library, subscribers
 from db.models import (
     Area,
     AreaKind,
@@ -796,10 +796,14 @@ class Conversation:
         to send it to the officials instead, and no hits means False (the caller then
         forwards it), so a guess never swallows a message.
         """
-        hits = await library.search(turn.session, query, limit=SEARCH_RESULTS)
+        # Public documents only: anyone can write to the bot and claim any role, so
+        # internal guidance (for border guard stations, say) stays off chat.
+        hits = await library.search(turn.session, query, limit=SEARCH_RESULTS, public=True)
         language = turn.subscriber.language or "vi"
         if language != "vi":  # documents in the person's own language first, when there are
-            own = await library.search(turn.session, query, language=language, limit=SEARCH_RESULTS)
+            own = await library.search(
+                turn.session, query, language=language, limit=SEARCH_RESULTS, public=True
+            )
             shown = {hit.document_id for hit in own}
             hits = [*own, *(hit for hit in hits if hit.document_id not in shown)]
             hits = hits[:SEARCH_RESULTS]
@@ -831,25 +835,27 @@ class Conversation:
         return True
 
     async def _topics(self, turn: _Turn, *, replace: bool = False) -> None:
-        counts = [c for c in await library.topic_counts(turn.session) if c.documents]
+        counts = [(t, n) for t, n in await documents.public_topics(turn.session) if n]
         if not counts:
             turn.say(texts.LIBRARY_EMPTY)
             return
         options = [
-            Option(texts.TOPIC_ITEM.format(name=c.name, count=c.documents), f"tp:{c.slug}:0")
-            for c in counts
+            Option(texts.TOPIC_ITEM.format(name=topic.name, count=n), f"tp:{topic.slug}:0")
+            for topic, n in counts
         ]
         turn.say(texts.TOPICS_HEADER, options, replace=replace)
 
     async def _topic(self, turn: _Turn, slug: str, page: int) -> None:
-        counts = {c.slug: c for c in await library.topic_counts(turn.session)}
-        topic = counts.get(slug)
-        if topic is None or not topic.documents:
+        counts = {t.slug: (t, n) for t, n in await documents.public_topics(turn.session)}
+        topic, total = counts.get(slug, (None, 0))
+        if topic is None or not total:
             await self._topics(turn, replace=True)
             return
-        pages = -(-topic.documents // TOPIC_PAGE)
+        pages = -(-total // TOPIC_PAGE)
         page = max(0, min(page, pages - 1))
-        found = await library.browse(turn.session, slug, limit=TOPIC_PAGE, offset=page * TOPIC_PAGE)
+        found, _total = await documents.public_documents(
+            turn.session, topic_id=topic.id, limit=TOPIC_PAGE, offset=page * TOPIC_PAGE
+        )
         lines = [texts.TOPIC_DOCUMENTS.format(topic=topic.name, page=page + 1, pages=pages)]
         options = []
         for document in found:
@@ -882,7 +888,7 @@ class Conversation:
         list usable.
         """
         document = await turn.session.get(Document, document_id)
-        if document is None:
+        if document is None or not document.public:
             turn.say(texts.DOCUMENT_GONE)
             return
         pages = library.page(library.reading_text(document), turn.text_limit - READ_RESERVE)
@@ -907,7 +913,7 @@ class Conversation:
 
     async def _listen(self, turn: _Turn, document_id: int) -> None:
         document = await turn.session.get(Document, document_id)
-        if document is None:
+        if document is None or not document.public:
             turn.say(texts.DOCUMENT_GONE)
         elif self.voices is None:
             turn.say(texts.LISTEN_OFF)

@@ -349,10 +349,13 @@ def _tsquery(terms: Sequence[_Term], operator: str) -> str:
 
 
 def _filters(
-    id_column: str, topic_id: int | None, language: str | None
+    id_column: str, topic_id: int | None, language: str | None, public: bool | None = None
 ) -> tuple[str, dict[str, Any]]:
     clauses = []
     params: dict[str, Any] = {}
+    if public is not None:
+        clauses.append("d.public = :public")
+        params["public"] = public
     if language is not None:
         clauses.append("d.language = :language")
         params["language"] = language
@@ -472,6 +475,7 @@ async def search(
     topic: str | None = None,
     language: str | None = None,
     limit: int = 10,
+    public: bool | None = None,
 ) -> list[Hit]:
     """The best `limit` current documents for `query`, best first.
 
@@ -479,7 +483,8 @@ async def search(
     query that names a document number ("1191", "1191/QĐ-TTg", "nghị định 37") lists the
     documents with that number first. Documents with every query word rank above those
     with only some; the last word may be unfinished. `topic` is a topic slug (LibraryError
-    if unknown); `language` a code such as "vi".
+    if unknown); `language` a code such as "vi"; `public=True` keeps to the documents
+    shown to the public (chat, kiosk pages), filtered in the query itself.
     """
     limit = max(1, min(limit, 100))
     topic_id = None if topic is None else await _topic_id(session, topic)
@@ -494,7 +499,7 @@ async def search(
                 ranked.setdefault(document_id, score)
 
     id_column = "s.rowid" if _dialect(session) == "sqlite" else "s.document_id"
-    filters = _filters(id_column, topic_id, language)
+    filters = _filters(id_column, topic_id, language, public)
     number = _number_query(query)
     if number is not None:
         take(await _by_number(session, number, filters, limit))

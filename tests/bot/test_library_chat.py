@@ -17,7 +17,7 @@ from bot.listening import DocumentVoices
 from broadcasts import documents, inbox, library, officials
 from db.models import AssetKind, AudioAsset, Document, InboxMessage, OfficialRole
 from haidang.runtime import Service
-from tests.bot.harness import Said, count, running_service, until, wait_text
+from tests.bot.harness import SENDS_AND_EDITS, Said, count, running_service, until, wait_text
 from tests.bot.test_zalo import option_number
 from tests.conftest import Database
 from tests.fakes.telegram_api import FakeTelegramAPI
@@ -60,9 +60,18 @@ async def library_ids(seeded: Database, tmp_path: Path) -> dict[str, int]:
     """The test corpus and one long document, imported; file name → document id."""
     files = sorted(p for p in CORPUS.iterdir() if p.suffix in (".md", ".txt"))
     files.append(long_document(tmp_path))
+    internal = documents.parse(
+        "---\ntitle: Quy trình tuần tra nội bộ của đồn\ntopics: phap-luat\n---\n\n"
+        "Lịch tuần tra và mật khẩu liên lạc của đồn biên phòng, chỉ dùng nội bộ.\n",
+        source="noi-bo.md",
+    )
     async with seeded.sessions.begin() as session:
         imported = await documents.import_files(session, files, now=NOW)
-    return {Path(one.source).name: one.document.id for one in imported}
+        hidden = await documents.add(session, internal, now=NOW, public=False)
+    return {
+        **{Path(one.source).name: one.document.id for one in imported},
+        "noi-bo.md": hidden.document.id,
+    }
 
 
 def buttons(said: Said) -> dict[str, str]:
@@ -256,6 +265,21 @@ async def test_search_read_listen_and_browse_on_telegram(
         api.user_presses(CHAT, "rd:999999:0", check_button=False)
         await wait_text(api, CHAT, texts.DOCUMENT_GONE, after=mark + 1)
 
+        # Internal documents (not public) stay off chat, even by a forged button.
+        mark = count(api, CHAT)
+        api.user_sends(CHAT, "/tracuu tuần tra nội bộ")
+        nothing = await wait_text(api, CHAT, "Văn bản", after=mark)
+        assert "Quy trình tuần tra" not in nothing.text
+        api.user_presses(CHAT, f"rd:{library_ids['noi-bo.md']}:0", check_button=False)
+        api.user_presses(CHAT, f"ls:{library_ids['noi-bo.md']}", check_button=False)
+        await until(
+            lambda: [
+                r
+                for r in api.sent_to(CHAT, methods=SENDS_AND_EDITS)[mark:]
+                if r.text == texts.DOCUMENT_GONE
+            ][1:]
+        )
+
         # Browse: /tracuu alone lists the topics with their counts, then a topic's documents.
         mark = count(api, CHAT)
         api.user_sends(CHAT, "/tracuu")
@@ -265,6 +289,9 @@ async def test_search_read_listen_and_browse_on_telegram(
         )
         assert buttons(topics)[law_topic] == "tp:phap-luat:0"
         in_topic = int(law_topic.rsplit("(", 1)[1].rstrip(")"))
+        async with seeded.sessions() as session:
+            law_documents = await library.browse(session, "phap-luat", limit=100)
+        assert in_topic == len(law_documents) - 1  # all but the internal one
         api.user_presses(CHAT, "tp:phap-luat:0")
         listed = await wait_text(api, CHAT, "🗂 Phổ biến pháp luật – trang 1/", after=mark)
         assert listed.method == "editMessageText"
