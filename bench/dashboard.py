@@ -144,11 +144,12 @@ async def _seed(url: str, subscribers: int, bulletin_count: int) -> dict[str, in
             ],
         )  # fmt: skip
     if engine.dialect.name == "postgresql":
-        # What autovacuum would have done long before anyone opens the dashboard; SQLite:
-        # nothing in the service runs ANALYZE, so the bench does not either.
+        # What autovacuum does soon after the seed's bulk updates (statistics, and the
+        # visibility map index-only scans rely on); SQLite: nothing in the service runs
+        # ANALYZE, so the bench does not either.
         async with engine.connect() as connection:
             await connection.execution_options(isolation_level="AUTOCOMMIT")
-            await connection.exec_driver_sql("ANALYZE")
+            await connection.exec_driver_sql("VACUUM ANALYZE")
     print(f"seeded {subscribers:,} subscribers, {bulletin_count:,} bulletins, "
           f"{len(ids):,} deliveries in {time.perf_counter() - started:.1f} s")  # fmt: skip
     await engine.dispose()
@@ -166,8 +167,16 @@ async def _login(client: httpx.AsyncClient, username: str, password: str) -> Non
     assert response.status_code == 303, response.text
 
 
-async def _time(client: httpx.AsyncClient, path: str, requests: int) -> list[float]:
-    for _ in range(3):  # warm caches and the connection pool
+async def _time(client: httpx.AsyncClient, path: str, requests: int) -> tuple[float, list[float]]:
+    """(the first request's ms, `requests` timings after two more warm-up requests).
+
+    The first request fills the connection pool and the in-process caches (subscriber
+    counts, recipient previews: one minute): its time is what a cache miss costs.
+    """
+    started = time.perf_counter()
+    assert (await client.get(path)).status_code == 200, path
+    first = (time.perf_counter() - started) * 1000
+    for _ in range(2):
         assert (await client.get(path)).status_code == 200, path
     samples = []
     for _ in range(requests):
@@ -175,7 +184,7 @@ async def _time(client: httpx.AsyncClient, path: str, requests: int) -> list[flo
         response = await client.get(path)
         samples.append((time.perf_counter() - started) * 1000)
         assert response.status_code == 200, path
-    return samples
+    return first, samples
 
 
 async def bench_backend(url: str, subscribers: int, bulletin_count: int, requests: int) -> int:
@@ -199,7 +208,7 @@ async def bench_backend(url: str, subscribers: int, bulletin_count: int, request
         ("admin", "audit", "/dashboard/audit"),
     ]
     failed = 0
-    print(f"{'page':<28}{'as':<8}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}")
+    print(f"{'page':<28}{'as':<8}{'first ms':>9}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}")
     async with (
         httpx.AsyncClient(transport=transport, base_url="http://bench") as editor,
         httpx.AsyncClient(transport=transport, base_url="http://bench") as admin,
@@ -208,12 +217,13 @@ async def bench_backend(url: str, subscribers: int, bulletin_count: int, request
         await _login(admin, "bench-admin", "z" * 12)
         clients = {"editor": editor, "admin": admin}
         for who, name, path in pages:
-            samples = sorted(await _time(clients[who], path, requests))
+            first, samples = await _time(clients[who], path, requests)
+            samples.sort()
             p50 = statistics.median(samples)
             p95 = samples[min(len(samples) - 1, int(len(samples) * 0.95))]
             mark = "" if p95 < TARGET_P95_MS else "  over target"
             failed += p95 >= TARGET_P95_MS
-            print(f"{name:<28}{who:<8}{p50:9.1f}{p95:9.1f}{samples[-1]:9.1f}{mark}")
+            print(f"{name:<28}{who:<8}{first:9.1f}{p50:9.1f}{p95:9.1f}{samples[-1]:9.1f}{mark}")
     await engine.dispose()
     return failed
 

@@ -4,17 +4,57 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from sqlalchemy import select
+from sqlalchemy import Select, select
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from broadcasts import audit, officials
 from db.models import Area, Bot, Official, OfficialRole, Topic
 from db.text import nfc
 from web.dashboard import texts
-from web.dashboard.common import Dashboard, DashboardError, NotFound, form_text, require_admin
+from web.dashboard.common import (
+    Actor,
+    Dashboard,
+    DashboardError,
+    NotFound,
+    form_text,
+    require_admin,
+)
+
+Row = TypeVar("Row", Official, Bot, Topic)
+
+
+@dataclass
+class Admin:
+    """An admin's session on the administration pages: load rows, record what they did."""
+
+    db: AsyncSession
+    actor: Actor
+    clock: Callable[[], dt.datetime]
+
+    async def get(self, model: type[Row], row_id: int) -> Row:
+        """The row, or NotFound."""
+        row = await self.db.get(model, row_id)
+        if row is None:
+            raise NotFound
+        return row
+
+    async def audit(
+        self, action: str, target: Official | Bot | Topic, details: dict[str, Any] | None = None
+    ) -> None:
+        """The audit row of an action on `target`, in this session's transaction."""
+        await audit.record(
+            self.db, now=self.clock(), official=self.actor.official, via="web", action=action,
+            object_type=target.__tablename__.removesuffix("s"), object_id=target.id,
+            details=details,
+        )  # fmt: skip
 
 
 def _time(value: str) -> dt.time | None:
@@ -37,17 +77,36 @@ def _rate(value: str, low: float, high: float) -> float:
     return number
 
 
+def _bot_settings(bot: Bot) -> dict[str, object]:
+    """What the audit row records of a bot, before and after a change."""
+    return {"rate": bot.rate_per_second, "paid": bot.paid_broadcast,
+            "quiet_start": _iso(bot.quiet_start), "quiet_end": _iso(bot.quiet_end),
+            "enabled": bot.enabled}  # fmt: skip
+
+
 def register(router: APIRouter, dash: Dashboard) -> None:
     """Add the administration routes to the dashboard router."""
 
-    async def _officials_page(request: Request, error: str | None = None, status: int = 200,
-                              values: dict[str, str] | None = None) -> Response:  # fmt: skip
-        async with dash.sessions() as db:
+    @asynccontextmanager
+    async def admin_session(request: Request, *, write: bool) -> AsyncIterator[Admin]:
+        """A session (a transaction when `write`) for a signed-in admin, else Forbidden."""
+        async with dash.sessions.begin() if write else dash.sessions() as db:
             actor = await dash.actor(request, db)
             require_admin(actor)
+            yield Admin(db, actor, dash.now)
+
+    async def admin_list(request: Request, template: str, name: str, stmt: Select[Any]) -> Response:
+        """A plain list page of one kind of row."""
+        async with admin_session(request, write=False) as admin:
+            rows = (await admin.db.scalars(stmt)).all()
+        return dash.render(request, template, {name: rows}, actor=admin.actor)
+
+    async def _officials_page(request: Request, error: str | None = None, status: int = 200,
+                              values: dict[str, str] | None = None) -> Response:  # fmt: skip
+        async with admin_session(request, write=False) as admin:
             scope = aliased(Area)
             rows = (
-                await db.execute(
+                await admin.db.execute(
                     select(Official, scope.code, scope.name)
                     .outerjoin(scope, scope.id == Official.area_id)
                     .order_by(Official.username)
@@ -59,7 +118,7 @@ def register(router: APIRouter, dash: Dashboard) -> None:
             {"rows": rows, "error": error, "roles": texts.OFFICIAL_ROLES,
              "values": values or {"username": "", "display_name": "", "role": "", "area": ""},
              "now": dash.now()},
-            actor=actor, status_code=status,
+            actor=admin.actor, status_code=status,
         )  # fmt: skip
 
     @router.get("/admin/officials")
@@ -78,13 +137,11 @@ def register(router: APIRouter, dash: Dashboard) -> None:
             "area": form_text(form, "area"),
         }
         error: str | None = None
-        async with dash.sessions() as db:
-            actor = await dash.actor(request, db)
-            require_admin(actor)
+        async with admin_session(request, write=False) as admin:
             try:
                 role = OfficialRole(values["role"])
                 created = await officials.create(
-                    db, username=values["username"], role=role,
+                    admin.db, username=values["username"], role=role,
                     password=form_text(form, "password"), area_code=values["area"].strip() or None,
                     display_name=values["display_name"],
                 )  # fmt: skip
@@ -93,13 +150,12 @@ def register(router: APIRouter, dash: Dashboard) -> None:
             except ValueError:  # not one of the roles
                 error = texts.BAD_CHOICE
             else:
-                await audit.record(
-                    db, now=dash.now(), official=actor.official, via="web",
-                    action="official.create", object_type="official", object_id=created.id,
-                    details={"username": created.username, "role": role.value,
-                             "area": values["area"].strip() or None},
+                await admin.audit(
+                    "official.create", created,
+                    {"username": created.username, "role": role.value,
+                     "area": values["area"].strip() or None},
                 )  # fmt: skip
-                await db.commit()
+                await admin.db.commit()
         if error is not None:
             # After the session closed: on SQLite a second one would wait for its write lock.
             return await _officials_page(request, error, 400, values)
@@ -110,34 +166,23 @@ def register(router: APIRouter, dash: Dashboard) -> None:
     async def official_active(request: Request, official_id: int) -> Response:
         form = await dash.form(request)
         active = form_text(form, "active") == "1"
-        async with dash.sessions.begin() as db:
-            actor = await dash.actor(request, db)
-            require_admin(actor)
-            target = await db.get(Official, official_id)
-            if target is None:
-                raise NotFound
-            if target.id == actor.official.id and not active:
+        async with admin_session(request, write=True) as admin:
+            target = await admin.get(Official, official_id)
+            if target.id == admin.actor.official.id and not active:
                 raise DashboardError(texts.CANNOT_DEACTIVATE_SELF)
             if target.active != active:
                 target.active = active
                 if active:  # reactivating also lifts a lock-out
                     target.failed_logins = 0
                     target.locked_until = None
-                await audit.record(
-                    db, now=dash.now(), official=actor.official, via="web",
-                    action="official.activate" if active else "official.deactivate",
-                    object_type="official", object_id=target.id,
-                )  # fmt: skip
+                await admin.audit("official.activate" if active else "official.deactivate", target)
         return dash.redirect("/admin/officials", "official_changed")
 
     @router.get("/admin/bots")
     @dash.view
     async def bots_list(request: Request) -> Response:
-        async with dash.sessions() as db:
-            actor = await dash.actor(request, db)
-            require_admin(actor)
-            bots = (await db.scalars(select(Bot).order_by(Bot.platform, Bot.name))).all()
-        return dash.render(request, "dashboard/admin_bots.html", {"bots": bots}, actor=actor)
+        stmt = select(Bot).order_by(Bot.platform, Bot.name)
+        return await admin_list(request, "dashboard/admin_bots.html", "bots", stmt)
 
     @router.post("/admin/bots/{bot_id}")
     @dash.view
@@ -146,36 +191,21 @@ def register(router: APIRouter, dash: Dashboard) -> None:
         rate = _rate(form_text(form, "rate_per_second"), 0.1, 1000)
         quiet_start = _time(form_text(form, "quiet_start"))
         quiet_end = _time(form_text(form, "quiet_end"))
-        async with dash.sessions.begin() as db:
-            actor = await dash.actor(request, db)
-            require_admin(actor)
-            bot = await db.get(Bot, bot_id)
-            if bot is None:
-                raise NotFound
-            before = {"rate": bot.rate_per_second, "paid": bot.paid_broadcast,
-                      "quiet_start": _iso(bot.quiet_start), "quiet_end": _iso(bot.quiet_end),
-                      "enabled": bot.enabled}  # fmt: skip
+        async with admin_session(request, write=True) as admin:
+            bot = await admin.get(Bot, bot_id)
+            before = _bot_settings(bot)
             bot.rate_per_second = rate
             bot.paid_broadcast = form_text(form, "paid_broadcast") == "1"
             bot.quiet_start, bot.quiet_end = quiet_start, quiet_end
             bot.enabled = form_text(form, "enabled") == "1"
-            after = {"rate": bot.rate_per_second, "paid": bot.paid_broadcast,
-                     "quiet_start": _iso(bot.quiet_start), "quiet_end": _iso(bot.quiet_end),
-                     "enabled": bot.enabled}  # fmt: skip
-            await audit.record(
-                db, now=dash.now(), official=actor.official, via="web", action="bot.update",
-                object_type="bot", object_id=bot.id, details={"before": before, "after": after},
-            )  # fmt: skip
+            await admin.audit("bot.update", bot, {"before": before, "after": _bot_settings(bot)})
         return dash.redirect("/admin/bots", "bot_saved")
 
     @router.get("/admin/topics")
     @dash.view
     async def topics_list(request: Request) -> Response:
-        async with dash.sessions() as db:
-            actor = await dash.actor(request, db)
-            require_admin(actor)
-            topics = (await db.scalars(select(Topic).order_by(Topic.position, Topic.id))).all()
-        return dash.render(request, "dashboard/admin_topics.html", {"topics": topics}, actor=actor)
+        stmt = select(Topic).order_by(Topic.position, Topic.id)
+        return await admin_list(request, "dashboard/admin_topics.html", "topics", stmt)
 
     @router.post("/admin/topics/{topic_id}")
     @dash.view
@@ -184,20 +214,13 @@ def register(router: APIRouter, dash: Dashboard) -> None:
         name = nfc(" ".join(form_text(form, "name").split()))[:120]
         if not name:
             raise DashboardError(texts.TOPIC_NAME_EMPTY)
-        async with dash.sessions.begin() as db:
-            actor = await dash.actor(request, db)
-            require_admin(actor)
-            topic = await db.get(Topic, topic_id)
-            if topic is None:
-                raise NotFound
-            details = {"before": {"name": topic.name, "active": topic.active}}
+        async with admin_session(request, write=True) as admin:
+            topic = await admin.get(Topic, topic_id)
+            before = {"name": topic.name, "active": topic.active}
             topic.name = name
             topic.active = form_text(form, "active") == "1"
-            details["after"] = {"name": topic.name, "active": topic.active}
-            await audit.record(
-                db, now=dash.now(), official=actor.official, via="web", action="topic.update",
-                object_type="topic", object_id=topic.id, details=details,
-            )  # fmt: skip
+            after = {"name": topic.name, "active": topic.active}
+            await admin.audit("topic.update", topic, {"before": before, "after": after})
         return dash.redirect("/admin/topics", "topic_saved")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -23,6 +24,8 @@ MAX_BARS = 120
 CHART_W, CHART_H, CHART_PAD = 640, 180, 28
 CHART = {"w": CHART_W, "h": CHART_H, "pad": CHART_PAD}
 T = TypeVar("T")
+# (value, label) of every delivery state: the page writes a cell per state per commune.
+STATES = [(state.value, texts.DELIVERY_STATES[state]) for state in DeliveryState]
 
 
 @dataclass(frozen=True)
@@ -35,17 +38,23 @@ class Bar:
     label: str
 
 
-async def sent_per_minute(db: AsyncSession, bulletin_id: int) -> list[tuple[dt.datetime, int]]:
-    """(minute, deliveries sent in it) for every run of the bulletin, oldest first."""
+async def sent_per_minute(
+    db: AsyncSession, bulletin_id: int, since: dt.datetime | None = None
+) -> list[tuple[dt.datetime, int]]:
+    """(minute, deliveries sent in it) for every run of the bulletin, oldest first.
+
+    With `since` (the start of a minute), only deliveries sent from then on.
+    """
     if db.get_bind().dialect.name == "sqlite":
         # Stored as naive UTC text; the first 16 characters are "YYYY-MM-DD HH:MM".
         minute: Any = func.substr(Delivery.sent_at, 1, 16)
     else:
         minute = func.date_trunc("minute", Delivery.sent_at)
     runs = select(BroadcastRun.id).where(BroadcastRun.bulletin_id == bulletin_id)
+    sent = Delivery.sent_at.is_not(None) if since is None else Delivery.sent_at >= since
     rows = await db.execute(
         select(minute, func.count())
-        .where(Delivery.run_id.in_(runs), Delivery.sent_at.is_not(None))
+        .where(Delivery.run_id.in_(runs), sent)
         .group_by(minute)
         .order_by(minute)
     )
@@ -59,6 +68,37 @@ async def sent_per_minute(db: AsyncSession, bulletin_id: int) -> list[tuple[dt.d
             moment = stamp if stamp.tzinfo else stamp.replace(tzinfo=dt.UTC)
         result.append((moment.astimezone(dt.UTC), int(count)))
     return result
+
+
+class MinuteCounts:
+    """sent_per_minute that counts only the recent minutes again.
+
+    A delivery's sent_at is the sender's clock when the platform accepted it, written
+    within about a second; so minutes more than SETTLE before the latest one seen never
+    change again and are kept (per bulletin, for the last `max_bulletins`). Exact, and
+    the chart of a long broadcast no longer sorts every sent row every ten seconds.
+    """
+
+    SETTLE = dt.timedelta(minutes=2)
+
+    def __init__(self, max_bulletins: int = 64) -> None:
+        self.max_bulletins = max_bulletins
+        # bulletin id → (horizon, the counts of the minutes before it)
+        self._settled: OrderedDict[int, tuple[dt.datetime, list[tuple[dt.datetime, int]]]] = (
+            OrderedDict()
+        )
+
+    async def get(self, db: AsyncSession, bulletin_id: int) -> list[tuple[dt.datetime, int]]:
+        horizon, settled = self._settled.get(bulletin_id, (None, []))
+        points = settled + await sent_per_minute(db, bulletin_id, since=horizon)
+        if points:
+            latest = points[-1][0] - self.SETTLE
+            new_horizon = latest if horizon is None else max(horizon, latest)
+            self._settled[bulletin_id] = (new_horizon, [p for p in points if p[0] < new_horizon])
+            self._settled.move_to_end(bulletin_id)
+            while len(self._settled) > self.max_bulletins:
+                self._settled.popitem(last=False)
+        return points
 
 
 def chart_bars(points: list[tuple[dt.datetime, int]], tz: Any) -> tuple[list[Bar], int, int]:
@@ -122,6 +162,7 @@ def progress_payload(report: dict[str, Any]) -> dict[str, Any]:
 
 def register(router: APIRouter, dash: Dashboard) -> None:
     """Add the follow-up routes to the dashboard router."""
+    minutes = MinuteCounts()
 
     async def read_visible(
         request: Request, bulletin_id: int, read: Callable[[AsyncSession, int], Awaitable[T]]
@@ -144,7 +185,7 @@ def register(router: APIRouter, dash: Dashboard) -> None:
             request,
             "dashboard/progress.html",
             {"b": bulletin, "p": progress_payload(report), "rows": rows, "chart": CHART,
-             "states": list(DeliveryState)},
+             "states": STATES},
             actor=actor,
         )  # fmt: skip
 
@@ -157,7 +198,7 @@ def register(router: APIRouter, dash: Dashboard) -> None:
     @router.get("/bulletins/{bulletin_id}/chart.svg")
     @dash.view
     async def progress_chart(request: Request, bulletin_id: int) -> Response:
-        _, _, points = await read_visible(request, bulletin_id, sent_per_minute)
+        _, _, points = await read_visible(request, bulletin_id, minutes.get)
         bars, tallest, step = chart_bars(points, dash.tz)
         template = dash.templates.get_template("dashboard/chart.svg")
         svg = template.render(bars=bars, tallest=tallest, step=step, chart=CHART)
