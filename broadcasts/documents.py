@@ -656,7 +656,12 @@ async def _store_attachments(
     are content-addressed, so a retry reuses them and nothing ever lists them."""
     incoming = ([source] if source is not None else []) + list(files)
     for one in incoming:
-        await asyncio.to_thread(_put, store, one)
+        try:
+            await asyncio.to_thread(_put, store, one)
+        except OSError as exc:  # a full disk or a read-only data directory
+            raise DocumentError(
+                f"{one.name}: cannot store the file ({exc.strerror or type(exc).__name__})"
+            ) from None
     existing = {
         row.name: row
         for row in await session.scalars(

@@ -350,6 +350,19 @@ async def test_attachments_versions_and_the_store(seeded: Database, tmp_path: Pa
     assert audit_row is not None and audit_row.details["attachments"] == ["qd-moi.txt", "anh.jpg"]
 
 
+async def test_a_store_that_cannot_write_imports_nothing(seeded: Database, tmp_path: Path) -> None:
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("a file where the store's directory should be")
+    source = tmp_path / "qd.txt"
+    source.write_text(OFFICIAL_TEXT, encoding="utf-8")
+    with pytest.raises(documents.DocumentError, match=r"qd\.txt: cannot store the file"):
+        async with seeded.sessions.begin() as session:
+            await documents.import_files(session, [source], now=NOW, store=LocalStore(blocked))
+    async with seeded.sessions() as session:
+        assert await session.scalar(select(func.count(Document.id))) == 0
+    assert await _index_size(seeded) == 0
+
+
 def test_attachment_and_metadata_checks() -> None:
     with pytest.raises(documents.DocumentError, match=r"x\.svg: this kind of file cannot"):
         documents.attachment_file("x.svg", b"<svg/>")

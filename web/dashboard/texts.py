@@ -298,6 +298,7 @@ DOCUMENT_ERRORS: tuple[tuple[str, str], ...] = (
     ("unknown topic", "chủ đề không tồn tại."),
     ("not a usable file name", "tên tệp không dùng được."),
     ("cannot read the file", "không đọc được tệp."),
+    ("cannot store the file", "không lưu được tệp vào kho lưu trữ; hãy báo quản trị viên."),
 )
 
 
