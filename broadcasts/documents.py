@@ -724,19 +724,10 @@ async def public_search(
     language: str | None = None,
     limit: int = 20,
 ) -> list[library.Hit]:
-    """library.search restricted to public documents: the best `limit` public hits among
-    the best 100 hits (internal documents are few, so this drops none in practice)."""
-    hits = await library.search(session, query, topic=topic, language=language, limit=100)
-    if not hits:
-        return []
-    public = set(
-        await session.scalars(
-            select(Document.id).where(
-                Document.id.in_([hit.document_id for hit in hits]), Document.public.is_(True)
-            )
-        )
+    """library.search over the public documents only (the kiosk pages, chat)."""
+    return await library.search(
+        session, query, topic=topic, language=language, limit=limit, public=True
     )
-    return [hit for hit in hits if hit.document_id in public][:limit]
 
 
 def _public_current() -> ColumnElement[bool]:
