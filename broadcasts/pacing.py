@@ -12,6 +12,15 @@ from collections.abc import Awaitable, Callable
 _CHAT_MEMORY = 100_000
 
 
+class Slot:
+    """One granted send; `at` is when it was granted, or when it began if that was later."""
+
+    __slots__ = ("at",)
+
+    def __init__(self, at: float) -> None:
+        self.at = at
+
+
 class Pacer:
     """Hands out send slots at `rate` per second without ever exceeding the platform's window.
 
@@ -24,8 +33,11 @@ class Pacer:
     The platform counts requests in a sliding window (Telegram: 1 s), so the pacer also
     keeps the last `floor(rate * window)` grant times and never grants another before the
     oldest is `window + margin` old; the margin covers jitter between our clock and the
-    platform's arrival stamps. A per-chat gap keeps two messages to one person (a long
-    bulletin's parts) apart, and `pause()` stops the whole bot after a 429.
+    platform's arrival stamps. A send that begins late (the event loop was busy between
+    the grant and the request) is counted from when it began: `began(slot)`, so such a
+    delay cannot squeeze `floor(rate) + 1` requests into the platform's window.
+    A per-chat gap keeps two messages to one person (a long bulletin's parts) apart, and
+    `pause()` stops the whole bot after a 429.
 
     `clock` and `sleep` are injectable so tests can run the pacer on virtual time.
     """
@@ -51,7 +63,7 @@ class Pacer:
         self._sleep = sleep
         self._next_slot = -math.inf
         self._paused_until = -math.inf
-        self._grants: deque[float] = deque()
+        self._grants: deque[Slot] = deque()
         self._last_by_chat: OrderedDict[str, float] = OrderedDict()
         self._lock = asyncio.Lock()
         self.set_rate(rate_per_second)
@@ -73,7 +85,11 @@ class Pacer:
     def paused_for(self) -> float:
         return max(0.0, self._paused_until - self._clock())
 
-    async def wait_turn(self, chat_id: str | None = None) -> None:
+    def began(self, slot: Slot) -> None:
+        """The granted send is being made now (call it just before the request)."""
+        slot.at = max(slot.at, self._clock())
+
+    async def wait_turn(self, chat_id: str | None = None) -> Slot:
         """Wait for this chat's gap (outside the queue), then for the next global slot."""
         if chat_id is not None and chat_id in self._last_by_chat:
             gap = self._last_by_chat[chat_id] + self.per_chat_interval - self._clock()
@@ -84,7 +100,7 @@ class Pacer:
                 now = self._clock()
                 start = max(self._next_slot, self._paused_until)
                 if len(self._grants) == self.per_window:
-                    start = max(start, self._grants[0] + self.window + self.margin)
+                    start = max(start, self._grants[0].at + self.window + self.margin)
                 if start <= now:
                     break
                 # Re-check after waking: a 429 may have paused the bot meanwhile.
@@ -92,9 +108,11 @@ class Pacer:
             behind = now - self._next_slot
             base = self._next_slot if behind < max(self.interval, self.catch_up) else now
             self._next_slot = base + self.interval
-            self._grants.append(now)
+            slot = Slot(now)
+            self._grants.append(slot)
         if chat_id is not None:
             self._last_by_chat[chat_id] = now
             self._last_by_chat.move_to_end(chat_id)
             if len(self._last_by_chat) > _CHAT_MEMORY:
                 self._last_by_chat.popitem(last=False)
+        return slot

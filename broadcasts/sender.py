@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from broadcasts import bulletins, leases, queue
 from broadcasts.channels import Channel, FailureKind, Media, Outbound, SendFailure
-from broadcasts.pacing import Pacer
+from broadcasts.pacing import Pacer, Slot
 from db.models import BroadcastRun, Bulletin, DeliveryState, Priority, RunState, SubscriberRole
 from db.text import split_message
 
@@ -253,8 +253,8 @@ class Sender:
             self._finish(delivery, DeliveryState.expired, reason="expired")
             return
         await self._slots.acquire()
-        await self.pacer.wait_turn(delivery.chat_id)
-        task = asyncio.create_task(self._send(delivery, parts))
+        slot = await self.pacer.wait_turn(delivery.chat_id)
+        task = asyncio.create_task(self._send(delivery, parts, slot))
         self._in_flight.add(task)
         task.add_done_callback(self._in_flight.discard)
 
@@ -289,13 +289,14 @@ class Sender:
         self._parts[key] = (parts, bulletin.expires_at, rebuild)
         return parts, bulletin.expires_at
 
-    async def _send(self, delivery: queue.Claimed, parts: list[Outbound]) -> None:
+    async def _send(self, delivery: queue.Claimed, parts: list[Outbound], slot: Slot) -> None:
         try:
             first_id: str | None = None
             sent_parts = delivery.parts_sent
             for index in range(delivery.parts_sent, len(parts)):
                 if index > delivery.parts_sent:
-                    await self.pacer.wait_turn(delivery.chat_id)
+                    slot = await self.pacer.wait_turn(delivery.chat_id)
+                self.pacer.began(slot)  # the task may start well after its grant
                 try:
                     message_id = await self._channel.send(delivery.chat_id, parts[index])
                 except SendFailure as failure:

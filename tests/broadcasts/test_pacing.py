@@ -100,6 +100,25 @@ async def test_timer_overshoot_does_not_lower_the_rate(rate: float) -> None:
     assert achieved >= 0.98 * int(rate)
 
 
+async def test_a_send_that_begins_late_counts_from_when_it_began() -> None:
+    time = VirtualTime()
+    pacer = pacer_on(time, 2.0)  # two sends in any second
+    third: list[float] = []
+
+    async def sends() -> None:
+        first = await pacer.wait_turn()  # granted at 0
+        await pacer.wait_turn()  # granted at 0.5
+        await time.sleep(0.3)
+        pacer.began(first)  # the busy event loop let the first request out only at 0.8
+        await pacer.wait_turn()
+        third.append(time.now)
+
+    await time.run(sends())
+    # Counted from its grant, the third could go at 1.015 and reach the platform within
+    # 1 s of the first; counted from when the first began, it waits until 1.815.
+    assert third == [pytest.approx(0.8 + 1.0 + pacer.margin)]
+
+
 async def test_a_stall_is_not_caught_up_with_a_burst() -> None:
     time = VirtualTime()
     pacer = pacer_on(time, 100.0)
