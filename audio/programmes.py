@@ -30,6 +30,8 @@ from audio.spoken import to_spoken
 from audio.store import AssetStore
 from audio.studio import (
     LANGUAGE,
+    PRODUCTION,
+    Production,
     StudioError,
     cached_assets,
     engines_of,
@@ -488,6 +490,7 @@ async def build_daily_programme(
     now: dt.datetime,
     work_dir: Path,
     force: bool = False,
+    production: Production = PRODUCTION,
 ) -> AudioAsset | None:
     """The commune's programme for ``day`` as one MP3 asset; None when the day is empty.
 
@@ -500,9 +503,11 @@ async def build_daily_programme(
     the day's previous one (row and file). Cost on a miss: about 1 s per minute of
     programme plus any bulletin renders.
 
-    Like render_bulletin it opens its own short transactions from ``sessions`` and
-    holds none while it speaks, masters or encodes: reads, then the render, then one
-    short write (upsert and removal of the day's previous programme).
+    ``production`` is the bulletins' (see render_bulletin); the programme itself has no
+    jingle and is not compressed again. Like render_bulletin it opens its own short
+    transactions from ``sessions`` and holds none while it speaks, masters or encodes:
+    reads, then the render, then one short write (upsert and removal of the day's
+    previous programme).
     Raises ProgrammeError for an unknown commune code.
     """
     async with sessions() as session:
@@ -522,6 +527,7 @@ async def build_daily_programme(
             tz=tz,
             now=now,
             work_dir=work_dir,
+            production=production,
         )
         mp3s.append(next(asset for asset in assets if asset.format == "mp3"))
 

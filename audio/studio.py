@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
+import hashlib
 import logging
 import re
 import tempfile
@@ -30,8 +32,10 @@ __all__ = [
     "LANGUAGE",
     "MASTERING",
     "MIME_TYPES",
+    "PRODUCTION",
     "AssetRecord",
     "BulletinPlan",
+    "Production",
     "Script",
     "StoredAudio",
     "StudioError",
@@ -72,6 +76,45 @@ _SENTENCE_END: Final = re.compile(r"[.!?…:;]$")
 
 class StudioError(ValueError):
     """Audio cannot be made for this request (unknown bulletin, nothing to say)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Production:
+    """How bulletins sound besides their words; configured once (the AUDIO_* settings).
+
+    ``mastering`` carries the light compression for outdoor horns (``compression`` None
+    turns it off); ``jingle`` is an audio file played before the heading; ``heading``
+    says whether "Đài truyền thanh … xin thông báo." is spoken first. All are part of
+    the render cache key, the jingle by its content.
+    """
+
+    mastering: MasteringSettings = MASTERING
+    jingle: Path | None = None
+    heading: bool = True
+
+    def key_settings(self) -> dict[str, object]:
+        """What goes into a cache key. The defaults add nothing, so files rendered
+        before these options existed stay cache hits."""
+        extra: dict[str, object] = {"mastering": self.mastering}
+        if self.jingle is not None:
+            extra["jingle"] = _file_digest(self.jingle)
+        if not self.heading:
+            extra["heading_spoken"] = False
+        return extra
+
+
+PRODUCTION: Final = Production()
+
+
+def _file_digest(path: Path) -> str:
+    stat = path.stat()
+    return _digest_of(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _digest_of(path: str, _mtime_ns: int, _size: int) -> str:
+    # Keyed by modification time and size too, so an edited jingle is hashed again.
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +181,9 @@ async def bulletin_script(session: AsyncSession, bulletin: Bulletin, tz: ZoneInf
     )
 
 
-def _bulletin_key(bulletin_id: int, script: Script, engine_name: str) -> str:
+def _bulletin_key(
+    bulletin_id: int, script: Script, engine_name: str, production: Production
+) -> str:
     # The bulletin id is part of the key: a row belongs to one bulletin (AudioAsset has
     # one bulletin_id), so two bulletins with the same words each get their own files.
     settings = {
@@ -147,8 +192,8 @@ def _bulletin_key(bulletin_id: int, script: Script, engine_name: str) -> str:
         "bulletin": bulletin_id,
         "heading": script.heading,
         "tags": script.tags,
-        "mastering": MASTERING,
         "encoding": ENCODING,
+        **production.key_settings(),
     }
     return mastering.cache_key(script.text, engine_name, LANGUAGE, settings)
 
@@ -320,6 +365,7 @@ class BulletinPlan:
     script: Script
     key: str
     cached: list[AudioAsset] | None  # every format's row, with its file present
+    production: Production = PRODUCTION
 
 
 @dataclass(frozen=True, slots=True)
@@ -339,6 +385,7 @@ async def plan_bulletin(
     engine_name: str,
     tz: ZoneInfo,
     force: bool = False,
+    production: Production = PRODUCTION,
 ) -> BulletinPlan:
     """Read what rendering ``bulletin_id`` needs; only reads (a few queries, a stat per file).
 
@@ -349,9 +396,9 @@ async def plan_bulletin(
     if bulletin is None:
         raise StudioError(f"no bulletin {bulletin_id}")
     script = await bulletin_script(session, bulletin, tz)
-    key = _bulletin_key(bulletin.id, script, engine_name)
+    key = _bulletin_key(bulletin.id, script, engine_name, production)
     cached = None if force else await cached_assets(session, store, key, FORMATS)
-    return BulletinPlan(bulletin.id, script, key, cached)
+    return BulletinPlan(bulletin.id, script, key, cached, production)
 
 
 async def make_audio(
@@ -362,15 +409,19 @@ async def make_audio(
     engine_name: str,
     work_dir: Path,
     key_for: Callable[[str], str],
+    production: Production = PRODUCTION,
 ) -> StoredAudio:
     """Speak ``script`` (heading, then text), master, encode and put the files in ``store``.
 
     ``key`` (the content hash) names the files; ``key_for`` maps a format ("mp3",
-    "aac", "ogg") to its store key. Touches no database, so no transaction is held
-    while it runs (about 1 s per 20 s of speech; TTS and mastering run in worker
-    threads). TTS and mastering errors pass through.
+    "aac", "ogg") to its store key; ``production`` adds the jingle, drops the heading
+    or changes the compression. Touches no database, so no transaction is held while
+    it runs (about 1 s per 20 s of speech; TTS and mastering run in worker threads).
+    TTS and mastering errors pass through.
     """
-    body, heading = await speak(engine_name, [script.text, script.heading])
+    lines = [script.text, script.heading] if production.heading else [script.text]
+    body, *spoken_heading = await speak(engine_name, lines)
+    heading = spoken_heading[0] if spoken_heading else None
     rendered, records = await asyncio.to_thread(
         render_to_store,
         store,
@@ -381,7 +432,8 @@ async def make_audio(
             basename=key,
             tags=script.tags,
             heading=heading,
-            mastering=MASTERING,
+            jingle=production.jingle,
+            mastering=production.mastering,
             encoding=ENCODING,
         ),
         key_for,
@@ -394,7 +446,7 @@ async def make_audio(
         rendered.master.integrated_lufs,
         rendered.master.true_peak_dbtp,
     )
-    return StoredAudio(records, engines_of([body, heading]), rendered.master)
+    return StoredAudio(records, engines_of([body, *spoken_heading]), rendered.master)
 
 
 async def make_bulletin_audio(
@@ -408,6 +460,7 @@ async def make_bulletin_audio(
         engine_name=engine_name,
         work_dir=work_dir,
         key_for=lambda fmt: bulletin_store_key(plan.key, fmt),
+        production=plan.production,
     )
 
 
@@ -436,13 +489,15 @@ async def render_bulletin(
     now: dt.datetime,
     work_dir: Path,
     force: bool = False,
+    production: Production = PRODUCTION,
 ) -> list[AudioAsset]:
     """The bulletin's MP3, AAC and Ogg/Opus assets (in FORMATS order), rendering if needed.
 
     Cached by content: the key covers the spoken text and heading, the engine name
-    (the one asked for, e.g. "auto"), the voice, the tags and every mastering and
-    encoding setting, so an unchanged bulletin is a cache hit (two queries and a stat
-    per file, no TTS, no mastering) unless ``force``. A render done by the offline
+    (the one asked for, e.g. "auto"), the voice, the tags, ``production`` (jingle,
+    heading, compression) and every mastering and encoding setting, so an unchanged
+    bulletin is a cache hit (two queries and a stat per file, no TTS, no mastering)
+    unless ``force``. A render done by the offline
     fallback stays cached under the requested engine's key; re-render with ``force``.
 
     Unlike most domain functions this one opens its own short transactions from
@@ -455,8 +510,9 @@ async def render_bulletin(
     """
     async with sessions() as session:
         plan = await plan_bulletin(
-            session, bulletin_id, store=store, engine_name=engine_name, tz=tz, force=force
-        )
+            session, bulletin_id, store=store, engine_name=engine_name, tz=tz, force=force,
+            production=production,
+        )  # fmt: skip
     if plan.cached is not None:
         return plan.cached
     audio = await make_bulletin_audio(plan, store=store, engine_name=engine_name, work_dir=work_dir)

@@ -11,9 +11,15 @@ __all__ = [
     "CLOSING",
     "DOCUMENT_HEADING",
     "DOCUMENT_NUMBER",
+    "DURATION_MINUTES",
+    "DURATION_SECONDS",
+    "FEED_DESCRIPTION",
+    "FEED_TITLE",
+    "FILE_NOT_FOUND",
     "FIRST_ITEM",
     "NEXT_ITEM",
     "OPENING",
+    "PROGRAMME_DESCRIPTION",
     "PROGRAMME_TITLE",
     "SERVICE_HEADING",
     "SERVICE_NAME",
@@ -35,6 +41,16 @@ NEXT_ITEM: Final = "Tin tiếp theo."
 CLOSING: Final = "Đài truyền thanh {station} xin hết."
 # Title tag of a programme file and of its feed item (a date is written d/m/yyyy).
 PROGRAMME_TITLE: Final = "Chương trình phát thanh ngày {date}"
+
+# The public audio pages and the podcast feed (web/audio.py).
+FEED_TITLE: Final = "Đài truyền thanh {commune}"
+FEED_DESCRIPTION: Final = (
+    "Bản tin và chương trình phát thanh hằng ngày cho {place}, do Hải Đăng cung cấp."
+)
+PROGRAMME_DESCRIPTION: Final = "{title} — {commune}"
+FILE_NOT_FOUND: Final = "Không tìm thấy tệp."
+DURATION_MINUTES: Final = "{minutes} phút {seconds:02d} giây"
+DURATION_SECONDS: Final = "{seconds} giây"
 
 
 def station_name(commune: Area) -> str:

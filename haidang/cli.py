@@ -336,7 +336,7 @@ def _run_audio(
 
     try:
         return asyncio.run(runner())
-    except ValueError as exc:  # StudioError, ProgrammeError
+    except (ValueError, LookupError) as exc:  # StudioError, ProgrammeError, unknown engine
         raise fail(str(exc)) from None
 
 
@@ -363,6 +363,7 @@ def audio_render(
     """
     from audio import studio, tts
     from audio.store import make_store
+    from haidang.media import engine_name, production
 
     settings: Settings = ctx.obj
     store = make_store("local", root=settings.audio_dir)
@@ -373,11 +374,12 @@ def audio_render(
             sessions,
             bulletin_id,
             store=store,
-            engine_name=settings.tts_engine.value,
+            engine_name=engine_name(settings),
             tz=settings.tz,
             now=started,
             work_dir=settings.data_dir / "tmp",
             force=force,
+            production=production(settings),
         )
         # A (re)written file's row carries this run's clock; a cached one an older time.
         return [(a.store_key, a.created_at == started) for a in assets]
@@ -412,6 +414,7 @@ def audio_programme(
 
     from audio import programmes, tts
     from audio.store import make_store
+    from haidang.media import engine_name, production
 
     settings: Settings = ctx.obj
     started = _now()
@@ -427,11 +430,12 @@ def audio_programme(
             commune_code,
             day,
             store=store,
-            engine_name=settings.tts_engine.value,
+            engine_name=engine_name(settings),
             tz=settings.tz,
             now=started,
             work_dir=settings.data_dir / "tmp",
             force=force,
+            production=production(settings),
         )
         return None if asset is None else (asset.store_key, asset.created_at == started)
 

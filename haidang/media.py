@@ -3,21 +3,46 @@ and the file ids a bot got for uploaded audio, kept in the database."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from audio import studio, uploads
+from audio import studio, tts, uploads
+from audio.mastering import Compression
 from audio.store import AssetStore
 from broadcasts.channels import Media, MediaKind
 from broadcasts.sender import BulletinMedia
 from db.models import Bulletin
+from haidang.settings import Settings, TtsEngineChoice
 
 # What Telegram and Zalo both show as a photo, recognised by the file's first bytes (a
 # name or a declared type can lie).
 PHOTO_SIGNATURES = {b"\xff\xd8\xff": ".jpg", b"\x89PNG\r\n\x1a\n": ".png"}
 MAX_PHOTO_BYTES = 10_000_000  # Telegram's limit for a photo
+
+
+def engine_name(settings: Settings) -> str:
+    """The TTS engine bulletins are spoken with (TTS_ENGINE, TTS_ONLINE_ENGINE and
+    TTS_ENGINE_OPTIONS), plugin engines registered first. LookupError for an unknown
+    engine, the engine's own errors for bad options."""
+    tts.load_plugins()
+    if settings.tts_engine is TtsEngineChoice.auto:
+        return tts.configure_auto(settings.tts_online_engine, settings.tts_options)
+    return settings.tts_engine.value
+
+
+def production(settings: Settings) -> studio.Production:
+    """How bulletins sound, from the AUDIO_* settings."""
+    compression = (
+        Compression(ratio=settings.audio_compression_ratio) if settings.audio_compression else None
+    )
+    return studio.Production(
+        mastering=dataclasses.replace(studio.MASTERING, compression=compression),
+        jingle=settings.audio_jingle,
+        heading=settings.audio_heading,
+    )
 
 
 class MediaError(ValueError):

@@ -23,7 +23,7 @@ from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from audio import programmes, studio, tts
+from audio import mastering, programmes, studio, tts
 from audio.store import make_store
 from bot.conversation import Conversation
 from bot.listening import DocumentVoices
@@ -52,7 +52,7 @@ from db.models import (
     Platform,
 )
 from db.seed import seed_all
-from haidang.media import StoredFileIds, StoreMedia
+from haidang.media import StoredFileIds, StoreMedia, engine_name, production
 from haidang.settings import Settings
 from web.app import Webhook, create_app
 from web.audio import make_router as make_audio_pages
@@ -278,7 +278,8 @@ class AudioPart:
 
     def __init__(self, service: Service) -> None:
         self._service = service
-        self._engine = service.settings.tts_engine.value
+        self._engine = service.settings.tts_engine.value  # until start() configures it
+        self._production = production(service.settings)
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
         self._failed: set[int] = set()  # not retried until restart: logged once each
@@ -298,6 +299,16 @@ class AudioPart:
         return PartStatus(active=running, detail=detail)
 
     async def start(self) -> None:
+        try:
+            self._engine = engine_name(self._service.settings)
+        except (LookupError, TypeError, ValueError) as exc:
+            raise StartupError(f"TTS_ONLINE_ENGINE / TTS_ENGINE_OPTIONS: {exc}") from None
+        jingle = self._production.jingle
+        if jingle is not None:
+            try:  # a jingle FFmpeg cannot read would fail every render: say so at start
+                await asyncio.to_thread(mastering.decode_audio, jingle)
+            except mastering.MasteringError as exc:
+                raise StartupError(f"AUDIO_JINGLE: {exc}") from None
         self._task = asyncio.create_task(self._loop(), name="audio")
 
     async def stop(self) -> None:
@@ -340,7 +351,7 @@ class AudioPart:
                 assets = await studio.render_bulletin(
                     service.sessions, bulletin_id, store=service.store, engine_name=self._engine,
                     tz=service.settings.tz, now=dt.datetime.now(dt.UTC),
-                    work_dir=service.settings.data_dir / "work",
+                    work_dir=service.settings.data_dir / "work", production=self._production,
                 )  # fmt: skip
             except Exception:
                 self._failed.add(bulletin_id)
@@ -378,7 +389,7 @@ class AudioPart:
                 asset = await programmes.build_daily_programme(
                     service.sessions, code, day, store=service.store, engine_name=self._engine,
                     tz=service.settings.tz, now=started,
-                    work_dir=service.settings.data_dir / "work",
+                    work_dir=service.settings.data_dir / "work", production=self._production,
                 )  # fmt: skip
             except Exception:
                 log.error("audio: programme %s %s could not be built", code, day, exc_info=True)

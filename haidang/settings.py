@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import json
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated
@@ -55,6 +56,46 @@ class Settings(BaseSettings):
     zalo_bot_link: AnyHttpUrl | None = None
 
     tts_engine: TtsEngineChoice = TtsEngineChoice.auto
+    # What TTS_ENGINE=auto tries before the offline voice: gtts, or an engine another
+    # installed package registers (entry point group "haidang.tts_engines"), with options.
+    tts_online_engine: Annotated[str, Field(min_length=1, max_length=40)] = "gtts"
+    tts_engine_options: SecretStr | None = None
+    # How bulletins sound besides their words (audio.studio.Production).
+    audio_heading: bool = True
+    audio_jingle: Path | None = None
+    audio_compression: bool = True
+    audio_compression_ratio: Annotated[float, Field(ge=1.2, le=10.0)] = 2.5
+
+    @field_validator("tts_engine_options", mode="before")
+    @classmethod
+    def _options_object(cls, value: object) -> object:
+        raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if raw is None or (isinstance(raw, str) and not raw.strip()):
+            return None
+        try:
+            parsed = json.loads(str(raw))
+        except ValueError:
+            raise ValueError('must be a JSON object, e.g. {"api_key": "..."}') from None
+        if not isinstance(parsed, dict):
+            raise ValueError('must be a JSON object, e.g. {"api_key": "..."}')
+        return value
+
+    @property
+    def tts_options(self) -> dict[str, object]:
+        """TTS_ENGINE_OPTIONS parsed (a secret: may hold an API key; never logged)."""
+        if self.tts_engine_options is None:
+            return {}
+        parsed: dict[str, object] = json.loads(self.tts_engine_options.get_secret_value())
+        return parsed
+
+    @field_validator("audio_jingle", mode="before")
+    @classmethod
+    def _jingle_file(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return None  # `AUDIO_JINGLE=` means no jingle
+        if value is not None and not Path(str(value)).is_file():
+            raise ValueError(f"no such file: {value}")
+        return value
 
     @field_validator("public_base_url", "zalo_bot_link", mode="before")
     @classmethod

@@ -96,7 +96,9 @@ class _Item:
 def _duration_words(seconds: float) -> str:
     total = round(seconds)
     minutes, secs = divmod(total, 60)
-    return f"{minutes} phút {secs:02d} giây" if minutes else f"{secs} giây"
+    if minutes:
+        return audio_texts.DURATION_MINUTES.format(minutes=minutes, seconds=secs)
+    return audio_texts.DURATION_SECONDS.format(seconds=secs)
 
 
 def _itunes_duration(seconds: float) -> str:
@@ -136,7 +138,9 @@ async def _items(
         programmes.append(
             _Item(
                 title=title,
-                description=f"{title} — {commune.name}",
+                description=audio_texts.PROGRAMME_DESCRIPTION.format(
+                    title=title, commune=commune.name
+                ),
                 published=asset.created_at,
                 asset=asset,
                 downloads=[("MP3", asset)],
@@ -163,13 +167,9 @@ def _feed_xml(
         element.text = value
         return element
 
-    text(channel, "title", f"Đài truyền thanh {commune.name}")
+    text(channel, "title", audio_texts.FEED_TITLE.format(commune=commune.name))
     text(channel, "link", page_url)
-    text(
-        channel,
-        "description",
-        f"Bản tin và chương trình phát thanh hằng ngày cho {place}, do Hải Đăng cung cấp.",
-    )
+    text(channel, "description", audio_texts.FEED_DESCRIPTION.format(place=place))
     text(channel, "language", "vi")
     ET.SubElement(
         channel,
@@ -261,7 +261,7 @@ def make_router(
         try:
             check_key(key)
         except InvalidKeyError:
-            return Response("Không tìm thấy tệp.", status_code=404, media_type="text/plain")
+            return Response(audio_texts.FILE_NOT_FOUND, status_code=404, media_type="text/plain")
         async with sessions() as session:
             asset = await session.scalar(
                 select(AudioAsset)
@@ -270,12 +270,12 @@ def make_router(
                 .limit(1)
             )
         if asset is None:
-            return Response("Không tìm thấy tệp.", status_code=404, media_type="text/plain")
+            return Response(audio_texts.FILE_NOT_FOUND, status_code=404, media_type="text/plain")
         try:
             fh = await asyncio.to_thread(store.open, key)
         except FileNotFoundError:
             log.warning("asset %d is recorded but its file %s is missing", asset.id, key)
-            return Response("Không tìm thấy tệp.", status_code=404, media_type="text/plain")
+            return Response(audio_texts.FILE_NOT_FOUND, status_code=404, media_type="text/plain")
         # The size of the file actually opened (the key may be rewritten meanwhile).
         size = await asyncio.to_thread(fh.seek, 0, io.SEEK_END)
         etag = f'"{asset.sha256}"'

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import statistics
 import time
 import urllib.parse
+import wave
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pytest
 from sqlalchemy import select
 
@@ -21,6 +24,8 @@ from audio.store import LocalStore
 from audio.tts import EspeakEngine, Speech
 from audio.tts import base as tts_base
 from db.models import AssetKind, AudioAsset, Bulletin
+from haidang.media import production
+from haidang.settings import Settings, SettingsError, load_settings
 from tests.audio.measure import decode, measure_delivery, mp3_frames
 from tests.audio.test_tts import FakeTranslate, fake_translate
 from tests.broadcasts.engine import NOW, approved_bulletin
@@ -424,3 +429,93 @@ def test_cli_renders_prints_paths_and_reports_cache_hits(tmp_path: Path) -> None
     assert bad_date.exit_code == 1 and "not a date" in bad_date.output
     unknown = runner.invoke(app, ["audio", "programme", "99999"], env=env)
     assert unknown.exit_code == 1 and "unknown commune code: 99999" in unknown.output
+
+
+def _jingle(path: Path, seconds: float = 2.0) -> Path:
+    """A two-note chime as a 16-bit WAV file (what an operator might configure)."""
+    rate = 22_050
+    t = np.arange(round(seconds * rate)) / rate
+    notes = np.where(t < seconds / 2, 660.0, 880.0)
+    tone = 0.4 * np.sin(2 * np.pi * notes * t) * np.minimum(1.0, (seconds - t) * 4)
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes((tone * 32767).astype("<i2").tobytes())
+    return path
+
+
+async def test_jingle_heading_and_compression_are_configured_and_keyed(
+    seeded: Database, store: LocalStore, tmp_path: Path, counting_engine: list[str]
+) -> None:
+    bulletin_id = await approved_bulletin(seeded, body=BODY)
+    jingle = _jingle(tmp_path / "nhac-hieu.wav")
+    variants = {
+        "default": studio.PRODUCTION,
+        "jingle": studio.Production(jingle=jingle),
+        "no heading": studio.Production(heading=False),
+        "no compression": studio.Production(
+            mastering=dataclasses.replace(studio.MASTERING, compression=None)
+        ),
+    }
+    made: dict[str, list[AudioAsset]] = {}
+    spoken: dict[str, list[str]] = {}
+    for name, variant in variants.items():
+        counting_engine.clear()
+        made[name] = await studio.render_bulletin(
+            seeded.sessions, bulletin_id, store=store, engine_name="counting", tz=TZ, now=NOW,
+            work_dir=tmp_path / "work", production=variant,
+        )  # fmt: skip
+        spoken[name] = list(counting_engine)
+        for asset in made[name]:
+            path = store.path_for(asset.store_key)
+            assert path is not None
+            measure_delivery(path)  # every variant meets the loudness targets
+    # Each variant is its own cache entry with its own files.
+    assert len({assets[0].content_hash for assets in made.values()}) == 4
+    assert len({assets[0].sha256 for assets in made.values()}) == 4
+    seconds = {name: assets[0].duration_seconds for name, assets in made.items()}
+    gap = studio.MASTERING.jingle_gap_seconds
+    assert seconds["jingle"] == pytest.approx(seconds["default"] + 2.0 + gap, abs=0.05)
+    assert seconds["no heading"] < seconds["default"] - 1.5
+    assert seconds["no compression"] == pytest.approx(seconds["default"], abs=0.01)
+    # Without the heading, "Đài truyền thanh … xin thông báo." is not even spoken.
+    assert len(spoken["default"]) == 2 and spoken["default"][1].startswith("Đài truyền thanh")
+    assert len(spoken["no heading"]) == 1 and "xin thông báo" not in spoken["no heading"][0]
+
+    # The same production again is a cache hit; an edited jingle file is a new key.
+    counting_engine.clear()
+    again = await studio.render_bulletin(
+        seeded.sessions, bulletin_id, store=store, engine_name="counting", tz=TZ, now=NOW,
+        work_dir=tmp_path / "work", production=studio.Production(jingle=jingle),
+    )  # fmt: skip
+    assert counting_engine == [] and again[0].id == made["jingle"][0].id
+    _jingle(jingle, seconds=1.0)
+    shorter = await studio.render_bulletin(
+        seeded.sessions, bulletin_id, store=store, engine_name="counting", tz=TZ, now=NOW,
+        work_dir=tmp_path / "work", production=studio.Production(jingle=jingle),
+    )  # fmt: skip
+    assert shorter[0].content_hash != made["jingle"][0].content_hash
+    assert shorter[0].duration_seconds == pytest.approx(seconds["jingle"] - 1.0, abs=0.05)
+
+
+def test_settings_configure_the_production(tmp_path: Path) -> None:
+    jingle = _jingle(tmp_path / "nhac-hieu.wav")
+    configured = production(
+        Settings(
+            _env_file=None,
+            audio_jingle=str(jingle),
+            audio_heading="false",
+            audio_compression_ratio=4.0,
+        )
+    )
+    assert configured.jingle == jingle and configured.heading is False
+    assert configured.mastering.compression is not None
+    assert configured.mastering.compression.ratio == 4.0
+    off = production(Settings(_env_file=None, audio_compression=False))
+    assert off.mastering.compression is None and off.jingle is None and off.heading
+    assert production(Settings(_env_file=None)) == studio.PRODUCTION
+    with pytest.raises(SettingsError, match="AUDIO_JINGLE: no such file"):
+        load_settings(_env_file=None, audio_jingle=str(tmp_path / "missing.mp3"))
+    with pytest.raises(SettingsError, match="AUDIO_COMPRESSION_RATIO"):
+        load_settings(_env_file=None, audio_compression_ratio=50)
