@@ -90,6 +90,12 @@ async def fan_out(
             literal(priority),
             literal(DeliveryState.pending.value),
         ).where(true())  # SQLite: without a WHERE, the upsert's ON CONFLICT parses as a JOIN's ON
+        if bounds is None:
+            # PostgreSQL's hash aggregate yields addresses in no order; sorted, each index
+            # insert lands next to the previous one instead of on a random page: about a
+            # quarter less CPU (bench/fanout.py). SQLite's GROUP BY already sorts by address
+            # (an ORDER BY there would add a second sort).
+            rows = rows.order_by(audience.c.id)
         await session.execute(
             insert(Delivery)
             .from_select(_DELIVERY_COLUMNS, rows)
