@@ -132,12 +132,19 @@ def test_an_unreadable_file_imports_nothing(cli_env: dict[str, str], tmp_path: P
     assert haidang("docs", "search", "1191", "--json", env=cli_env).stdout.strip() == "[]"
 
 
-def test_attachments_are_kept_with_the_document(cli_env: dict[str, str], tmp_path: Path) -> None:
+def _upgraded_with_source(cli_env: dict[str, str], tmp_path: Path) -> Path:
+    """A migrated database, and the decision's text file in a new folder."""
     assert haidang("db", "upgrade", env=cli_env).returncode == 0
     folder = tmp_path / "in"
     folder.mkdir()
     source = folder / "qd-1191.txt"
     source.write_text(OFFICIAL_TEXT, encoding="utf-8")
+    return source
+
+
+def test_attachments_are_kept_with_the_document(cli_env: dict[str, str], tmp_path: Path) -> None:
+    source = _upgraded_with_source(cli_env, tmp_path)
+    folder = source.parent
     annex = folder / "phu-luc.pdf"
     annex.write_bytes(minimal_pdf(["Phu luc: danh sach tau ca"]))
     photo = folder / "ban-do.png"
@@ -162,11 +169,8 @@ def test_attachments_are_kept_with_the_document(cli_env: dict[str, str], tmp_pat
 
 
 def test_a_bad_attachment_imports_nothing(cli_env: dict[str, str], tmp_path: Path) -> None:
-    assert haidang("db", "upgrade", env=cli_env).returncode == 0
-    folder = tmp_path / "in"
-    folder.mkdir()
-    source = folder / "qd-1191.txt"
-    source.write_text(OFFICIAL_TEXT, encoding="utf-8")
+    source = _upgraded_with_source(cli_env, tmp_path)
+    folder = source.parent
     page = folder / "trang.html"
     page.write_text("<script>alert(1)</script>", encoding="utf-8")
     empty = folder / "rong.pdf"
