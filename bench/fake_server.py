@@ -37,6 +37,12 @@ class Arrivals:
         return self._sample() if self._sample is not None else 0.0
 
 
+def per_second(stamps: list[float]) -> list[int]:
+    """Arrivals in each second from the first one (how steady the sending was)."""
+    counts = Counter(int(stamp - stamps[0]) for stamp in stamps) if stamps else Counter()
+    return [counts[second] for second in range(max(counts, default=-1) + 1)]
+
+
 def stats(api: FakeTelegramAPI, arrivals: Arrivals) -> dict[str, Any]:
     messages = [r for r in api.sent if r.method == "sendMessage"]
     counts = Counter(r.chat_id for r in messages)
@@ -54,6 +60,7 @@ def stats(api: FakeTelegramAPI, arrivals: Arrivals) -> dict[str, Any]:
         "max_arrivals_1s": max_in_window(sorted(arrivals.stamps)),
         "longest_gaps_ms": sorted(gaps_ms(sorted(arrivals.stamps)))[-5:],
         "cpu_s": time.process_time(),  # the fake's own CPU so far, to tell who is busy
+        "per_second": per_second(sorted(arrivals.stamps)),
     }
 
 

@@ -90,6 +90,8 @@ def report(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
             f"{r['cpu_s'] / r['wall_s'] * 100:>9.0f}% {f['cpu_s'] / r['wall_s'] * 100:>7.0f}% "
             f"{r['wall_s']:>7.1f}"
         )
+    for n, r in enumerate(results, 1):
+        print(f"run {n}: arrivals in each second {r['fake']['per_second']}")
     worst = min(r["fake"]["steady_rate"] for r in results)
     clean = all(
         r["fake"]["responses_429"] == 0
