@@ -278,7 +278,7 @@ class AudioPart:
 
     def __init__(self, service: Service) -> None:
         self._service = service
-        self._engine = service.settings.tts_engine.value  # until start() configures it
+        self._engine = service.tts_engine
         self._production = production(service.settings)
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
@@ -299,10 +299,6 @@ class AudioPart:
         return PartStatus(active=running, detail=detail)
 
     async def start(self) -> None:
-        try:
-            self._engine = engine_name(self._service.settings)
-        except (LookupError, TypeError, ValueError) as exc:
-            raise StartupError(f"TTS_ONLINE_ENGINE / TTS_ENGINE_OPTIONS: {exc}") from None
         jingle = self._production.jingle
         if jingle is not None:
             try:  # a jingle FFmpeg cannot read would fail every render: say so at start
@@ -475,12 +471,16 @@ class Service:
         # Deferred transactions on SQLite, for work that reads long and writes briefly.
         self.read_sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self.channels = ChannelRegistry()
+        try:  # the voice bulletins and documents are read with (plugins registered first)
+            self.tts_engine = engine_name(settings)
+        except (LookupError, TypeError, ValueError) as exc:
+            raise StartupError(f"TTS_ONLINE_ENGINE / TTS_ENGINE_OPTIONS: {exc}") from None
         self.store = make_store("local", root=settings.audio_dir)
         public = str(settings.public_base_url) if settings.public_base_url else None
         self.media = StoreMedia(self.sessions, self.store, public)
         voices = DocumentVoices(
             self.read_sessions, self.sessions, self.store,
-            engine_name=settings.tts_engine.value, work_dir=settings.data_dir / "work",
+            engine_name=self.tts_engine, work_dir=settings.data_dir / "work",
             public_base_url=public,
         )  # fmt: skip
         self.conversation = Conversation(self.sessions, voices=voices)

@@ -10,6 +10,7 @@ import pytest
 from audio import tts
 from audio.tts import base as tts_base
 from haidang.media import engine_name
+from haidang.runtime import Service, StartupError
 from haidang.settings import Settings, SettingsError, load_settings
 
 # A distribution as pip would install it: its module, and its metadata declaring the
@@ -100,3 +101,14 @@ def test_configuration_errors_are_named(vendor_plugin: Path) -> None:
             settings(tts_engine_options=bad)
     secret = settings(tts_engine_options='{"api_key": "k-123"}')
     assert "k-123" not in repr(secret) and secret.tts_options == {"api_key": "k-123"}
+
+
+def test_the_service_reads_with_the_configured_voice_or_refuses_to_start(
+    vendor_plugin: Path, tmp_path: Path
+) -> None:
+    common = {"data_dir": tmp_path / "var", "tts_engine_options": '{"api_key": "good-key"}'}
+    service = Service(settings(tts_online_engine="vendor", **common))
+    assert service.tts_engine == "auto:vendor"
+    assert "TTS_ENGINE=auto:vendor" in service.statuses()["audio"].detail
+    with pytest.raises(StartupError, match="TTS_ONLINE_ENGINE / TTS_ENGINE_OPTIONS: unknown"):
+        Service(settings(tts_online_engine="nobody", **common))
