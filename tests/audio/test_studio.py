@@ -429,6 +429,9 @@ def test_cli_renders_prints_paths_and_reports_cache_hits(tmp_path: Path) -> None
     assert bad_date.exit_code == 1 and "not a date" in bad_date.output
     unknown = runner.invoke(app, ["audio", "programme", "99999"], env=env)
     assert unknown.exit_code == 1 and "unknown commune code: 99999" in unknown.output
+    voice = {**env, "TTS_ENGINE": "auto", "TTS_ONLINE_ENGINE": "nobody"}
+    no_voice = runner.invoke(app, ["audio", "render", str(bulletin_id)], env=voice)
+    assert no_voice.exit_code == 1 and "unknown TTS engine 'nobody'" in no_voice.output
 
 
 def _jingle(path: Path, seconds: float = 2.0) -> Path:
