@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import gaps_ms, max_in_window, steady_rate
+from haidang.runtime import tune_gc
 from tests.fakes._common import lognormal_latency
 from tests.fakes.telegram_api import FakeTelegramAPI
 
@@ -68,6 +69,9 @@ async def serve(args: argparse.Namespace) -> None:
     arrivals = Arrivals(args.latency)
     api = FakeTelegramAPI(latency=arrivals, rate_limit_per_second=args.rate_limit or None)
     async with api:
+        # It keeps every request it answers; with CPython's default collector its pauses
+        # grow with that log and compress arrivals into bursts no client sent.
+        tune_gc()
         answer = {"port": api.port, "token": api.token, "bot_base_url": api.bot_base_url}
         print(json.dumps(answer), flush=True)
         loop = asyncio.get_running_loop()
