@@ -172,6 +172,27 @@ async def test_fan_out_is_idempotent_and_a_firing_makes_one_run(seeded: Database
         assert areas == {cat_hai}
 
 
+async def test_fan_out_again_adds_only_what_is_missing(seeded: Database) -> None:
+    await add_people(seeded, Platform.telegram, [f"m{n}" for n in range(30)])
+    run_id = await start_run(seeded, await approved_bulletin(seeded))
+    async with seeded.sessions.begin() as session:
+        kept = (await session.scalars(select(Delivery.id).where(Delivery.run_id == run_id))).all()
+        assert len(kept) == 30
+        await session.execute(delete(Delivery).where(Delivery.id.in_(kept[::3])))
+        # Someone new subscribes after the first fan-out: a later call reaches them too.
+    await add_people(seeded, Platform.telegram, ["late"])
+    async with seeded.sessions.begin() as session:
+        run = await session.get_one(BroadcastRun, run_id)
+        assert await runs.fan_out(session, run, NOW, chunk=4) == 31
+    async with seeded.sessions() as session:
+        addresses = (
+            await session.scalars(select(Delivery.chat_address_id).where(Delivery.run_id == run_id))
+        ).all()
+        everyone = (await session.scalars(select(ChatAddress.id))).all()
+    assert len(addresses) == len(set(addresses)) == 31  # each address once: nothing doubled
+    assert set(addresses) == set(everyone)
+
+
 async def test_expiry_expires_unsent_deliveries(seeded: Database) -> None:
     await add_people(seeded, Platform.telegram, ["e1", "e2"])
     bulletin_id = await approved_bulletin(seeded, expires_at=NOW + dt.timedelta(hours=1))
