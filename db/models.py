@@ -22,6 +22,7 @@ from sqlalchemy import (
     UniqueConstraint,
     false,
     func,
+    text,
     true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -36,6 +37,9 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+# The rows ix_deliveries_progress holds (reports.MOVED is the same condition, inline).
+PROGRESS_WHERE = "state != 'pending'"
 
 # BIGINT ids on PostgreSQL for the high-volume tables; SQLite needs plain INTEGER for rowid.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -411,8 +415,19 @@ class Delivery(Base):
         # The claim query: a bot's pending rows, urgent first, oldest first.
         Index("ix_deliveries_claim", "bot_id", "state", "priority", "next_attempt_at"),
         # The follow-up of a bulletin (reports._Tally groups by these four; the chart counts
-        # sent_at by minute): both read this index alone, never the table.
-        Index("ix_deliveries_progress", "run_id", "area_id", "state", "reason", "sent_at"),
+        # sent_at by minute): both read this index alone, never the table. Partial: rows
+        # enter it when they leave `pending`, so fan-out does not pay for it (a full index
+        # added 30-60 % to a 1,000,000-row fan-out); reports.AreaTotals covers the rest.
+        Index(
+            "ix_deliveries_progress",
+            "run_id",
+            "area_id",
+            "state",
+            "reason",
+            "sent_at",
+            sqlite_where=text(PROGRESS_WHERE),
+            postgresql_where=text(PROGRESS_WHERE),
+        ),
     )
 
     # No foreign keys on this table, on purpose: checking four of them per row was most of

@@ -8,9 +8,10 @@ import io
 from dataclasses import dataclass
 
 import pytest
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from broadcasts import areas, bulletins, reports
+from broadcasts import areas, bulletins, reports, runs
 from db.models import (
     Acknowledgement,
     AreaKind,
@@ -28,6 +29,7 @@ from db.models import (
     RunState,
     Subscriber,
 )
+from tests.broadcasts.engine import NOW, add_people, approved_bulletin
 from tests.conftest import Database
 
 T0 = dt.datetime(2026, 11, 25, 23, 0, tzinfo=dt.UTC)  # 06:00 local on the 26th
@@ -353,3 +355,52 @@ def test_csv_cells_never_become_formulas() -> None:
     line = next(csv.reader(io.StringIO(reports.commune_csv([row]).splitlines()[1])))
     assert line[1] == '\'=HYPERLINK("http://x")'
     assert line[3:11] == ["0"] * 8
+
+
+async def test_kept_area_totals_stay_exact_as_deliveries_move_on(seeded: Database) -> None:
+    await add_people(seeded, Platform.telegram, [f"k{i}" for i in range(6)])
+    bulletin_id = await approved_bulletin(seeded, urgent=True)
+    # A run created but not fanned out yet: nothing to count, and nothing may be kept.
+    async with seeded.sessions.begin() as session:
+        run = await runs.create_run(
+            session, bulletin_id=bulletin_id, schedule_id=None, fire_at=NOW, now=NOW
+        )
+        assert run is not None
+        run_id = run.id
+    totals = reports.AreaTotals()
+    async with seeded.sessions() as session:
+        report = await reports.bulletin_report(session, bulletin_id, totals)
+    assert sum(report["counts"].values()) == 0
+    async with seeded.sessions.begin() as session:
+        await runs.fan_out(session, await session.get_one(BroadcastRun, run_id), NOW)
+
+    async def follow() -> tuple[dict[str, int], dict[str, int]]:
+        async with seeded.sessions() as session:
+            report, rows = await reports.follow_up(session, bulletin_id, totals)
+        assert [row.area_code for row in rows] == ["11914"]
+        return report["counts"], rows[0].counts
+
+    counts, commune = await follow()
+    assert counts == commune == {**dict.fromkeys(counts, 0), "pending": 6}
+    async with seeded.sessions.begin() as session:
+        ids = (
+            await session.scalars(
+                select(Delivery.id).where(Delivery.run_id == run_id).order_by(Delivery.id)
+            )
+        ).all()
+        await session.execute(
+            update(Delivery)
+            .where(Delivery.id.in_(ids[:3]))
+            .values(state=DeliveryState.sent, sent_at=NOW)
+        )
+        await session.execute(
+            update(Delivery)
+            .where(Delivery.id == ids[3])
+            .values(state=DeliveryState.sending, lease_until=NOW)
+        )
+    counts, commune = await follow()  # the totals are kept now: pending is what is left
+    expected = {**dict.fromkeys(counts, 0), "pending": 2, "sending": 1, "sent": 3}
+    assert counts == commune == expected
+    async with seeded.sessions() as session:
+        alone = await reports.bulletin_report(session, bulletin_id)  # counted from scratch
+    assert alone["counts"] == expected

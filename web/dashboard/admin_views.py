@@ -95,11 +95,21 @@ def register(router: APIRouter, dash: Dashboard) -> None:
             require_admin(actor)
             yield Admin(db, actor, dash.now)
 
-    async def admin_list(request: Request, template: str, name: str, stmt: Select[Any]) -> Response:
-        """A plain list page of one kind of row."""
-        async with admin_session(request, write=False) as admin:
-            rows = (await admin.db.scalars(stmt)).all()
-        return dash.render(request, template, {name: rows}, actor=admin.actor)
+    def list_route(name: str, stmt: Select[Any]) -> None:
+        """GET /admin/<name>: every row of `stmt` on the page admin_<name>.html."""
+
+        async def page(request: Request) -> Response:
+            async with admin_session(request, write=False) as admin:
+                rows = (await admin.db.scalars(stmt)).all()
+            return dash.render(
+                request, f"dashboard/admin_{name}.html", {name: rows}, actor=admin.actor
+            )
+
+        page.__name__ = f"{name}_list"
+        router.add_api_route(f"/admin/{name}", dash.view(page), methods=["GET"], name=page.__name__)
+
+    list_route("bots", select(Bot).order_by(Bot.platform, Bot.name))
+    list_route("topics", select(Topic).order_by(Topic.position, Topic.id))
 
     async def _officials_page(request: Request, error: str | None = None, status: int = 200,
                               values: dict[str, str] | None = None) -> Response:  # fmt: skip
@@ -178,12 +188,6 @@ def register(router: APIRouter, dash: Dashboard) -> None:
                 await admin.audit("official.activate" if active else "official.deactivate", target)
         return dash.redirect("/admin/officials", "official_changed")
 
-    @router.get("/admin/bots")
-    @dash.view
-    async def bots_list(request: Request) -> Response:
-        stmt = select(Bot).order_by(Bot.platform, Bot.name)
-        return await admin_list(request, "dashboard/admin_bots.html", "bots", stmt)
-
     @router.post("/admin/bots/{bot_id}")
     @dash.view
     async def bot_update(request: Request, bot_id: int) -> Response:
@@ -200,12 +204,6 @@ def register(router: APIRouter, dash: Dashboard) -> None:
             bot.enabled = form_text(form, "enabled") == "1"
             await admin.audit("bot.update", bot, {"before": before, "after": _bot_settings(bot)})
         return dash.redirect("/admin/bots", "bot_saved")
-
-    @router.get("/admin/topics")
-    @dash.view
-    async def topics_list(request: Request) -> Response:
-        stmt = select(Topic).order_by(Topic.position, Topic.id)
-        return await admin_list(request, "dashboard/admin_topics.html", "topics", stmt)
 
     @router.post("/admin/topics/{topic_id}")
     @dash.view

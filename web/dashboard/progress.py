@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -54,7 +55,8 @@ async def sent_per_minute(
     sent = Delivery.sent_at.is_not(None) if since is None else Delivery.sent_at >= since
     rows = await db.execute(
         select(minute, func.count())
-        .where(Delivery.run_id.in_(runs), sent)
+        # Sent rows are never pending: MOVED lets the databases read the partial index.
+        .where(Delivery.run_id.in_(runs), reports.MOVED, sent)
         .group_by(minute)
         .order_by(minute)
     )
@@ -163,6 +165,7 @@ def progress_payload(report: dict[str, Any]) -> dict[str, Any]:
 def register(router: APIRouter, dash: Dashboard) -> None:
     """Add the follow-up routes to the dashboard router."""
     minutes = MinuteCounts()
+    totals = reports.AreaTotals()
 
     async def read_visible(
         request: Request, bulletin_id: int, read: Callable[[AsyncSession, int], Awaitable[T]]
@@ -179,7 +182,7 @@ def register(router: APIRouter, dash: Dashboard) -> None:
     async def progress_page(request: Request, bulletin_id: int) -> Response:
         # The chart is an <img> loading chart.svg: the page itself does not count minutes.
         actor, bulletin, (report, rows) = await read_visible(
-            request, bulletin_id, reports.follow_up
+            request, bulletin_id, functools.partial(reports.follow_up, totals=totals)
         )
         return dash.render(
             request,
@@ -192,7 +195,8 @@ def register(router: APIRouter, dash: Dashboard) -> None:
     @router.get("/bulletins/{bulletin_id}/progress.json")
     @dash.view
     async def progress_json(request: Request, bulletin_id: int) -> Response:
-        _, _, report = await read_visible(request, bulletin_id, reports.bulletin_report)
+        read = functools.partial(reports.bulletin_report, totals=totals)
+        _, _, report = await read_visible(request, bulletin_id, read)
         return JSONResponse(progress_payload(report))
 
     @router.get("/bulletins/{bulletin_id}/chart.svg")
@@ -207,7 +211,8 @@ def register(router: APIRouter, dash: Dashboard) -> None:
     @router.get("/bulletins/{bulletin_id}/communes.csv")
     @dash.view
     async def commune_csv(request: Request, bulletin_id: int) -> Response:
-        _, bulletin, rows = await read_visible(request, bulletin_id, reports.commune_rows)
+        read = functools.partial(reports.commune_rows, totals=totals)
+        _, bulletin, rows = await read_visible(request, bulletin_id, read)
         return Response(
             reports.commune_csv(rows),
             media_type="text/csv; charset=utf-8",

@@ -5,13 +5,15 @@ Revises: b7f1a2c30001
 Create Date: 2026-11-30 08:40:00.000000
 
 Covering indexes for the dashboard at 100,000 subscribers: the follow-up of a bulletin
-(counts by run, area, state and reason, and sent times for the chart) and "who follows
+(counts by run, area, state and reason, and sent times for the chart; partial, holding
+only deliveries that left `pending`, so fan-out does not pay for it) and "who follows
 these areas" (subscriber counts, recipient previews). The second replaces the single-
 column index on subscriptions.area_id, of which it is an extension.
 """
 
 from collections.abc import Sequence
 
+import sqlalchemy as sa
 from alembic import op
 
 
@@ -27,6 +29,8 @@ def upgrade() -> None:
             'ix_deliveries_progress',
             ['run_id', 'area_id', 'state', 'reason', 'sent_at'],
             unique=False,
+            sqlite_where=sa.text("state != 'pending'"),
+            postgresql_where=sa.text("state != 'pending'"),
         )
     with op.batch_alter_table('subscriptions', schema=None) as batch_op:
         batch_op.create_index(
