@@ -97,3 +97,18 @@ async def test_least_recently_used_keys_go_first() -> None:
     await cache.get("c", compute)
     assert (await cache.get("a", compute)).value == 1
     assert (await cache.get("b", compute)).value == 4  # computed again
+
+
+async def test_waiters_compute_it_themselves_when_the_first_caller_goes_away() -> None:
+    compute = Counter()
+    compute.release.clear()
+    cache: TtlCache[int] = TtlCache(60.0)
+    first = asyncio.create_task(cache.get("k", compute))
+    await asyncio.sleep(0.01)
+    second = asyncio.create_task(cache.get("k", compute))
+    await asyncio.sleep(0.01)
+    first.cancel()  # e.g. the official closed the tab while the counts were running
+    await asyncio.sleep(0.01)
+    compute.release.set()
+    assert (await second).value == 2  # computed again, by the second caller
+    assert first.cancelled()

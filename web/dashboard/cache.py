@@ -46,7 +46,14 @@ class TtlCache(Generic[V]):
             return entry
         pending = self._pending.get(key)
         if pending is not None:
-            return await asyncio.shield(pending)
+            try:
+                return await asyncio.shield(pending)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if not pending.cancelled() or (task is not None and task.cancelling()):
+                    raise  # this caller was cancelled
+            # The caller computing it went away (a closed connection): compute it here.
+            return await self.get(key, compute)
         future: asyncio.Future[Cached[V]] = asyncio.get_running_loop().create_future()
         self._pending[key] = future
         try:
