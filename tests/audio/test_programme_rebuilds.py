@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -15,6 +16,7 @@ from audio import programmes
 from broadcasts import bulletins, schedules
 from db.models import AudioAsset, Lease, Official, Platform, SubscriberRole
 from haidang.runtime import AudioPart, Service
+from haidang.settings import Settings
 from tests.audio.test_programmes import (
     DAY,
     cancel,
@@ -201,3 +203,40 @@ def test_pending_rebuilds_let_a_burst_out_once() -> None:
     assert pending.due(100.0) == []
     with pytest.raises(ValueError, match="quiet"):
         programmes.PendingRebuilds(quiet=5.0, max_wait=1.0)
+
+
+async def test_one_process_builds_and_another_takes_over_when_it_stops(
+    seeded: Database, tmp_path: Path
+) -> None:
+    # Two processes' audio parts sharing the database and the audio store (passes driven
+    # by hand, not by their timers).
+    settings = Settings(_env_file=None, data_dir=tmp_path / "var", tts_engine="espeak")
+    parts = [audio_part(Service(settings, engine=seeded.engine)) for _ in range(2)]
+    first, second = parts
+    bulletin_id = await approved_bulletin(seeded, body="Gió mạnh cấp 6.")
+    await send_at(seeded, bulletin_id, dt.datetime.now(dt.UTC))
+
+    async def both_passes() -> None:
+        for part in parts:
+            await part._rebuild_programmes()
+
+    await both_passes()  # the first takes the lease and sees the run; the second waits
+    await asyncio.sleep(AudioPart.QUIET_S + 0.1)
+    await both_passes()
+    assert (first.programmes_built, second.programmes_built) == (1, 0)
+    built = await current_programme(seeded)
+    assert built is not None
+
+    # The first stops and gives the lease back; the second takes over, looks back over
+    # the day, and finds the programme up to date (a cache hit, nothing rebuilt).
+    await first.stop()
+    await second._rebuild_programmes()
+    async with seeded.sessions() as session:
+        lease = await session.scalar(select(Lease).where(Lease.name == AudioPart.LEASE))
+        assert lease is not None and lease.holder == second._service.holder
+    await asyncio.sleep(AudioPart.QUIET_S + 0.1)
+    await second._rebuild_programmes()
+    assert second.programmes_built == 0
+    again = await current_programme(seeded)
+    assert again is not None and again.id == built.id
+    await second.stop()
