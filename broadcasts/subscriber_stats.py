@@ -61,13 +61,15 @@ def _people_in(area_ids: Sequence[int] | None) -> Select[Any]:
     return follows
 
 
-def _local_month(session: AsyncSession, column: Any, tz: ZoneInfo) -> ColumnElement[str]:
+def _local_month(
+    session: AsyncSession, column: Any, tz: ZoneInfo, now: dt.datetime
+) -> ColumnElement[str]:
     """The local calendar month ("YYYY-MM") of a UTC timestamp column, computed in SQL."""
     if session.get_bind().dialect.name == "postgresql":
         return func.to_char(func.timezone(tz.key, column), "YYYY-MM")
-    # SQLite stores naive UTC text and knows no zones: shift by the zone's offset now
+    # SQLite stores naive UTC text and knows no zones: shift by the zone's offset at `now`
     # (Asia/Ho_Chi_Minh has kept +07:00 since 1975, so this is exact there).
-    offset = dt.datetime.now(tz).utcoffset() or dt.timedelta()
+    offset = now.astimezone(tz).utcoffset() or dt.timedelta()
     return func.strftime("%Y-%m", column, f"{int(offset.total_seconds() // 60):+d} minutes")
 
 
@@ -102,7 +104,7 @@ async def _follows(
 
 
 async def _growth(
-    session: AsyncSession, area_ids: Sequence[int] | None, tz: ZoneInfo
+    session: AsyncSession, area_ids: Sequence[int] | None, tz: ZoneInfo, now: dt.datetime
 ) -> list[Month]:
     """Joins and departures per local month of the people following an area in scope.
 
@@ -111,14 +113,14 @@ async def _growth(
     """
     people = _people_in(area_ids)
     joined_at = func.coalesce(Subscriber.consent_at, Subscriber.created_at)
-    joined_month = _local_month(session, joined_at, tz)
+    joined_month = _local_month(session, joined_at, tz, now)
     joined_rows = await session.execute(
         select(joined_month, func.count())
         .where(Subscriber.status != SubscriberStatus.erased, Subscriber.id.in_(people))
         .group_by(joined_month)
     )
     left_at = func.coalesce(Subscriber.stopped_at, Subscriber.created_at)
-    left_month = _local_month(session, left_at, tz)
+    left_month = _local_month(session, left_at, tz, now)
     left_rows = await session.execute(
         select(left_month, func.count())
         .where(Subscriber.status == SubscriberStatus.stopped, Subscriber.id.in_(people))
@@ -135,15 +137,17 @@ async def _growth(
 
 
 async def subscriber_counts(
-    session: AsyncSession, area_ids: Sequence[int] | None, tz: ZoneInfo
+    session: AsyncSession, area_ids: Sequence[int] | None, tz: ZoneInfo, now: dt.datetime
 ) -> SubscriberCounts:
     """Counts of the people who follow an area in `area_ids` (None: anywhere).
+
+    Months are calendar months in `tz` (on SQLite at the zone's UTC offset at `now`).
 
     Exact at the moment of the call; four passes over the people in scope (follows,
     growth, platforms, a small one for departures), none of them per person in Python.
     """
     per_area, per_role = await _follows(session, area_ids)
-    growth = await _growth(session, area_ids, tz)
+    growth = await _growth(session, area_ids, tz, now)
     by_platform = (
         await session.execute(
             select(Bot.platform, func.count())

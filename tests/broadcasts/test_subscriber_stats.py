@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, or_, select
@@ -12,6 +13,7 @@ from tests.broadcasts.population import build_population
 from tests.conftest import Database
 
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
+NOW = dt.datetime(2026, 11, 30, 3, 0, tzinfo=dt.UTC)
 
 
 async def _ids(database: Database, *conditions: ColumnElement[bool]) -> list[int]:
@@ -22,7 +24,7 @@ async def _ids(database: Database, *conditions: ColumnElement[bool]) -> list[int
 async def test_everywhere(seeded: Database) -> None:
     await build_population(seeded)
     async with seeded.sessions() as session:
-        counts = await subscriber_counts(session, None, TZ)
+        counts = await subscriber_counts(session, None, TZ, NOW)
     # A, B, D, F, G receive; C stopped and E erased do not.
     assert counts.total == 5
     assert counts.by_role == [("fisherman", 4), ("radio_operator", 1), ("villager", 1)]
@@ -48,7 +50,7 @@ async def test_province_scope(seeded: Database) -> None:
     pop = await build_population(seeded)
     scope = await _ids(seeded, Area.id == pop.province, Area.province_id == pop.province)
     async with seeded.sessions() as session:
-        counts = await subscriber_counts(session, scope, TZ)
+        counts = await subscriber_counts(session, scope, TZ, NOW)
     assert counts.total == 4  # A (once, for two communes), B, F, G
     assert sum(count for _role, count in counts.by_role) == 5  # follows: A twice
     assert counts.by_platform == [(Platform.telegram, 3), (Platform.zalo, 1)]
@@ -61,7 +63,7 @@ async def test_commune_scope_counts_its_villages(seeded: Database) -> None:
     pop = await build_population(seeded)
     scope = await _ids(seeded, Area.id == pop.cat_hai, Area.parent_id == pop.cat_hai)
     async with seeded.sessions() as session:
-        counts = await subscriber_counts(session, scope, TZ)
+        counts = await subscriber_counts(session, scope, TZ, NOW)
     assert counts.total == 3  # A, B (village), F
     assert counts.by_role == [("fisherman", 2), ("villager", 1)]
     assert counts.by_platform == [(Platform.telegram, 2), (Platform.zalo, 1)]
@@ -76,5 +78,5 @@ async def test_commune_scope_counts_its_villages(seeded: Database) -> None:
 async def test_empty_scope(seeded: Database) -> None:
     await build_population(seeded)
     async with seeded.sessions() as session:
-        counts = await subscriber_counts(session, [], TZ)
+        counts = await subscriber_counts(session, [], TZ, NOW)
     assert (counts.total, counts.by_role, counts.by_platform, counts.growth) == (0, [], [], [])

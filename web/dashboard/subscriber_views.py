@@ -45,7 +45,8 @@ def register(router: APIRouter, dash: Dashboard) -> None:
 
             async def compute() -> tuple[dt.datetime, SubscriberCounts]:
                 area_ids = await _scope_area_ids(db, actor)
-                return dash.now(), await subscriber_counts(db, area_ids, dash.tz)
+                now = dash.now()
+                return now, await subscriber_counts(db, area_ids, dash.tz, now)
 
             counted_at, counts = (await cache.get(scope_key, compute)).value
         return dash.render(
