@@ -404,3 +404,10 @@ async def test_kept_area_totals_stay_exact_as_deliveries_move_on(seeded: Databas
     async with seeded.sessions() as session:
         alone = await reports.bulletin_report(session, bulletin_id)  # counted from scratch
     assert alone["counts"] == expected
+
+    # A later fan_out of the run (someone subscribed since) changes its total: recounted.
+    await add_people(seeded, Platform.telegram, ["late"])
+    async with seeded.sessions.begin() as session:
+        await runs.fan_out(session, await session.get_one(BroadcastRun, run_id), NOW)
+    counts, commune = await follow()
+    assert counts == commune == {**expected, "pending": 3}
