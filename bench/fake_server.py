@@ -29,7 +29,7 @@ class Arrivals:
     """A latency sampler that also records arrival times: the fake calls it once per
     request as the request arrives (after counting it against its rate window)."""
 
-    def __init__(self, median: float, sigma: float = 0.5, *, seed: int = 7) -> None:
+    def __init__(self, median: float, sigma: float, *, seed: int = 7) -> None:
         self._sample = lognormal_latency(median=median, sigma=sigma, seed=seed) if median else None
         self.stamps: list[float] = []
 
@@ -66,7 +66,7 @@ def stats(api: FakeTelegramAPI, arrivals: Arrivals) -> dict[str, Any]:
 
 
 async def serve(args: argparse.Namespace) -> None:
-    arrivals = Arrivals(args.latency)
+    arrivals = Arrivals(args.latency, args.sigma)
     api = FakeTelegramAPI(latency=arrivals, rate_limit_per_second=args.rate_limit or None)
     async with api:
         # It keeps every request it answers; with CPython's default collector its pauses
@@ -79,6 +79,9 @@ async def serve(args: argparse.Namespace) -> None:
             line = (await loop.run_in_executor(None, sys.stdin.readline)).strip()
             if line == "stats":
                 print(json.dumps(stats(api, arrivals)), flush=True)
+            elif line == "records":  # accepted messages (chat, answer time) and arrivals
+                sends = [(r.chat_id, r.timestamp) for r in api.sent if r.method == "sendMessage"]
+                print(json.dumps({"sends": sends, "arrivals": arrivals.stamps}), flush=True)
             elif line == "clear":
                 api.clear_log()
                 arrivals.stamps.clear()
@@ -90,10 +93,10 @@ async def serve(args: argparse.Namespace) -> None:
 class FakeProcess:
     """bench/fake_server.py in a subprocess, driven over its stdin and stdout."""
 
-    def __init__(self, *, latency: float = 0.0, rate_limit: int = 0) -> None:
+    def __init__(self, *, latency: float = 0.0, sigma: float = 0.5, rate_limit: int = 0) -> None:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "bench.fake_server", "--latency", str(latency),
-             "--rate-limit", str(rate_limit)],
+             "--sigma", str(sigma), "--rate-limit", str(rate_limit)],
             cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
         )  # fmt: skip
         self.info: dict[str, Any] = json.loads(self._line())
@@ -119,6 +122,7 @@ class FakeProcess:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--latency", type=float, default=0.0, help="median seconds (0: none)")
+    parser.add_argument("--sigma", type=float, default=0.5, help="log-normal sigma (0.5)")
     parser.add_argument("--rate-limit", type=int, default=0, help="msg/s (0: no limit)")
     asyncio.run(serve(parser.parse_args()))
 

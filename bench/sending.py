@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import func, select
 from telegram.ext import AIORateLimiter, Application
@@ -33,12 +34,10 @@ from bench.common import (
     steady_rate,
     use_service_gc,
 )
-from bench.fake_server import Arrivals
+from bench.fake_server import FakeProcess
 from bot.telegram import TelegramChannel, build_application
 from broadcasts.sender import Sender
 from db.models import Delivery
-from tests.fakes._common import SentRecord
-from tests.fakes.telegram_api import FakeTelegramAPI
 
 TEXT = "📢 Thông báo gió mạnh trên biển\n\nGió mạnh cấp 6, biển động. Tàu thuyền về nơi trú ẩn."
 
@@ -47,7 +46,7 @@ TEXT = "📢 Thông báo gió mạnh trên biển\n\nGió mạnh cấp 6, biển
 class Result:
     name: str
     expected: int
-    sent: list[SentRecord]
+    sends: list[tuple[int, float]]  # accepted messages: (chat id, answer time)
     responses_429: int
     wall_s: float
     failures: int = 0
@@ -56,7 +55,7 @@ class Result:
 
     @property
     def per_chat(self) -> Counter[int | str | None]:
-        return Counter(r.chat_id for r in self.sent if r.method == "sendMessage")
+        return Counter(chat for chat, _ in self.sends)
 
     @property
     def exactly_once(self) -> int:
@@ -69,7 +68,7 @@ class Result:
         return sum(c - 1 for c in self.per_chat.values() if c > 1)
 
     def stamps(self) -> list[float]:
-        return sorted(r.timestamp for r in self.sent if r.method == "sendMessage")
+        return sorted(stamp for _, stamp in self.sends)
 
     def steady_rate(self) -> float:
         return steady_rate(self.stamps())
@@ -82,14 +81,25 @@ class Result:
         return gaps_ms(self.stamps())
 
 
-async def run_ours(args: argparse.Namespace, api: FakeTelegramAPI) -> Result:
+def measured(fake: FakeProcess) -> dict[str, Any]:
+    """What the fake saw: accepted messages, arrival times, its 429 count."""
+    records = fake.ask("records")
+    return {
+        "sends": [(int(chat), float(stamp)) for chat, stamp in records["sends"]],
+        "arrivals": records["arrivals"],
+        "responses_429": int(fake.ask("stats")["responses_429"]),
+    }
+
+
+async def run_ours(args: argparse.Namespace, fake: FakeProcess) -> Result:
     """Our Sender with the service's Telegram stack (bot.telegram.build_application: PTB's
     ExtBot over AiohttpRequest, TelegramChannel) on a SQLite file with production pragmas."""
     with tempfile.TemporaryDirectory(prefix="bench-sending-") as tmp:
         engine, sessions = await prepared_database(sqlite_url(str(Path(tmp) / "bench.db")))
         try:
             bot_id, run_id = await fanned_out_run(sessions, args.deliveries)
-            application = build_application(api.token, api.base_url, polling=False)
+            base_url = f"http://127.0.0.1:{fake.info['port']}"
+            application = build_application(fake.info["token"], base_url, polling=False)
             async with application.bot as bot:
                 config = sender_config(bot_id, args.rate)
                 sender = Sender(sessions, TelegramChannel(bot), config, tz=TZ, holder="bench")
@@ -104,25 +114,23 @@ async def run_ours(args: argparse.Namespace, api: FakeTelegramAPI) -> Result:
                 db_states = {state.value: int(n) for state, n in rows.all()}
         finally:
             await engine.dispose()
-    stats = api.stats
     return Result(
         name="ours: Sender + TelegramChannel (aiohttp)",
         expected=args.deliveries,
-        sent=api.sent,
-        responses_429=stats.responses_429,
         wall_s=wall,
         db_states=db_states,
+        **measured(fake),
     )
 
 
-async def run_ptb(args: argparse.Namespace, api: FakeTelegramAPI) -> Result:
+async def run_ptb(args: argparse.Namespace, fake: FakeProcess) -> Result:
     """PTB's recommended setup: an Application's ExtBot with AIORateLimiter (defaults, but
     overall_max_rate follows --rate), send_message concurrently in asyncio.gather chunks."""
     limiter = AIORateLimiter(overall_max_rate=args.rate, max_retries=args.ptb_max_retries)
     application = (
         Application.builder()
-        .token(api.token)
-        .base_url(api.bot_base_url)
+        .token(fake.info["token"])
+        .base_url(fake.info["bot_base_url"])
         .rate_limiter(limiter)
         .build()
     )
@@ -141,16 +149,10 @@ async def run_ptb(args: argparse.Namespace, api: FakeTelegramAPI) -> Result:
     return Result(
         name=f"PTB AIORateLimiter retries={args.ptb_max_retries}, gather {args.ptb_chunk}",
         expected=args.deliveries,
-        sent=api.sent,
-        responses_429=api.stats.responses_429,
         wall_s=wall,
         failures=failures,
+        **measured(fake),
     )
-
-
-def fresh_fake(args: argparse.Namespace) -> tuple[FakeTelegramAPI, Arrivals]:
-    arrivals = Arrivals(args.latency_median, args.latency_sigma)
-    return FakeTelegramAPI(rate_limit_per_second=args.limit, latency=arrivals), arrivals
 
 
 def report(results: list[Result], limit: int) -> None:
@@ -195,16 +197,19 @@ def verdict(ours: Result, limit: int) -> None:
 
 async def main_async(args: argparse.Namespace) -> None:
     results: list[Result] = []
-    if args.only in (None, "ours"):
-        api, arrivals = fresh_fake(args)
-        with api.running_in_thread():
-            results.append(await run_ours(args, api))
-        results[-1].arrivals = arrivals.stamps
-    if args.only in (None, "ptb"):
-        api, arrivals = fresh_fake(args)
-        with api.running_in_thread():
-            results.append(await run_ptb(args, api))
-        results[-1].arrivals = arrivals.stamps
+    sides = [
+        run for name, run in (("ours", run_ours), ("ptb", run_ptb)) if args.only in (None, name)
+    ]
+    for run in sides:
+        # The platform in its own process, as in production: in a thread of the bench it
+        # shared the GIL with the sender, and its arrival stamps jittered with our work.
+        fake = FakeProcess(
+            latency=args.latency_median, sigma=args.latency_sigma, rate_limit=args.limit
+        )
+        try:
+            results.append(await run(args, fake))
+        finally:
+            fake.close()
     print()
     report(results, args.limit)
     if results and results[0].name.startswith("ours"):

@@ -12,6 +12,8 @@ from telegram._utils.types import ODVInput
 from telegram.error import NetworkError, TimedOut
 from telegram.request import BaseRequest, RequestData
 
+from broadcasts.pacing import request_written
+
 _FORM: Final = {"Content-Type": "application/x-www-form-urlencoded"}
 _JSON: Final = {"Content-Type": "application/json"}
 # (connect, read, write, pool) -> aiohttp's timeout; a handful of combinations ever occur.
@@ -32,6 +34,10 @@ class _JsonBody(RequestData):  # type: ignore[misc]
     @property
     def json_payload(self) -> bytes:
         return self._body
+
+
+async def _written(*_: object) -> None:
+    request_written()
 
 
 class AiohttpRequest(BaseRequest):
@@ -98,8 +104,13 @@ class AiohttpRequest(BaseRequest):
         """Open the session (inside the running loop, as aiohttp requires)."""
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(limit=self._pool_size, limit_per_host=0)
+            # Tell the pacer when a request actually left: a send that first had to open a
+            # connection reaches the platform later than its slot, and must count from then.
+            tracing = aiohttp.TraceConfig()
+            tracing.on_request_headers_sent.append(_written)
             self._session = aiohttp.ClientSession(
                 connector=connector,
+                trace_configs=[tracing],
                 headers={"User-Agent": self.USER_AGENT},
                 trust_env=False,  # no proxies from the environment
             )

@@ -7,9 +7,20 @@ import math
 import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 
 # How many chats' last-send times to remember; older chats cannot be inside the gap.
 _CHAT_MEMORY = 100_000
+
+
+def request_written() -> None:
+    """For transports: the request of the send being made in this task has just been
+    written. The pacer counts the send from now (a new connection, or a wait for a free
+    one, can delay it well past `Pacer.sending`)."""
+    current = _sending.get()
+    if current is not None:
+        pacer, slot = current
+        pacer.began(slot)
 
 
 class Slot:
@@ -89,6 +100,12 @@ class Pacer:
         """The granted send is being made now (call it just before the request)."""
         slot.at = max(slot.at, self._clock())
 
+    def sending(self, slot: Slot) -> None:
+        """`began(slot)`, and again when the transport reports the request written
+        (`request_written`, within this task)."""
+        self.began(slot)
+        _sending.set((self, slot))
+
     async def wait_turn(self, chat_id: str | None = None) -> Slot:
         """Wait for this chat's gap (outside the queue), then for the next global slot."""
         if chat_id is not None and chat_id in self._last_by_chat:
@@ -116,3 +133,7 @@ class Pacer:
             if len(self._last_by_chat) > _CHAT_MEMORY:
                 self._last_by_chat.popitem(last=False)
         return slot
+
+
+# The pacer and slot of the send this task is making (set by Pacer.sending).
+_sending: ContextVar[tuple[Pacer, Slot] | None] = ContextVar("pacer_sending", default=None)

@@ -296,7 +296,7 @@ class Sender:
             for index in range(delivery.parts_sent, len(parts)):
                 if index > delivery.parts_sent:
                     slot = await self.pacer.wait_turn(delivery.chat_id)
-                self.pacer.began(slot)  # the task may start well after its grant
+                self.pacer.sending(slot)  # the task may start well after its grant
                 try:
                     message_id = await self._channel.send(delivery.chat_id, parts[index])
                 except SendFailure as failure:

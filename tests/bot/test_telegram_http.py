@@ -17,6 +17,7 @@ from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, Time
 from telegram.warnings import PTBDeprecationWarning
 
 from bot.telegram_http import AiohttpRequest
+from broadcasts.pacing import Pacer
 from tests.fakes.telegram_api import FakeTelegramAPI
 
 CHAT = 424242
@@ -63,6 +64,23 @@ async def test_the_lean_call_returns_the_raw_result_and_raises_ptbs_errors() -> 
         api.fail_chat(CHAT, status=403)
         with pytest.raises(Forbidden):
             await request.call(url, parameters)
+
+
+async def test_the_pacer_learns_when_the_request_was_written() -> None:
+    pacer = Pacer(100)
+    async with FakeTelegramAPI() as api, AiohttpRequest() as request:
+        url = f"{api.bot_base_url}{api.token}/sendMessage"
+
+        async def send() -> tuple[float, float]:
+            slot = await pacer.wait_turn()
+            granted = slot.at
+            pacer.sending(slot)
+            await asyncio.sleep(0.05)  # as if the task had waited for a connection
+            await request.call(url, {"chat_id": CHAT, "text": TEXT})
+            return granted, slot.at
+
+        granted, counted = await asyncio.create_task(send())
+    assert counted - granted >= 0.05  # counted from when the request left, not the grant
 
 
 async def test_uploads_from_bytes_and_from_a_file_then_reuse_and_download(

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import pytest
 
-from broadcasts.pacing import Pacer
+from broadcasts.pacing import Pacer, request_written
 
 
 class VirtualTime:
@@ -117,6 +117,24 @@ async def test_a_send_that_begins_late_counts_from_when_it_began() -> None:
     # Counted from its grant, the third could go at 1.015 and reach the platform within
     # 1 s of the first; counted from when the first began, it waits until 1.815.
     assert third == [pytest.approx(0.8 + 1.0 + pacer.margin)]
+
+
+async def test_a_transport_reports_when_the_request_left_within_its_own_task() -> None:
+    time = VirtualTime()
+    pacer = pacer_on(time, 10.0)
+    moments: dict[str, float] = {}
+
+    async def send(name: str, connect: float) -> None:
+        slot = await pacer.wait_turn()
+        pacer.sending(slot)
+        await time.sleep(connect)  # opening a connection before the request can leave
+        request_written()
+        moments[name] = slot.at
+
+    await time.run(send("new connection", 0.05))
+    await time.run(send("warm connection", 0.0))
+    request_written()  # outside any send: nothing to update
+    assert moments == {"new connection": pytest.approx(0.05), "warm connection": 0.1}
 
 
 async def test_a_stall_is_not_caught_up_with_a_burst() -> None:
