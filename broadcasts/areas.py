@@ -194,6 +194,38 @@ async def set_coastal(session: AsyncSession, codes: list[str], coastal: bool = T
     return areas
 
 
+MAX_NAME_LENGTH = 120  # Area.name's column
+
+
+class DuplicateAreaName(AreaError):
+    """A commune already has a village or port of that name (diacritics and case ignored)."""
+
+    def __init__(self, commune: Area, existing: Area) -> None:
+        super().__init__(f"{commune.name} already has {existing.name} ({existing.code})")
+        self.commune = commune
+        self.existing = existing
+
+
+def _subarea_name(name: str) -> str:
+    clean = nfc(" ".join(name.split()))
+    if not clean:
+        raise AreaError("the name is empty")
+    if len(clean) > MAX_NAME_LENGTH:
+        raise AreaError(f"the name is longer than {MAX_NAME_LENGTH} characters")
+    return clean
+
+
+async def _refuse_duplicate(
+    session: AsyncSession, commune: Area, clean: str, *, other_than: int | None = None
+) -> None:
+    stmt = select(Area).where(Area.parent_id == commune.id, Area.name_folded == fold(clean))
+    if other_than is not None:
+        stmt = stmt.where(Area.id != other_than)
+    duplicate = await session.scalar(stmt.limit(1))
+    if duplicate is not None:
+        raise DuplicateAreaName(commune, duplicate)
+
+
 async def add_subarea(session: AsyncSession, commune_code: str, name: str, kind: AreaKind) -> Area:
     """Add a village (thôn, xóm) or a fishing port under a commune; its code is <commune>.<n>."""
     if kind not in SUBAREA_KINDS:
@@ -201,15 +233,9 @@ async def add_subarea(session: AsyncSession, commune_code: str, name: str, kind:
     commune = await get_by_code(session, commune_code)
     if commune.kind is not AreaKind.commune:
         raise AreaError(f"{commune.name} is not a commune")
-    clean = nfc(" ".join(name.split()))
-    if not clean:
-        raise AreaError("the name is empty")
+    clean = _subarea_name(name)
     siblings = (await session.scalars(select(Area.code).where(Area.parent_id == commune.id))).all()
-    duplicate = await session.scalar(
-        select(Area).where(Area.parent_id == commune.id, Area.name_folded == fold(clean))
-    )
-    if duplicate is not None:
-        raise AreaError(f"{commune.name} already has {duplicate.name} ({duplicate.code})")
+    await _refuse_duplicate(session, commune, clean)
     next_number = 1 + max((int(code.split(".")[1]) for code in siblings), default=0)
     area = Area(
         code=f"{commune.code}.{next_number}",
@@ -224,3 +250,25 @@ async def add_subarea(session: AsyncSession, commune_code: str, name: str, kind:
     session.add(area)
     await session.flush()
     return area
+
+
+async def rename_subarea(session: AsyncSession, area: Area, name: str) -> str:
+    """Rename a village or port (its code stays, so subscriptions and audiences keep it).
+
+    Returns the old name. Raises AreaError for a commune or province, an empty or too long
+    name, and DuplicateAreaName when a sibling already has the name.
+    """
+    if area.kind not in SUBAREA_KINDS or area.parent_id is None:
+        raise AreaError("only villages and ports can be renamed")
+    commune = await session.get_one(Area, area.parent_id)
+    clean = _subarea_name(name)
+    await _refuse_duplicate(session, commune, clean, other_than=area.id)
+    old = area.name
+    area.name, area.name_folded = clean, fold(clean)
+    return old
+
+
+async def subareas(session: AsyncSession, commune: Area) -> list[Area]:
+    """The villages and ports under a commune, in the order they were added (code number)."""
+    rows = (await session.scalars(select(Area).where(Area.parent_id == commune.id))).all()
+    return sorted(rows, key=lambda area: int(area.code.rpartition(".")[2]))

@@ -1,11 +1,11 @@
-"""Administration (admins only): official accounts, bot settings and topics."""
+"""Administration: official accounts, bots and topics (admins); villages, ports (editors too)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import math
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -15,25 +15,41 @@ from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from broadcasts import audit, officials
-from db.models import Area, Bot, Official, OfficialRole, Topic
+from broadcasts import areas, audit, officials
+from db.models import Area, AreaKind, Bot, Official, OfficialRole, Topic
 from db.text import nfc
 from web.dashboard import texts
 from web.dashboard.common import (
     Actor,
     Dashboard,
     DashboardError,
+    Forbidden,
     NotFound,
     form_text,
     require_admin,
 )
 
-Row = TypeVar("Row", Official, Bot, Topic)
+Row = TypeVar("Row", Official, Bot, Topic, Area)
+
+# Villages and ports are local knowledge: the commune's own editors know its thôn and bến,
+# so every editor may keep them, inside their scope (checked with officials.covers).
+# Approvers and radio operators do not write, so they do not change the map either.
+AREA_EDITORS = frozenset(
+    {OfficialRole.admin, OfficialRole.province_editor, OfficialRole.commune_editor}
+)
+# The coastal flag classifies a commune for province-wide targeting, so it is the
+# province's call (and an admin's), not the commune's own.
+COASTAL_EDITORS = frozenset({OfficialRole.admin, OfficialRole.province_editor})
+
+
+def require_area_editor(actor: Actor) -> None:
+    if actor.official.role not in AREA_EDITORS:
+        raise Forbidden(texts.AREAS_ROLE_ONLY)
 
 
 @dataclass
 class Admin:
-    """An admin's session on the administration pages: load rows, record what they did."""
+    """An official's session on the administration pages: load rows, record what they did."""
 
     db: AsyncSession
     actor: Actor
@@ -47,7 +63,10 @@ class Admin:
         return row
 
     async def audit(
-        self, action: str, target: Official | Bot | Topic, details: dict[str, Any] | None = None
+        self,
+        action: str,
+        target: Official | Bot | Topic | Area,
+        details: dict[str, Any] | None = None,
     ) -> None:
         """The audit row of an action on `target`, in this session's transaction."""
         await audit.record(
@@ -88,11 +107,13 @@ def register(router: APIRouter, dash: Dashboard) -> None:
     """Add the administration routes to the dashboard router."""
 
     @asynccontextmanager
-    async def admin_session(request: Request, *, write: bool) -> AsyncIterator[Admin]:
-        """A session (a transaction when `write`) for a signed-in admin, else Forbidden."""
+    async def admin_session(
+        request: Request, *, write: bool, check: Callable[[Actor], None] = require_admin
+    ) -> AsyncIterator[Admin]:
+        """A session (a transaction when `write`) for an official `check` lets in (admins)."""
         async with dash.sessions.begin() if write else dash.sessions() as db:
             actor = await dash.actor(request, db)
-            require_admin(actor)
+            check(actor)
             yield Admin(db, actor, dash.now)
 
     def list_route(name: str, stmt: Select[Any]) -> None:
@@ -221,6 +242,157 @@ def register(router: APIRouter, dash: Dashboard) -> None:
             await admin.audit("topic.update", topic, {"before": before, "after": after})
         return dash.redirect("/admin/topics", "topic_saved")
 
+    _register_areas(router, dash, admin_session)
+
 
 def _iso(value: dt.time | None) -> str | None:
     return value.isoformat(timespec="minutes") if value is not None else None
+
+
+AdminSession = Callable[..., AbstractAsyncContextManager[Admin]]
+
+
+async def _commune_in_scope(admin: Admin, code: str) -> Area:
+    """The commune of `code` if the official's scope covers it: NotFound, or Forbidden."""
+    try:
+        commune = await areas.get_by_code(admin.db, code)
+    except areas.AreaError:
+        raise NotFound from None
+    if commune.kind is not AreaKind.commune:
+        raise DashboardError(texts.NOT_A_COMMUNE)
+    await _require_covers(admin, commune)
+    return commune
+
+
+async def _require_covers(admin: Admin, area: Area) -> None:
+    if not await officials.covers(admin.db, admin.actor.official, area):
+        raise Forbidden(texts.FORBIDDEN_SCOPE)
+
+
+def _explain_area(error: areas.AreaError) -> str:
+    if isinstance(error, areas.DuplicateAreaName):
+        return texts.SUBAREA_DUPLICATE.format(
+            commune=error.commune.name, name=error.existing.name, code=error.existing.code
+        )
+    if "longer than" in str(error):
+        return texts.SUBAREA_NAME_TOO_LONG.format(limit=areas.MAX_NAME_LENGTH)
+    if "is empty" in str(error):
+        return texts.SUBAREA_NAME_EMPTY
+    return texts.explain(error)
+
+
+def _register_areas(router: APIRouter, dash: Dashboard, admin_session: AdminSession) -> None:
+    """Villages, ports and the coastal flag of a commune (GET /admin/areas?commune=<code>)."""
+
+    def editor_session(request: Request, *, write: bool) -> AbstractAsyncContextManager[Admin]:
+        return admin_session(request, write=write, check=require_area_editor)
+
+    async def page(
+        request: Request, *, error: str | None = None, status: int = 200,
+        commune_code: str | None = None, name: str = "", kind: str = "village",
+    ) -> Response:  # fmt: skip
+        query = request.query_params.get("q", "")[:80]
+        code = commune_code or request.query_params.get("commune", "").strip()
+        async with editor_session(request, write=False) as admin:
+            actor = admin.actor
+            if not code and actor.scope is not None and actor.scope.kind is AreaKind.commune:
+                code = actor.scope.code  # a commune editor has only the one commune
+            commune = await _commune_in_scope(admin, code) if code else None
+            found: list[areas.AreaMatch] = []
+            if query.strip():
+                province_id = (
+                    actor.scope.id
+                    if actor.scope is not None and actor.scope.kind is AreaKind.province
+                    else None
+                )
+                matches = await areas.search(
+                    admin.db, query, kinds=(AreaKind.commune,), province_id=province_id, limit=20
+                )
+                found = [m for m in matches if await officials.covers(
+                    admin.db, actor.official, m.area)]  # fmt: skip
+            rows = await areas.subareas(admin.db, commune) if commune is not None else []
+            province = (
+                await admin.db.get(Area, commune.province_id)
+                if commune is not None and commune.province_id is not None
+                else None
+            )
+        return dash.render(
+            request, "dashboard/admin_areas.html",
+            {"commune": commune, "province": province, "rows": rows, "q": query,
+             "found": found, "error": error, "values": {"name": name, "kind": kind},
+             "kinds": texts.SUBAREA_KINDS,
+             "can_coastal": actor.official.role in COASTAL_EDITORS},
+            actor=actor, status_code=status,
+        )  # fmt: skip
+
+    @router.get("/admin/areas")
+    @dash.view
+    async def areas_page(request: Request) -> Response:
+        return await page(request)
+
+    @router.post("/admin/areas/{commune_code}/subareas")
+    @dash.view
+    async def subarea_add(request: Request, commune_code: str) -> Response:
+        form = await dash.form(request)
+        name, kind_value = form_text(form, "name"), form_text(form, "kind")
+        try:
+            kind = AreaKind(kind_value)
+        except ValueError:
+            raise DashboardError(texts.BAD_CHOICE) from None
+        if kind not in areas.SUBAREA_KINDS:
+            raise DashboardError(texts.BAD_CHOICE)
+        error: str | None = None
+        async with editor_session(request, write=True) as admin:
+            commune = await _commune_in_scope(admin, commune_code)
+            try:
+                area = await areas.add_subarea(admin.db, commune.code, name, kind)
+            except areas.AreaError as exc:
+                error = _explain_area(exc)
+            else:
+                await admin.audit(
+                    f"area.add_{kind.value}", area, {"code": area.code, "name": area.name}
+                )
+        if error is not None:  # after the session closed, as for accounts above
+            return await page(
+                request, error=error, status=400, commune_code=commune.code, name=name,
+                kind=kind.value,
+            )  # fmt: skip
+        return dash.redirect(f"/admin/areas?commune={commune.code}", "subarea_added")
+
+    @router.post("/admin/areas/subareas/{area_id}")
+    @dash.view
+    async def subarea_rename(request: Request, area_id: int) -> Response:
+        form = await dash.form(request)
+        error: str | None = None
+        async with editor_session(request, write=True) as admin:
+            area = await admin.get(Area, area_id)
+            # The village's own place decides, whatever commune the form claims.
+            await _require_covers(admin, area)
+            commune_code = area.code.partition(".")[0]
+            try:
+                old = await areas.rename_subarea(admin.db, area, form_text(form, "name"))
+            except areas.AreaError as exc:
+                error = _explain_area(exc)
+            else:
+                if old != area.name:
+                    await admin.audit(
+                        "area.rename", area, {"code": area.code, "before": old, "after": area.name}
+                    )
+        if error is not None:
+            return await page(request, error=error, status=400, commune_code=commune_code)
+        return dash.redirect(f"/admin/areas?commune={commune_code}", "subarea_renamed")
+
+    @router.post("/admin/areas/{commune_code}/coastal")
+    @dash.view
+    async def commune_coastal(request: Request, commune_code: str) -> Response:
+        form = await dash.form(request)
+        coastal = form_text(form, "coastal") == "1"
+        async with editor_session(request, write=True) as admin:
+            if admin.actor.official.role not in COASTAL_EDITORS:
+                raise Forbidden(texts.COASTAL_ROLE_ONLY)
+            commune = await _commune_in_scope(admin, commune_code)
+            if commune.coastal != coastal:
+                await areas.set_coastal(admin.db, [commune.code], coastal=coastal)
+                action = "area.coastal_on" if coastal else "area.coastal_off"
+                await admin.audit(action, commune, {"code": commune.code})
+        return dash.redirect(f"/admin/areas?commune={commune.code}", "coastal_saved")

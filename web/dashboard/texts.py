@@ -93,6 +93,11 @@ AUDIT_ACTIONS: dict[str, str] = {
     "bot.update": "Sửa cấu hình bot",
     "topic.update": "Sửa chủ đề",
     "document.import": "Nhập văn bản",
+    "area.add_village": "Thêm thôn",
+    "area.add_port": "Thêm bến cá",
+    "area.rename": "Đổi tên thôn hoặc bến cá",
+    "area.coastal_on": "Đánh dấu xã ven biển",
+    "area.coastal_off": "Bỏ đánh dấu xã ven biển",
 }
 
 # Short notices shown after a redirect (?ok=<key>); only these keys are ever displayed.
@@ -111,6 +116,9 @@ NOTICES: dict[str, str] = {
     "official_changed": "Đã cập nhật tài khoản.",
     "bot_saved": "Đã lưu cấu hình bot.",
     "topic_saved": "Đã lưu chủ đề.",
+    "subarea_added": "Đã thêm vào danh sách thôn và bến cá.",
+    "subarea_renamed": "Đã đổi tên.",
+    "coastal_saved": "Đã lưu đánh dấu ven biển.",
     "logged_out": "Đã đăng xuất.",
     "document_imported": "Đã nhập văn bản vào thư viện.",
     "document_version": "Đã lưu bản mới của văn bản.",
@@ -132,6 +140,14 @@ BAD_NUMBER = "Giá trị số không hợp lệ."
 BAD_CHOICE = "Lựa chọn không hợp lệ."
 CANNOT_DEACTIVATE_SELF = "Không thể tự vô hiệu hóa tài khoản của mình."
 TOPIC_NAME_EMPTY = "Tên chủ đề không được để trống."
+# Villages and ports (admin_areas.html).
+SUBAREA_KINDS: dict[str, str] = {"village": "Thôn, xóm, ấp, bản", "port": "Bến cá, cảng cá"}
+SUBAREA_NAME_EMPTY = "Tên thôn hoặc bến cá không được để trống."
+SUBAREA_NAME_TOO_LONG = "Tên quá dài (tối đa {limit} ký tự)."
+SUBAREA_DUPLICATE = "{commune} đã có «{name}» (mã {code}); hãy chọn tên khác."
+NOT_A_COMMUNE = "Hãy chọn một xã, phường hoặc đặc khu."
+AREAS_ROLE_ONLY = "Chỉ quản trị viên và biên tập viên tỉnh, xã được quản lý thôn và bến cá."
+COASTAL_ROLE_ONLY = "Chỉ quản trị viên và biên tập viên tỉnh được đổi đánh dấu ven biển."
 NOT_EDITABLE = "Chỉ sửa được bản nháp hoặc bản tin bị trả lại."
 NOT_YOUR_DRAFT = "Chỉ người viết (hoặc quản trị viên) mới sửa được bản tin này."
 PHOTO_NOT_IMAGE = "Ảnh phải là tệp JPEG hoặc PNG."
@@ -139,6 +155,8 @@ PHOTO_TOO_BIG = "Ảnh quá lớn (tối đa {mb} MB)."
 TRANSLATION_LANGUAGE_BAD = "Ngôn ngữ bản dịch không hợp lệ."
 TRANSLATION_DUPLICATE = "Mỗi ngôn ngữ chỉ có một bản dịch."
 TRANSLATION_INCOMPLETE = "Bản dịch cần có cả ngôn ngữ, tiêu đề và nội dung."
+
+VIETNAMESE = "Tiếng Việt"
 
 # Languages a bulletin can be translated into: those a subscriber can choose in the bots
 # (bot/texts.LANGUAGES), Vietnamese aside since it is the original.
