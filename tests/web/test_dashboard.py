@@ -22,7 +22,7 @@ from db.models import (
     Schedule,
     ScheduleKind,
 )
-from tests.broadcasts.engine import add_people, start_run
+from tests.broadcasts.engine import add_people, approved_bulletin, start_run
 from tests.broadcasts.population import build_population
 from tests.conftest import Database
 from tests.web.dashboard_helpers import Client, make_app, make_officials
@@ -253,3 +253,22 @@ async def test_subscriber_page_counts_within_scope_with_growth(seeded: Database)
         # Admin figures come from their own cache entry, not the commune's.
         again = (await admin.get("/dashboard/subscribers")).text
         assert 'id="subscriber-total"><strong>5</strong>' in again
+
+
+async def test_preview_shows_each_translation_as_sent_in_chat(seeded: Database) -> None:
+    await make_officials(seeded)
+    english_body = "Strong wind, force 6. " * 120  # over Zalo's 2000 characters, under 4096
+    bulletin_id = await approved_bulletin(
+        seeded, translations={"en": ("Strong wind warning", english_body.strip())}
+    )
+    async with Client(make_app(seeded)) as editor:
+        await editor.login("editor")
+        page = (await editor.get(f"/dashboard/bulletins/{bulletin_id}")).text
+    english = page.split('id="chat-preview-en"')[1].split("</div>\n")[0]
+    assert "Tiếng Anh" in page.split('id="chat-preview-en"')[0].rsplit("<h3", 1)[1]
+    assert "📢 Strong wind warning" in english and "Strong wind, force 6." in english
+    sent = f"📢 Strong wind warning\n\n{english_body.strip()}"
+    counts = page.split('class="muted chat-counts" data-language="en">')[1].split("</p>")[0]
+    assert f"{len(sent):,} ký tự".replace(",", ".") in counts
+    assert "Telegram: 1 tin" in counts and "Zalo: 2 tin" in counts
+    assert 'id="chat-preview"' in page and "Tiếng Việt" in page

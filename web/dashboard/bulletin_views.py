@@ -21,6 +21,7 @@ from db.models import (
     Bulletin,
     BulletinArea,
     BulletinState,
+    BulletinTranslation,
     Official,
     Priority,
     Schedule,
@@ -73,6 +74,15 @@ async def load_visible(db: AsyncSession, actor: Actor, bulletin_id: int) -> Bull
 
 def chat_text(bulletin_title: str, body: str, priority: Priority) -> str:
     return f"{MARKS[priority]} {bulletin_title}\n\n{body}"
+
+
+def _chat_preview(text: str, label: str, language: str) -> dict[str, Any]:
+    """One language's chat text: its Telegram parts (as shown), length and parts per platform."""
+    return {
+        "label": label, "language": language, "length": len(text),
+        "telegram_parts": split_message(text, TELEGRAM_LIMIT),
+        "zalo_count": len(split_message(text, ZALO_LIMIT)),
+    }  # fmt: skip
 
 
 def _scope_denied(actor: Actor, error: ScopeError, what: str) -> Forbidden:
@@ -326,6 +336,14 @@ def register(router: APIRouter, dash: Dashboard) -> None:
                 )
             ).all()
             covered = all([await officials.covers(db, actor.official, a) for a in audience])
+            # The page's one query for translations (the detail page is benchmarked).
+            translated = (
+                await db.scalars(
+                    select(BulletinTranslation)
+                    .where(BulletinTranslation.bulletin_id == bulletin.id)
+                    .order_by(BulletinTranslation.language)
+                )
+            ).all()
         now = dash.now()
         schedule_rows = []
         for row in rows:
@@ -337,6 +355,15 @@ def register(router: APIRouter, dash: Dashboard) -> None:
                 )  # fmt: skip
             schedule_rows.append({"row": row, "upcoming": upcoming})
         text = chat_text(bulletin.title, bulletin.body, bulletin.priority)
+        # Each translation as the sender sends it to a subscriber who chose that language.
+        translations = [
+            _chat_preview(
+                chat_text(t.title, t.body, bulletin.priority),
+                texts.TRANSLATION_LANGUAGES.get(t.language, t.language),
+                t.language,
+            )
+            for t in translated
+        ]
         role = actor.official.role
         mine = bulletin.author_id == actor.official.id
         can = {
@@ -353,8 +380,8 @@ def register(router: APIRouter, dash: Dashboard) -> None:
             "dashboard/bulletin_detail.html",
             {"b": bulletin, "audience": audience, "topic": topic, "author": author,
              "approver": approver, "preview": preview, "schedules": schedule_rows,
-             "telegram_parts": split_message(text, TELEGRAM_LIMIT),
-             "zalo_parts": split_message(text, ZALO_LIMIT), "can": can,
+             "vietnamese": _chat_preview(text, texts.VIETNAMESE, "vi"),
+             "translations": translations, "limits": (TELEGRAM_LIMIT, ZALO_LIMIT), "can": can,
              "estimate": texts.duration(preview.estimated_seconds) if preview else "",
              "now_local": now.astimezone(dash.tz).strftime("%Y-%m-%dT%H:%M")},
             actor=actor,
