@@ -277,6 +277,9 @@ def test_a_broadcast_from_the_browser_reaches_every_chat(
     expect(page.locator("#count-sent")).to_have_text("5", timeout=60_000)
     expect(page.locator("#progress-total")).to_have_text("5")
     expect(page.locator("#progress")).to_have_attribute("data-finished", "true", timeout=20_000)
+    # Opened before the fan-out (as usual here), the per-commune table fills in by itself.
+    commune = page.locator('#commune-table tr.commune-row[data-area-code="11914"]')
+    expect(commune.locator('td[data-state="sent"]')).to_have_text("5", timeout=10_000)
     _shot(page, "07-progress-sent")
     for chat_id in VIETNAMESE_CHATS:
         assert any(text.startswith(f"🚨 {TITLE}") for text in _texts(telegram, chat_id)), chat_id

@@ -191,9 +191,24 @@
         ticks += 1;
         if (ticks % 5 === 0 || p.finished) {
           document.getElementById("progress-chart").src = chartUrl + "?t=" + Date.now();
+          refreshTables();
         }
         if (!p.finished) setTimeout(poll, 2000);
       }).catch(function () { setTimeout(poll, 5000); });
+    }
+    // The per-commune table and the failure reasons can gain rows (a page opened before
+    // the fan-out shows none), so they are taken from a fresh copy of this page, rendered
+    // and escaped by the server, less often than the counters.
+    function refreshTables() {
+      fetch(window.location.href, { credentials: "same-origin" }).then(function (r) {
+        return r.ok ? r.text() : Promise.reject(r.status);
+      }).then(function (html) {
+        var fresh = new DOMParser().parseFromString(html, "text/html");
+        ["#commune-table tbody", "#failure-reasons"].forEach(function (selector) {
+          var now = document.querySelector(selector), next = fresh.querySelector(selector);
+          if (now && next) now.innerHTML = next.innerHTML;
+        });
+      }).catch(function () { /* the next refresh tries again */ });
     }
     if (box.getAttribute("data-finished") !== "true") setTimeout(poll, 2000);
   }
