@@ -716,20 +716,6 @@ async def _carry_attachments(
 # --- the public library ------------------------------------------------------------------------
 
 
-async def public_search(
-    session: AsyncSession,
-    query: str,
-    *,
-    topic: str | None = None,
-    language: str | None = None,
-    limit: int = 20,
-) -> list[library.Hit]:
-    """library.search over the public documents only (the kiosk pages, chat)."""
-    return await library.search(
-        session, query, topic=topic, language=language, limit=limit, public=True
-    )
-
-
 def _public_current() -> ColumnElement[bool]:
     newer = aliased(Document)
     superseded = exists().where(

@@ -169,12 +169,13 @@ def make_router(sessions: async_sessionmaker[AsyncSession], store: AssetStore) -
             if len(query) > MAX_QUERY:
                 error = page.t["query_too_long"]
             elif query:
-                hits = await documents.public_search(
+                hits = await library.search(
                     session,
                     query,
                     topic=topic.slug if topic else None,
                     language=page.lang,
                     limit=PAGE_SIZE,
+                    public=True,
                 )
         context = {
             "query": query[:MAX_QUERY],
