@@ -228,7 +228,8 @@ def make_router(sessions: async_sessionmaker[AsyncSession], store: AssetStore) -
             "document": document,
             "topics": topics,
             "files": files,
-            "newest": versions[-1],
+            # The newest *public* version: an internal one is not to be named here.
+            "newest": [version for version in versions if version.public][-1],
             "paragraphs": paragraphs(document.body),
         }
         return render(request, page, "document.html", context)

@@ -220,6 +220,24 @@ async def test_internal_documents_and_markup_stay_out(site: Library) -> None:
         assert "&lt;b&gt;<mark>Cát Bà</mark>&lt;/b&gt;" in page.text
 
 
+async def test_an_internal_newer_version_is_not_named(site: Library) -> None:
+    async with site.database.sessions.begin() as session:
+        newer = await documents.add(  # version 2 of 1191/QĐ-TTg, for officials only
+            session,
+            documents.load_bytes(
+                (OFFICIAL_TEXT + "\n\nBản sửa đổi nội bộ.\n").encode(), "qd-1191-noi-bo.txt"
+            ),
+            now=NOW,
+            store=site.store,
+            public=False,
+        )
+    assert newer.version == 2 and not newer.unchanged
+    async with site.client() as client:
+        page = await client.get(f"/library/documents/{site.ids['official']}")
+    assert page.status_code == 200
+    assert f"/library/documents/{newer.document.id}" not in page.text
+
+
 async def test_topic_pages_are_paged(site: Library) -> None:
     async with site.database.sessions.begin() as session:
         for n in range(25):
