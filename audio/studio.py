@@ -12,17 +12,17 @@ import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from audio import mastering, texts, tts
 from audio.mastering import EncodingSettings, MasteringSettings, OutputFormat, Rendered, Tags
 from audio.spoken import to_spoken
 from audio.store import AssetStore
+from db.engine import insert_for
 from db.models import Area, AreaKind, AssetKind, AudioAsset, Bulletin, BulletinArea
 
 __all__ = [
@@ -278,11 +278,6 @@ def render_to_store(
     return rendered, records
 
 
-def _insert_for(session: AsyncSession) -> Any:
-    """The dialect's INSERT with ON CONFLICT (PostgreSQL and SQLite both speak it)."""
-    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-
-
 async def upsert_assets(
     session: AsyncSession,
     records: Sequence[AssetRecord],
@@ -317,7 +312,7 @@ async def upsert_assets(
         }
         for record in records
     ]
-    insert = _insert_for(session)(AudioAsset).values(values)
+    insert = insert_for(session)(AudioAsset).values(values)
     updated = {
         name: insert.excluded[name]
         for name in values[0]

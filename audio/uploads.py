@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from sqlalchemy import Select, delete, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from db.engine import insert_for
 from db.models import AudioAsset, AudioUpload
 
 __all__ = ["forget_upload", "record_upload", "uploaded_file_id"]
@@ -32,9 +32,7 @@ async def record_upload(session: AsyncSession, bot_id: int, store_key: str, file
     asset_ids = (await session.scalars(_assets_at(store_key))).all()
     if not asset_ids:
         return False
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(AudioUpload).values(
+    statement = insert_for(session)(AudioUpload).values(
         [{"asset_id": asset_id, "bot_id": bot_id, "file_id": file_id} for asset_id in asset_ids]
     )
     await session.execute(

@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime as dt
 
 from sqlalchemy import delete, or_, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from db.engine import insert_for
 from db.models import Lease
 
 
@@ -20,7 +20,7 @@ async def acquire(
     only protects anything once committed.
     """
     until = now + ttl
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    insert = insert_for(session)
     await session.execute(
         insert(Lease)
         .values(name=name, holder=holder, expires_at=until)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, cast
+from typing import cast
 
 from sqlalchemy import func, literal, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from broadcasts.audiences import recipients
+from db.engine import insert_for
 from db.models import (
     BroadcastRun,
     Bulletin,
@@ -33,11 +33,6 @@ FANOUT_CHUNK = 250_000
 _DELIVERY_COLUMNS = ["run_id", "chat_address_id", "bot_id", "area_id", "priority", "state"]
 
 
-def _insert_for(session: AsyncSession) -> Any:
-    """The dialect's INSERT, which has ON CONFLICT DO NOTHING (both databases speak it)."""
-    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-
-
 async def create_run(
     session: AsyncSession,
     *,
@@ -47,7 +42,7 @@ async def create_run(
     now: dt.datetime,
 ) -> BroadcastRun | None:
     """The run for one firing; None when that firing already has one (fired twice)."""
-    insert = _insert_for(session)(BroadcastRun)
+    insert = insert_for(session)(BroadcastRun)
     result = await session.execute(
         insert.values(
             bulletin_id=bulletin_id,
@@ -101,7 +96,7 @@ async def fan_out(
             # quarter less CPU (bench/fanout.py). SQLite's GROUP BY already sorts by address
             # (an ORDER BY there would add a second sort).
             rows = rows.order_by(audience.c.id)
-        insert = _insert_for(session)(Delivery)
+        insert = insert_for(session)(Delivery)
         if again is None:
             await session.execute(insert.from_select(_DELIVERY_COLUMNS, rows))
             continue

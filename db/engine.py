@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -61,3 +62,8 @@ def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     if engine.dialect.name == "sqlite":
         engine = engine.execution_options(sqlite_begin="IMMEDIATE")
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def insert_for(session: AsyncSession) -> Any:
+    """The dialect's INSERT, which has ON CONFLICT (PostgreSQL and SQLite both speak it)."""
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
