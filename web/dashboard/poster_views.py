@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections import OrderedDict
+import math
 from collections.abc import Callable
 
 from fastapi import APIRouter, Request
@@ -15,6 +15,7 @@ from sqlalchemy.orm import aliased
 from broadcasts import areas
 from db.models import Area, AreaKind, Bot, Platform
 from web.dashboard import posters, texts
+from web.dashboard.cache import TtlCache
 from web.dashboard.common import Actor, Dashboard, DashboardError, NotFound, scope_condition
 
 SEARCH_LIMIT = 30
@@ -61,19 +62,13 @@ async def _poster_for(
 def register(router: APIRouter, dash: Dashboard) -> None:
     """Add the poster routes to the dashboard router."""
     zalo = str(dash.settings.zalo_bot_link) if dash.settings.zalo_bot_link else None
-    rendered: OrderedDict[tuple[posters.Poster, str], bytes] = OrderedDict()
+    # A poster changes only with the bot; concurrent requests for one share one drawing.
+    rendered: TtlCache[bytes] = TtlCache(math.inf, max_entries=CACHE_SIZE)
 
     async def render(poster: posters.Poster, fmt: str) -> bytes:
-        key = (poster, fmt)
-        if key in rendered:
-            rendered.move_to_end(key)
-            return rendered[key]
         # A few hundred milliseconds of drawing: off the event loop.
-        data = await asyncio.to_thread(FORMATS[fmt][1], poster)
-        rendered[key] = data
-        while len(rendered) > CACHE_SIZE:
-            rendered.popitem(last=False)
-        return data
+        draw = FORMATS[fmt][1]
+        return (await rendered.get((poster, fmt), lambda: asyncio.to_thread(draw, poster))).value
 
     @router.get("/posters")
     @dash.view
