@@ -28,8 +28,8 @@ from audio.store import make_store
 from bot.conversation import Conversation
 from bot.listening import DocumentVoices
 from bot.replies import send_reply
+from bot.telegram import CONNECTION_POOL, TelegramChannel, TelegramFrontEnd
 from bot.telegram import WEBHOOK_PATH as TELEGRAM_WEBHOOK_PATH
-from bot.telegram import TelegramChannel, TelegramFrontEnd
 from bot.zalo import WEBHOOK_PATH as ZALO_WEBHOOK_PATH
 from bot.zalo import ZaloFrontEnd
 from broadcasts import documents, leases
@@ -62,7 +62,8 @@ from web.library import make_router as make_library_pages
 log = logging.getLogger("haidang.serve")
 
 PAID_BROADCAST_RATE = 1000.0  # Telegram's limit for a bot's paid broadcasts, msg/s
-PAID_BROADCAST_IN_FLIGHT = 256  # rate x latency with room; bot.telegram.CONNECTION_POOL
+# rate x latency with room: as many sends in flight as the Telegram transport has connections
+PAID_BROADCAST_IN_FLIGHT = CONNECTION_POOL
 
 
 class StartupError(RuntimeError):
@@ -198,8 +199,10 @@ class ChatPart:
         base = settings.telegram_api_base_url if telegram else settings.zalo_api_base_url
         # Telegram keeps its file ids of uploaded audio in the database across restarts.
         service = self._service
-        file_ids = StoredFileIds(service.sessions, bot_id, read_sessions=service.read_sessions)
-        extra = {"file_ids": file_ids} if telegram else {}
+        extra = {}
+        if telegram:
+            ids = StoredFileIds(service.sessions, bot_id, read_sessions=service.read_sessions)
+            extra["file_ids"] = ids
         front = front_end(
             **extra,
             token=_secret(token),
