@@ -70,6 +70,16 @@ async def audience_areas(session: AsyncSession, bulletin_id: int) -> list[Area]:
     return list(rows.all())
 
 
+async def translations_of(session: AsyncSession, bulletin_id: int) -> list[BulletinTranslation]:
+    """The bulletin's translations, by language code."""
+    rows = await session.scalars(
+        select(BulletinTranslation)
+        .where(BulletinTranslation.bulletin_id == bulletin_id)
+        .order_by(BulletinTranslation.language)
+    )
+    return list(rows.all())
+
+
 @dataclass
 class _Content:
     """A bulletin's checked, normalised content (shared by create and edit)."""
@@ -229,12 +239,7 @@ async def edit(
         topic_slug=topic_slug, expires_at=expires_at, translations=translations,
     )  # fmt: skip
     old_translations = {
-        t.language: (t.title, t.body)
-        for t in (
-            await session.scalars(
-                select(BulletinTranslation).where(BulletinTranslation.bulletin_id == bulletin.id)
-            )
-        ).all()
+        t.language: (t.title, t.body) for t in await translations_of(session, bulletin.id)
     }
     priority = Priority.urgent if urgent else Priority.routine
     new_values = {

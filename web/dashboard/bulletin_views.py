@@ -21,7 +21,6 @@ from db.models import (
     Bulletin,
     BulletinArea,
     BulletinState,
-    BulletinTranslation,
     Official,
     Priority,
     Schedule,
@@ -37,6 +36,7 @@ from web.dashboard.common import (
     Forbidden,
     NotFound,
     form_text,
+    ordered_topics,
     parse_local,
     scope_condition,
 )
@@ -89,13 +89,6 @@ def _scope_denied(actor: Actor, error: ScopeError, what: str) -> Forbidden:
     # The English message names areas and the username: fine for the server log.
     log.warning("dashboard: official %d refused (%s): %s", actor.official.id, what, error)
     return Forbidden(texts.FORBIDDEN_SCOPE)
-
-
-async def _topics(db: AsyncSession, *, active_only: bool = True) -> list[Topic]:
-    stmt = select(Topic).order_by(Topic.position, Topic.id)
-    if active_only:
-        stmt = stmt.where(Topic.active.is_(True))
-    return list((await db.scalars(stmt)).all())
 
 
 async def _areas_of(db: AsyncSession, bulletin_ids: list[int]) -> dict[int, list[Area]]:
@@ -183,7 +176,7 @@ def register(router: APIRouter, dash: Dashboard) -> None:
             more = len(rows) > PAGE_SIZE
             rows = rows[:PAGE_SIZE]
             area_map = await _areas_of(db, [row[0].id for row in rows])
-            topics = await _topics(db, active_only=False)
+            topics = await ordered_topics(db, active_only=False)
         items = [
             {"bulletin": b, "topic": topic_name, "author": author, "areas": area_map[b.id]}
             for b, topic_name, author in rows
@@ -217,7 +210,7 @@ def register(router: APIRouter, dash: Dashboard) -> None:
         return dash.render(
             request,
             "dashboard/bulletin_new.html",
-            {"topics": await _topics(db), "values": values, "error": error, "chosen": chosen,
+            {"topics": await ordered_topics(db), "values": values, "error": error, "chosen": chosen,
              "roles": texts.SUBSCRIBER_ROLES, "platforms": texts.PLATFORMS,
              "languages": texts.TRANSLATION_LANGUAGES, "limits": editor.LIMITS,
              "marks": MARKS, "editing": editing,
@@ -337,13 +330,7 @@ def register(router: APIRouter, dash: Dashboard) -> None:
             ).all()
             covered = all([await officials.covers(db, actor.official, a) for a in audience])
             # The page's one query for translations (the detail page is benchmarked).
-            translated = (
-                await db.scalars(
-                    select(BulletinTranslation)
-                    .where(BulletinTranslation.bulletin_id == bulletin.id)
-                    .order_by(BulletinTranslation.language)
-                )
-            ).all()
+            translated = await bulletins.translations_of(db, bulletin.id)
         now = dash.now()
         schedule_rows = []
         for row in rows:

@@ -16,11 +16,11 @@ import jinja2
 from fastapi import Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
-from sqlalchemy import ColumnElement, false, or_, true
+from sqlalchemy import ColumnElement, false, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.datastructures import FormData
 
-from db.models import Area, AreaKind, Official, OfficialRole
+from db.models import Area, AreaKind, Official, OfficialRole, Topic
 from haidang.settings import Settings
 from web.dashboard import texts
 from web.dashboard.auth import (
@@ -292,3 +292,11 @@ def form_text(form: FormData, name: str, default: str = "") -> str:
 
 def form_list(form: FormData, name: str) -> list[str]:
     return [value for value in form.getlist(name) if isinstance(value, str) and value.strip()]
+
+
+async def ordered_topics(db: AsyncSession, *, active_only: bool = True) -> list[Topic]:
+    """Topics in display order (the editors' pickers offer the active ones)."""
+    stmt = select(Topic).order_by(Topic.position, Topic.id)
+    if active_only:
+        stmt = stmt.where(Topic.active.is_(True))
+    return list((await db.scalars(stmt)).all())

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import FormData, UploadFile
 
 from broadcasts import documents, library
-from db.models import Document, DocumentAttachment, OfficialRole, Topic
+from db.models import Document, DocumentAttachment, OfficialRole
 from web.dashboard import texts
 from web.dashboard.common import (
     Actor,
@@ -23,6 +23,7 @@ from web.dashboard.common import (
     NotFound,
     form_list,
     form_text,
+    ordered_topics,
 )
 from web.library import content_disposition
 
@@ -83,11 +84,6 @@ async def _parse_form(
     return parsed, attachments, form_text(form, "public") == "1"
 
 
-async def _topics(db: AsyncSession) -> list[Topic]:
-    rows = await db.scalars(select(Topic).where(Topic.active.is_(True)).order_by(Topic.position))
-    return list(rows.all())
-
-
 async def _document(db: AsyncSession, document_id: int) -> Document:
     document = await db.get(Document, document_id)
     if document is None:
@@ -123,7 +119,7 @@ def register(router: APIRouter, dash: Dashboard) -> None:
         context = {
             "values": values,
             "error": error,
-            "topics": await _topics(db),
+            "topics": await ordered_topics(db),
             "languages": texts.DOCUMENT_LANGUAGES,
             "max_attachments": documents.MAX_ATTACHMENTS,
         }
@@ -161,7 +157,7 @@ def register(router: APIRouter, dash: Dashboard) -> None:
             "versions": await library.versions(db, document),
             "topics": await documents.topics_with_names(db, document.id),
             "files": await documents.attachments_of(db, document.id),
-            "all_topics": await _topics(db),
+            "all_topics": await ordered_topics(db),
             "may_upload": may_upload(actor),
             "error": error,
             "languages": texts.DOCUMENT_LANGUAGES,

@@ -19,7 +19,6 @@ from audio.store import AssetStore
 from broadcasts import bulletins
 from db.models import (
     Bulletin,
-    BulletinTranslation,
     Platform,
     Priority,
     SubscriberRole,
@@ -78,11 +77,7 @@ async def bulletin_values(db: AsyncSession, bulletin: Bulletin, tz: ZoneInfo) ->
     topic = ""
     if bulletin.topic_id is not None:
         topic = await db.scalar(select(Topic.slug).where(Topic.id == bulletin.topic_id)) or ""
-    rows = await db.scalars(
-        select(BulletinTranslation)
-        .where(BulletinTranslation.bulletin_id == bulletin.id)
-        .order_by(BulletinTranslation.language)
-    )
+    rows = await bulletins.translations_of(db, bulletin.id)
     expires = bulletin.expires_at
     return {
         "title": bulletin.title,
@@ -93,9 +88,7 @@ async def bulletin_values(db: AsyncSession, bulletin: Bulletin, tz: ZoneInfo) ->
         "roles": list(bulletin.audience_roles),
         "platforms": list(bulletin.audience_platforms),
         "expires_at": expires.astimezone(tz).strftime("%Y-%m-%dT%H:%M") if expires else "",
-        "translations": [
-            {"language": t.language, "title": t.title, "body": t.body} for t in rows.all()
-        ],
+        "translations": [{"language": t.language, "title": t.title, "body": t.body} for t in rows],
         "photo_key": bulletin.photo_path or "",
     }
 
