@@ -16,7 +16,6 @@ from pathlib import Path
 
 from sqlalchemy import ColumnElement, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 
 from audio.store import AssetStore, make_store
 from broadcasts import audit, library
@@ -717,11 +716,7 @@ async def _carry_attachments(
 
 
 def _public_current() -> ColumnElement[bool]:
-    newer = aliased(Document)
-    superseded = exists().where(
-        Document.number.is_not(None), newer.number == Document.number, newer.id > Document.id
-    )
-    return Document.public.is_(True) & ~superseded
+    return Document.public.is_(True) & ~library.superseded()
 
 
 async def public_documents(

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, event, exists, func, select, text
+from sqlalchemy import Connection, Exists, event, exists, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -235,7 +235,7 @@ async def reindex_all(session: AsyncSession) -> int:
     await session.execute(text("DELETE FROM document_search"))
     count = 0
     documents = await session.stream_scalars(
-        select(Document).where(~_superseded()).order_by(Document.id)
+        select(Document).where(~superseded()).order_by(Document.id)
     )
     async for document in documents:
         await index_document(session, document)
@@ -243,7 +243,7 @@ async def reindex_all(session: AsyncSession) -> int:
     return count
 
 
-def _superseded() -> Any:
+def superseded() -> Exists:
     """True for a document that a later import with the same number replaced."""
     newer = aliased(Document)
     return exists().where(
@@ -684,7 +684,7 @@ async def browse(
     offset: int = 0,
 ) -> list[Document]:
     """Current documents, newest issue date first; only `topic` (a slug) when given."""
-    statement = select(Document).where(~_superseded())
+    statement = select(Document).where(~superseded())
     if topic is not None:
         topic_id = await _topic_id(session, topic)
         statement = statement.where(
@@ -709,7 +709,7 @@ async def topic_counts(session: AsyncSession, *, language: str | None = None) ->
         .outerjoin(
             Document,
             (Document.id == DocumentTopic.document_id)
-            & ~_superseded()
+            & ~superseded()
             & (Document.language == language if language is not None else True),
         )
         .where(Topic.active.is_(True))
