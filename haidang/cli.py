@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import typer
 from sqlalchemy import select
@@ -20,14 +19,12 @@ from db.seed import seed_all
 from db.text import nfc
 from haidang import logs
 from haidang.bulletin_cli import bulletin_app
-from haidang.cli_support import fail
+from haidang.cli_support import fail, run_with_sessions
 from haidang.cli_support import now as _now
 from haidang.cli_support import run as _run
 from haidang.docs_cli import docs_app
 from haidang.inbox_cli import inbox_app
 from haidang.settings import Settings, SettingsError, load_settings
-
-T = TypeVar("T")
 
 app = typer.Typer(
     help="Hải Đăng: official bulletins to fishermen over Telegram, Zalo and loudspeakers.",
@@ -319,27 +316,6 @@ def officials_add(
 # --- audio ---------------------------------------------------------------------------------
 
 
-def _run_audio(
-    settings: Settings, work: Callable[[async_sessionmaker[AsyncSession]], Awaitable[T]]
-) -> T:
-    """Like `_run`, but `work` gets a session factory: a render must not hold a
-    transaction (on SQLite it would block the running service's writers), so the
-    studio opens its own short ones."""
-    from db.engine import make_engine, make_sessionmaker
-
-    async def runner() -> T:
-        engine = make_engine(settings.database_url)
-        try:
-            return await work(make_sessionmaker(engine))
-        finally:
-            await engine.dispose()
-
-    try:
-        return asyncio.run(runner())
-    except (ValueError, LookupError) as exc:  # StudioError, ProgrammeError, unknown engine
-        raise fail(str(exc)) from None
-
-
 @audio_app.command("normalize")
 def audio_normalize(
     text: Annotated[str, typer.Argument(help="Bulletin text as officials write it.")],
@@ -385,7 +361,7 @@ def audio_render(
         return [(a.store_key, a.created_at == started) for a in assets]
 
     try:
-        rendered = _run_audio(settings, work)
+        rendered = run_with_sessions(settings, work)
     except (tts.EngineError, OSError) as exc:
         raise fail(f"cannot render bulletin {bulletin_id}: {exc}") from None
     if not any(written for _, written in rendered):
@@ -440,7 +416,7 @@ def audio_programme(
         return None if asset is None else (asset.store_key, asset.created_at == started)
 
     try:
-        built = _run_audio(settings, work)
+        built = run_with_sessions(settings, work)
     except (tts.EngineError, OSError) as exc:
         raise fail(f"cannot build the programme: {exc}") from None
     if built is None:

@@ -10,7 +10,7 @@ from typing import TypeVar
 
 import typer
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from broadcasts import areas, officials
 from db.engine import make_engine, make_sessionmaker
@@ -31,13 +31,18 @@ def now() -> dt.datetime:
 
 
 @asynccontextmanager
-async def transaction(settings: Settings) -> AsyncIterator[AsyncSession]:
+async def sessions(settings: Settings) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
     engine = make_engine(settings.database_url)
     try:
-        async with make_sessionmaker(engine).begin() as session:
-            yield session
+        yield make_sessionmaker(engine)
     finally:
         await engine.dispose()
+
+
+@asynccontextmanager
+async def transaction(settings: Settings) -> AsyncIterator[AsyncSession]:
+    async with sessions(settings) as factory, factory.begin() as session:
+        yield session
 
 
 def run(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
@@ -51,6 +56,23 @@ def run(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
     try:
         return asyncio.run(runner())
     except (areas.AreaError, officials.OfficialError, ValueError) as exc:
+        raise fail(str(exc)) from None
+
+
+def run_with_sessions(
+    settings: Settings, work: Callable[[async_sessionmaker[AsyncSession]], Awaitable[T]]
+) -> T:
+    """Like `run`, but `work` gets a session factory and opens its own short transactions
+    (a render must not hold one: on SQLite it would block the running service's writers);
+    ValueError and LookupError (an unknown TTS engine) become `error: …` and exit code 1."""
+
+    async def runner() -> T:
+        async with sessions(settings) as factory:
+            return await work(factory)
+
+    try:
+        return asyncio.run(runner())
+    except (ValueError, LookupError) as exc:
         raise fail(str(exc)) from None
 
 
