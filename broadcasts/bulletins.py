@@ -6,6 +6,7 @@ import datetime as dt
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -90,6 +91,27 @@ class _Content:
     topic_id: int | None
     translations: dict[str, tuple[str, str]]
 
+    def columns(
+        self,
+        *,
+        urgent: bool,
+        expires_at: dt.datetime | None,
+        roles: Sequence[SubscriberRole],
+        platforms: Sequence[Platform],
+        photo_path: str | None,
+    ) -> dict[str, Any]:
+        """The Bulletin columns that create sets and edit compares and updates."""
+        return {
+            "title": self.title,
+            "body": self.body,
+            "topic_id": self.topic_id,
+            "priority": Priority.urgent if urgent else Priority.routine,
+            "expires_at": expires_at,
+            "audience_roles": sorted({r.value for r in roles}),
+            "audience_platforms": sorted({p.value for p in platforms}),
+            "photo_path": photo_path,
+        }
+
 
 async def _validated(
     session: AsyncSession,
@@ -168,22 +190,17 @@ async def create(
         session, author, title=title, body=body, area_codes=area_codes, now=now,
         topic_slug=topic_slug, expires_at=expires_at, translations=translations,
     )  # fmt: skip
-    title, body, targets, topic_id = content.title, content.body, content.targets, content.topic_id
-
+    targets = content.targets
     bulletin = Bulletin(
-        title=title,
-        body=body,
-        topic_id=topic_id,
-        priority=Priority.urgent if urgent else Priority.routine,
+        **content.columns(
+            urgent=urgent, expires_at=expires_at, roles=roles, platforms=platforms,
+            photo_path=photo_path,
+        ),
         state=BulletinState.pending_approval if submit else BulletinState.draft,
         author_id=author.id,
-        expires_at=expires_at,
-        audience_roles=sorted({r.value for r in roles}),
-        audience_platforms=sorted({p.value for p in platforms}),
-        photo_path=photo_path,
         created_at=now,
         updated_at=now,
-    )
+    )  # fmt: skip
     session.add(bulletin)
     await session.flush()
     session.add_all(BulletinArea(bulletin_id=bulletin.id, area_id=a.id) for a in targets)
@@ -241,17 +258,10 @@ async def edit(
     old_translations = {
         t.language: (t.title, t.body) for t in await translations_of(session, bulletin.id)
     }
-    priority = Priority.urgent if urgent else Priority.routine
-    new_values = {
-        "title": content.title,
-        "body": content.body,
-        "topic_id": content.topic_id,
-        "priority": priority,
-        "expires_at": expires_at,
-        "audience_roles": sorted({r.value for r in roles}),
-        "audience_platforms": sorted({p.value for p in platforms}),
-        "photo_path": photo_path,
-    }
+    new_values = content.columns(
+        urgent=urgent, expires_at=expires_at, roles=roles, platforms=platforms,
+        photo_path=photo_path,
+    )  # fmt: skip
     changed = [name for name, value in new_values.items() if getattr(bulletin, name) != value]
     if {a.id for a in old_targets} != {a.id for a in content.targets}:
         changed.append("areas")
