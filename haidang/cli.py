@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -88,6 +89,12 @@ def serve(ctx: typer.Context) -> None:
         asyncio.run(run_service(settings))
     except StartupError as exc:
         raise fail(str(exc)) from None
+    except Exception:
+        # Through the logging handler, so the traceback passes the redaction: Python's own
+        # report would print exception messages verbatim, and PTB's InvalidToken quotes the
+        # token it was given.
+        logging.getLogger("haidang.serve").critical("the service stopped", exc_info=True)
+        raise typer.Exit(1) from None
 
 
 # --- db ------------------------------------------------------------------------------------

@@ -30,12 +30,22 @@ class RedactingFilter(logging.Filter):
         redacted = self.redact(message)
         if redacted != message:
             record.msg, record.args = redacted, None
-        if record.exc_info and not record.exc_text:
-            record.exc_text = self.redact(logging.Formatter().formatException(record.exc_info))
+        # Another handler may have formatted the record first and cached its traceback in
+        # exc_text, unredacted: redact whatever is there, never trust the cache.
+        if record.exc_info or record.exc_text:
+            text = record.exc_text or logging.Formatter().formatException(record.exc_info)  # type: ignore[arg-type]
+            record.exc_text = self.redact(text)
+        if record.stack_info:
+            record.stack_info = self.redact(record.stack_info)
         return True
 
 
 _installed: list[logging.Handler] = []
+# Libraries whose DEBUG output carries personal data (updates, request bodies).
+THIRD_PARTY = ("telegram", "zalo_bot", "aiohttp", "uvicorn", "asyncio")
+# Libraries held at WARNING: httpx logs every request URL at INFO (a Telegram URL carries
+# the bot token), SQLAlchemy echoes every statement with its parameters at INFO.
+AT_WARNING = ("httpx", "httpcore", "apscheduler", "sqlalchemy")
 
 
 def configure(level: str, secrets: Iterable[str] = ()) -> None:
@@ -54,6 +64,9 @@ def configure(level: str, secrets: Iterable[str] = ()) -> None:
     root.addHandler(handler)
     _installed.append(handler)
     root.setLevel(level)
-    # httpx logs every request URL at INFO, and a Telegram URL carries the bot token.
-    for noisy in ("httpx", "httpcore", "apscheduler"):
+    for noisy in AT_WARNING:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # At DEBUG the chat libraries log whole updates and requests (chat ids, names, what
+    # people wrote): personal data the redaction cannot recognise. They stop at INFO.
+    for chatty in THIRD_PARTY:
+        logging.getLogger(chatty).setLevel(max(logging.INFO, root.level))
