@@ -14,10 +14,12 @@ from telegram import (
     Bot,
     BotCommand,
     CallbackQuery,
+    Chat,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     Message,
     Update,
+    User,
 )
 from telegram.constants import ChatAction
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
@@ -28,6 +30,17 @@ from bot import texts
 from bot.conversation import Conversation, EventKind, Inbound, Option, Reply, ack_option
 from bot.listening import Background
 from bot.telegram_http import AiohttpRequest
+from bot.webhooks import (
+    BadBody,
+    NotAnUpdate,
+    checked_coordinate,
+    checked_int,
+    checked_optional_text,
+    checked_text,
+    dropped,
+    one_line,
+    read_object,
+)
 from broadcasts.channels import FailureKind, FileIds, Media, MediaKind, Outbound, SendFailure
 from broadcasts.parts import PartStatus
 from db.models import Platform
@@ -52,45 +65,80 @@ def keyboard(options: Sequence[Option], columns: int = 1) -> InlineKeyboardMarku
 
 
 def to_inbound(update: Update, bot_id: int) -> Inbound | None:
-    """Describe a Telegram update for the conversation core; None for updates we ignore."""
-    key = str(update.update_id)
+    """Describe a Telegram update for the conversation core; None for updates we ignore.
+
+    Raises NotAnUpdate when a field the core reads has a type Telegram never sends: PTB
+    builds its objects from the JSON unchecked, so this is where a malformed update stops.
+    """
+    key = str(checked_int(update.update_id, "update_id"))
     query = update.callback_query
     if query is not None and query.message is not None:
-        chat = query.message.chat
+        chat = _chat(query.message.chat, "callback_query.message.chat")
+        checked_text(query.id, "callback_query.id")
+        if isinstance(query.message, Message):  # its buttons are edited afterwards
+            checked_int(query.message.message_id, "callback_query.message.message_id")
         return Inbound(
             bot_id=bot_id, chat_id=str(chat.id), kind=EventKind.button, update_key=key,
-            data=query.data or "", display_name=query.from_user.full_name,
-            is_group=chat.type != "private", text_limit=MAX_TEXT,
+            data=checked_optional_text(query.data, "callback_query.data") or "",
+            display_name=_full_name(query.from_user), is_group=chat.type != "private",
+            text_limit=MAX_TEXT,
         )  # fmt: skip
     message = update.message
     if message is None:
         return None  # edits, member changes, channel posts: nothing to answer
-    user = message.from_user
+    chat = _chat(message.chat, "message.chat")
     common = {
         "bot_id": bot_id,
-        "chat_id": str(message.chat.id),
+        "chat_id": str(chat.id),
         "update_key": key,
-        "display_name": user.full_name if user else None,
-        "is_group": message.chat.type != "private",
+        "display_name": _full_name(message.from_user),
+        "is_group": chat.type != "private",
         "text_limit": MAX_TEXT,
     }
     if message.text is not None:
-        return Inbound(kind=EventKind.text, text=message.text, **common)  # type: ignore[arg-type]
+        said = checked_text(message.text, "message.text")
+        return Inbound(kind=EventKind.text, text=said, **common)  # type: ignore[arg-type]
+    caption = checked_optional_text(message.caption, "message.caption") or ""
     if message.photo:
+        if not isinstance(message.photo, tuple | list):
+            raise NotAnUpdate("message.photo is no list")
+        # The core keeps "telegram:<file id>" in a column of 255 characters.
+        file_id = checked_text(message.photo[-1].file_id, "message.photo.file_id", max_length=200)
         return Inbound(
-            kind=EventKind.photo, text=message.caption or "",
-            file_ref=f"telegram:{message.photo[-1].file_id}", **common,  # type: ignore[arg-type]
+            kind=EventKind.photo, text=caption,
+            file_ref=f"telegram:{file_id}", **common,  # type: ignore[arg-type]
         )  # fmt: skip
     if message.location is not None:
         return Inbound(
-            kind=EventKind.location, latitude=message.location.latitude,
-            longitude=message.location.longitude, **common,  # type: ignore[arg-type]
-        )  # fmt: skip
+            kind=EventKind.location,
+            latitude=checked_coordinate(message.location.latitude, "message.location.latitude", 90),
+            longitude=checked_coordinate(
+                message.location.longitude, "message.location.longitude", 180
+            ),
+            **common,  # type: ignore[arg-type]
+        )
     if message.sticker is not None:
         return Inbound(kind=EventKind.sticker, **common)  # type: ignore[arg-type]
     if message.voice is not None or message.audio is not None:
         return Inbound(kind=EventKind.voice, **common)  # type: ignore[arg-type]
     return Inbound(kind=EventKind.other, **common)  # type: ignore[arg-type]
+
+
+def _chat(chat: Chat | None, field: str) -> Chat:
+    """The chat, with the id and type the core relies on checked."""
+    if chat is None:  # PTB makes a Message without its (required) chat
+        raise NotAnUpdate(f"{field} is missing")
+    checked_int(chat.id, f"{field}.id")
+    checked_text(chat.type, f"{field}.type")
+    return chat
+
+
+def _full_name(user: User | None) -> str | None:
+    if user is None:
+        return None
+    first = checked_optional_text(user.first_name, "from.first_name")
+    last = checked_optional_text(user.last_name, "from.last_name")
+    return f"{first} {last}" if first and last else first or None
 
 
 def webhook_secret_ok(expected: str, given: str | None) -> bool:
@@ -203,14 +251,25 @@ class TelegramFrontEnd:
         ):
             return Response(status_code=403)
         try:
-            update = Update.de_json(await request.json(), self.application.bot)
-        except ValueError:
-            return Response(status_code=400)
+            body = await read_object(request)
+        except BadBody as refused:
+            return refused.response
+        try:
+            update = Update.de_json(body, self.application.bot)
+            # Checked here, not only when processed: a malformed update is dropped with
+            # one line in the log before it is queued.
+            to_inbound(update, self._bot_id)
+        except Exception as exc:  # valid JSON but no Update (a missing update_id, wrong types)
+            return dropped("telegram", exc)
         await self.application.update_queue.put(update)
         return Response(status_code=200)
 
     async def _on_update(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        event = to_inbound(update, self._bot_id)
+        try:
+            event = to_inbound(update, self._bot_id)
+        except NotAnUpdate as exc:  # by long polling: the webhook checked its own already
+            log.warning("telegram: update dropped: %s", one_line(exc))
+            return
         if event is None:
             return
         query = update.callback_query
@@ -277,7 +336,9 @@ class TelegramFrontEnd:
 
     async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         # Network trouble while polling and similar: PTB retries; we only keep a record.
-        log.warning("telegram: %s", context.error)
+        # One line, safe to write whatever the error carries (see one_line).
+        error = context.error
+        log.warning("telegram: %s", one_line(error) if error is not None else "unknown error")
 
 
 class TelegramChannel:

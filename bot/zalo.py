@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Coroutine
 from typing import Any
 
 from fastapi import Request, Response
@@ -17,6 +18,15 @@ from zalo_bot.request._request_parameter import RequestParameter
 from bot import texts
 from bot.conversation import Conversation, EventKind, Inbound, Option, Reply
 from bot.telegram import webhook_secret_ok
+from bot.webhooks import (
+    BadBody,
+    NotAnUpdate,
+    checked_id,
+    checked_optional_text,
+    dropped,
+    one_line,
+    read_object,
+)
 from broadcasts.channels import FailureKind, MediaKind, Outbound, SendFailure
 from broadcasts.parts import PartStatus
 from db.models import Platform
@@ -84,24 +94,34 @@ def numbered(text: str, options: tuple[Option, ...]) -> str:
 
 
 def to_inbound(update: Update | None, bot_id: int) -> Inbound | None:
-    """Describe a Zalo update for the conversation core; None for what we ignore."""
+    """Describe a Zalo update for the conversation core; None for what we ignore.
+
+    Raises NotAnUpdate when a field the core reads has a type Zalo never sends: the SDK
+    builds its objects from the JSON unchecked, so this is where a malformed update stops.
+    """
     message = update.message if update is not None else None
     if message is None or message.chat is None:
         return None
     user = message.from_user
+    display_name = getattr(user, "display_name", None) if user else None
+    chat_type = checked_optional_text(message.chat.type, "message.chat.chat_type")
     common: dict[str, Any] = {
         "bot_id": bot_id,
-        "chat_id": str(message.chat.id),
-        "update_key": f"m:{message.message_id}",
-        "display_name": getattr(user, "display_name", None) if user else None,
-        "is_group": str(message.chat.type or "PRIVATE").upper() != "PRIVATE",
+        # Kept in columns of 64 (chat id) and 80 characters ("m:" + message id).
+        "chat_id": checked_id(message.chat.id, "message.chat.id", max_length=64),
+        "update_key": f"m:{checked_id(message.message_id, 'message.message_id', max_length=78)}",
+        "display_name": checked_optional_text(display_name, "message.from.display_name"),
+        "is_group": (chat_type or "PRIVATE").upper() != "PRIVATE",
         "text_limit": MAX_TEXT,
         "voice_by_url": True,
     }
-    if message.text:
-        return Inbound(kind=EventKind.text, text=message.text, **common)
-    if message.photo_url:
-        return Inbound(kind=EventKind.photo, file_ref=f"zalo:{message.photo_url}", **common)
+    said = checked_optional_text(message.text, "message.text")
+    if said:
+        return Inbound(kind=EventKind.text, text=said, **common)
+    # "zalo:" + the URL is kept in a column of 255 characters.
+    photo_url = checked_optional_text(message.photo_url, "message.photo_url", max_length=250)
+    if photo_url:
+        return Inbound(kind=EventKind.photo, file_ref=f"zalo:{photo_url}", **common)
     if message.sticker:
         return Inbound(kind=EventKind.sticker, **common)
     # Voice, location and the rest arrive as "unsupported" events with no payload.
@@ -199,12 +219,20 @@ class ZaloFrontEnd:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 30.0)
                 continue
+            except Exception as exc:
+                # The SDK parses the update inside get_update (KeyError, TypeError on a
+                # malformed one); uncaught, it would end this loop and polling with it.
+                # The update is gone from the queue once handed out, so it cannot recur.
+                log.warning("zalo: getUpdates gave no update: %s", one_line(exc))
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
+                continue
             backoff = 1.0
-            self._spawn(update)
+            self._spawn(self._on_update(update))
 
-    def _spawn(self, update: Update | None) -> None:
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         # Each update in its own task: one slow or flooding chat never blocks the others.
-        task = asyncio.create_task(self._on_update(update))
+        task = asyncio.create_task(work)
         self._handlers.add(task)
         task.add_done_callback(self._handlers.discard)
 
@@ -215,22 +243,40 @@ class ZaloFrontEnd:
         ):
             return Response(status_code=403)
         try:
-            body = await request.json()
-        except ValueError:
-            return Response(status_code=400)
-        if isinstance(body, dict) and "result" in body and "ok" in body:
+            body: Any = await read_object(request)
+        except BadBody as refused:
+            return refused.response
+        if "result" in body and "ok" in body:
             body = body["result"]  # some deliveries wrap the update like an API answer
         try:
             update = Update.de_json(body, self.bot)
-        except Exception:  # malformed body from someone who knows the secret
-            return Response(status_code=400)
-        self._spawn(update)
+            event = to_inbound(update, self._bot_id)
+        except Exception as exc:  # malformed body from someone who knows the secret
+            return dropped("zalo", exc)
+        if event is not None:
+            self._spawn(self._answer(event))
         return Response(status_code=200)
 
     async def _on_update(self, update: Update | None) -> None:
-        event = to_inbound(update, self._bot_id)
-        if event is None:
+        """An update from long polling (the webhook checks its own before spawning)."""
+        try:
+            event = to_inbound(update, self._bot_id)
+        except NotAnUpdate as exc:
+            log.warning("zalo: update dropped: %s", one_line(exc))
             return
+        if event is not None:
+            await self._answer(event)
+
+    async def _answer(self, event: Inbound) -> None:
+        # This runs in a task nobody awaits until shutdown: whatever escapes here would
+        # surface only as asyncio's "Task exception was never retrieved" with a traceback,
+        # long after the update. Caught, it is one line naming the update.
+        try:
+            await self._reply(event)
+        except Exception as exc:
+            log.warning("zalo: update %s not answered: %s", event.update_key, one_line(exc))
+
+    async def _reply(self, event: Inbound) -> None:
         try:
             replies = await self._conversation.handle(event)
         except Exception:
