@@ -27,6 +27,7 @@ from db.models import (
 from haidang.media import store_photo
 from tests.conftest import Database
 from tests.web.dashboard_helpers import Client, make_officials, settings
+from web.dashboard import editor as editor_module
 from web.dashboard import make_router, texts
 
 BODY = "Gió mạnh cấp 6, biển động. Tàu thuyền về nơi trú ẩn an toàn trước 17 giờ."
@@ -312,3 +313,33 @@ async def test_a_radio_operator_cannot_write_nor_upload(seeded: Database, tmp_pa
         assert refused.status_code == 403
     assert await _count(seeded, Bulletin) == 0
     assert not (tmp_path / "audio" / "photos").exists()  # nothing stored for nothing
+
+
+async def test_editor_refuses_a_photo_bomb_and_a_disguised_script(
+    seeded: Database, tmp_path: Path
+) -> None:
+    from tests.test_photos import png_bomb
+
+    await make_officials(seeded)
+    app = _app(seeded, tmp_path)
+    bomb = png_bomb(20_000, 20_000)  # a real PNG of 400 MP, some 50 KB
+    script = b"\xff\xd8\xff\xe0<script>alert(1)</script>"
+    async with Client(app) as editor:
+        await editor.login("editor")
+        await editor.get("/dashboard/bulletins/new")
+        refused = await _post(
+            editor, "/dashboard/bulletins", _form(),
+            files={"photo": ("bom.png", bomb, "image/png")},
+        )  # fmt: skip
+        assert refused.status_code == 400
+        assert editor_module.PHOTO_DIMENSIONS_BAD.format(mp=52, ratio=20) in refused.text
+        assert "Kích thước ảnh không phù hợp (tối đa 52 megapixel" in refused.text
+        disguised = await _post(
+            editor, "/dashboard/bulletins", _form(),
+            files={"photo": ("anh.jpg", script, "image/jpeg")},
+        )  # fmt: skip
+        assert disguised.status_code == 400
+        assert texts.PHOTO_NOT_IMAGE in disguised.text
+        assert 'name="photo_key" id="photo-key" value=""' in disguised.text  # none kept
+    assert await _count(seeded, Bulletin) == 0
+    assert not (tmp_path / "audio" / "photos").exists()  # nothing stored

@@ -24,7 +24,15 @@ from db.models import (
     SubscriberRole,
     Topic,
 )
-from haidang.media import MAX_PHOTO_BYTES, MediaError, store_photo
+from haidang.media import (
+    MAX_PHOTO_BYTES,
+    MAX_PHOTO_PIXELS,
+    TELEGRAM_PHOTO_RATIO,
+    MediaError,
+    PhotoDimensionsError,
+    PhotoTooBigError,
+    store_photo,
+)
 from web.dashboard import texts
 from web.dashboard.common import DashboardError, form_list, form_text, parse_local
 
@@ -49,6 +57,12 @@ MAX_TRANSLATIONS = len(texts.TRANSLATION_LANGUAGES)
 # A key store_photo made: content-addressed, so naming one means having had the picture.
 PHOTO_KEY = re.compile(r"photos/[0-9a-f]{2}/[0-9a-f]{64}\.(?:jpg|png)")
 _CHUNK = 256 * 1024
+# A photo that decodes but cannot be sent as one: too many pixels (a decompression bomb,
+# or a panorama past what we decode) or too long and thin for Telegram.
+PHOTO_DIMENSIONS_BAD = (
+    "Kích thước ảnh không phù hợp (tối đa {mp} megapixel, "
+    "cạnh dài không quá {ratio} lần cạnh ngắn)."
+)
 
 
 @dataclass
@@ -204,7 +218,19 @@ async def _store_upload(upload: UploadFile, store: AssetStore) -> str:
                     )
                 out.write(chunk)
         try:
-            # Hashing and copying up to 10 MB: off the event loop.
+            # Decoding, re-encoding and hashing up to 52 megapixels: off the event loop.
             return await asyncio.to_thread(store_photo, store, path)
+        except PhotoTooBigError:
+            # Under the limit as uploaded, over it re-encoded (a PNG squeezed harder).
+            raise DashboardError(
+                texts.PHOTO_TOO_BIG.format(mb=MAX_PHOTO_BYTES // 1_000_000)
+            ) from None
+        except PhotoDimensionsError:
+            raise DashboardError(
+                PHOTO_DIMENSIONS_BAD.format(
+                    mp=MAX_PHOTO_PIXELS // 1_000_000, ratio=TELEGRAM_PHOTO_RATIO
+                )
+            ) from None
         except MediaError:
+            # Not a JPEG or PNG, or one that does not decode (truncated, a disguised script).
             raise DashboardError(texts.PHOTO_NOT_IMAGE) from None
