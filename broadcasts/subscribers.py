@@ -179,12 +179,21 @@ async def erase(session: AsyncSession, subscriber: Subscriber, now: dt.datetime)
     touching the delivery table; a blank address is never sent to (the claim skips it)
     and never matches an incoming chat (NULL equals nothing), so writing to the bot again
     starts afresh. Acknowledgements and inbox messages stay for the officials' counts but
-    lose their link to the person.
+    lose their link to the person; what the person wrote or sent (text, photo, location)
+    and the officials' answers to it are blanked, since either can identify them.
     """
     await session.execute(
         update(InboxMessage)
         .where(InboxMessage.subscriber_id == subscriber.id)
-        .values(subscriber_id=None, chat_address_id=None)
+        .values(
+            subscriber_id=None,
+            chat_address_id=None,
+            text="",
+            attachment_ref=None,
+            latitude=None,
+            longitude=None,
+            reply_text=None,
+        )
     )
     await session.execute(
         update(Acknowledgement)

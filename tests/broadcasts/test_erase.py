@@ -12,6 +12,9 @@ from db.models import (
     ChatAddress,
     Delivery,
     DeliveryState,
+    InboxKind,
+    InboxMessage,
+    InboxStatus,
     Platform,
     Subscriber,
     SubscriberStatus,
@@ -124,3 +127,40 @@ async def test_erase_blanks_the_person_and_keeps_the_counts(seeded: Database) ->
     async with seeded.sessions.begin() as session:
         run = await session.get_one(BroadcastRun, second)
         assert await runs.fan_out(session, run, NOW) == 1  # idempotent: adds nothing
+
+
+async def test_erase_blanks_what_the_person_wrote_and_the_answers(seeded: Database) -> None:
+    await add_people(seeded, Platform.telegram, CHATS)
+    erased_person, erased_address = await _person(seeded, CHATS[0])
+    _, kept_address = await _person(seeded, CHATS[1])
+    wrote = "Tôi là Trần Văn Bảy, tàu QNg-90123-TS, số 0912 345 678"
+    async with seeded.sessions.begin() as session:
+        for address, text in ((erased_address, wrote), (kept_address, "Bao giờ có bão?")):
+            session.add(
+                InboxMessage(
+                    subscriber_id=address.subscriber_id,
+                    chat_address_id=address.id,
+                    area_id=None,
+                    kind=InboxKind.location,
+                    text=text,
+                    attachment_ref="telegram:AgACAgUAAx",
+                    latitude=20.72,
+                    longitude=106.78,
+                    status=InboxStatus.answered,
+                    reply_text="Chào anh Bảy, đồn biên phòng đã nhận.",
+                )
+            )
+    async with seeded.sessions.begin() as session:
+        person = await session.get_one(Subscriber, erased_person.id)
+        await subscribers.erase(session, person, NOW)
+
+    async with seeded.sessions() as session:
+        rows = (await session.scalars(select(InboxMessage).order_by(InboxMessage.id))).all()
+    erased, kept = rows
+    assert (erased.subscriber_id, erased.chat_address_id) == (None, None)
+    assert (erased.text, erased.attachment_ref, erased.reply_text) == ("", None, None)
+    assert (erased.latitude, erased.longitude) == (None, None)
+    assert erased.status is InboxStatus.answered  # still counted as a message that was answered
+    # Someone else's message is untouched.
+    assert kept.text == "Bao giờ có bão?"
+    assert kept.reply_text is not None and kept.latitude == 20.72
