@@ -11,3 +11,6 @@ class PartStatus:
 
     active: bool
     detail: str
+    # Configured but failing for now (a platform unreachable, a token refused); it tries
+    # again by itself, and /healthz reports the service as degraded meanwhile.
+    retrying: bool = False

@@ -56,6 +56,7 @@ from haidang.media import StoredFileIds, StoreMedia, engine_name, production
 from haidang.settings import Settings
 from web.app import Webhook, create_app
 from web.audio import make_router as make_audio_pages
+from web.dashboard import make_admin_check
 from web.dashboard import make_router as make_dashboard
 from web.library import make_router as make_library_pages
 
@@ -124,6 +125,9 @@ class WebPart:
             parts=service.statuses,
             webhooks=service.webhooks,
             routers=routers,
+            data_dir=settings.data_dir,
+            min_free_bytes=settings.data_dir_min_free_mb * 1_000_000,
+            may_see_details=make_admin_check(service.sessions, settings),
         )
         config = uvicorn.Config(
             app,
@@ -173,7 +177,17 @@ WEBHOOK_PATHS = {Platform.telegram: TELEGRAM_WEBHOOK_PATH, Platform.zalo: ZALO_W
 
 
 class ChatPart:
-    """One chat bot (Telegram or Zalo); it needs its bot row, so it is built at start."""
+    """One chat bot (Telegram or Zalo), connecting in the background until it can.
+
+    A platform that cannot be reached (the network down, the platform blocked in the
+    country, a token refused) must not stop the dashboard, the other bot or the senders:
+    the part reports "retrying" with the reason, tries again with a growing delay, logs
+    once per change of reason, and registers its channel (and gets a sender) once up.
+    """
+
+    FIRST_TRY_S = 10.0  # how long start-up waits for the first attempt before going on
+    RETRY_FIRST_S = 1.0
+    RETRY_MAX_S = 60.0
 
     def __init__(self, platform: Platform, settings: Settings, service: Service) -> None:
         self.name = platform.value
@@ -181,16 +195,31 @@ class ChatPart:
         self._settings = settings
         self._service = service
         self.front: TelegramFrontEnd | ZaloFrontEnd | None = None
+        self._connecting: TelegramFrontEnd | ZaloFrontEnd | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._failure: str | None = None  # why the last attempt failed
+        self._next_try: float | None = None  # monotonic time of the next attempt
 
     def status(self) -> PartStatus:
-        if self.front is None:
+        if self.front is not None:
+            return self.front.status()
+        if self._failure is None:
             return PartStatus(active=False, detail="starting")
-        return self.front.status()
+        wait = max(0, round((self._next_try or 0) - time.monotonic()))
+        return PartStatus(
+            active=False, detail=f"retrying in {wait} s: {self._failure}", retrying=True
+        )
 
     async def start(self) -> None:
-        settings = self._settings
         async with self._service.sessions.begin() as session:
             bot_id = (await ensure_bot(session, self.platform)).id
+        first_try = asyncio.Event()
+        self._task = asyncio.create_task(self._connect(bot_id, first_try), name=self.name)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(first_try.wait(), self.FIRST_TRY_S)
+
+    def _front_end(self, bot_id: int) -> TelegramFrontEnd | ZaloFrontEnd:
+        settings = self._settings
         public = str(settings.public_base_url).rstrip("/") if settings.public_base_url else None
         secret = webhook_secret(settings, self.platform)
         telegram = self.platform is Platform.telegram
@@ -203,16 +232,34 @@ class ChatPart:
         if telegram:
             ids = StoredFileIds(service.sessions, bot_id, read_sessions=service.read_sessions)
             extra["file_ids"] = ids
-        front = front_end(
+        return front_end(
             **extra,
             token=_secret(token),
             api_base_url=str(base),
-            conversation=self._service.conversation,
+            conversation=service.conversation,
             bot_id=bot_id,
             webhook_url=f"{public}{WEBHOOK_PATHS[self.platform]}" if public else None,
             webhook_secret=secret,
         )
-        await front.start()
+
+    async def _connect(self, bot_id: int, first_try: asyncio.Event) -> None:
+        # One front end for every attempt: its start() may be called again after a
+        # failure (the libraries initialise only what is not yet initialised).
+        front = self._connecting = self._front_end(bot_id)
+        delay = self.RETRY_FIRST_S
+        while True:
+            try:
+                await front.start()
+                break
+            except Exception as exc:  # any failure: this part retries, the others go on
+                reason = _failure_reason(exc)
+                if reason != self._failure:
+                    log.warning("%s: cannot start (%s); retrying", self.name, reason)
+                self._failure = reason
+                self._next_try = time.monotonic() + delay
+            first_try.set()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.RETRY_MAX_S)
         if isinstance(front, TelegramFrontEnd) and front.application.bot.username:
             # The dashboard's QR posters print t.me/<username>?start=c<commune code>.
             async with self._service.sessions.begin() as session:
@@ -220,15 +267,36 @@ class ChatPart:
                 row.username = front.application.bot.username
         self.front = front
         self._service.channels.register(bot_id, front.channel())
+        if self._failure is not None:
+            log.info("%s: on (%s) after retrying", self.name, front.status().detail)
+        self._failure = None
+        first_try.set()
+        await self._service.senders.add(bot_id)
 
     async def stop(self) -> None:
-        if self.front is not None:
-            await self.front.stop()
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._connecting is not None:
+            await self._connecting.stop()
 
     async def webhook(self, request: Request) -> Response:
         if self.front is None:
             return Response(status_code=503)  # not started yet: the platform retries
         return await self.front.webhook(request)
+
+
+def _failure_reason(exc: BaseException) -> str:
+    """A short reason for /healthz and the log: the exception's type and first line.
+
+    The log's redaction removes tokens from log lines; /healthz is not a log line, so a
+    message that names the token (python-telegram-bot's InvalidToken does) is cut here.
+    """
+    message = str(exc).splitlines()[0] if str(exc) else ""
+    if "token" in message.lower():
+        message = "the token was refused"
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
 class SchedulerPart:
@@ -406,42 +474,60 @@ class SendersPart:
     def __init__(self, service: Service) -> None:
         self._service = service
         self.senders: list[Sender] = []
+        self._bots: set[int] = set()  # bots with a sender (or one being made)
+        self._started = False
+        self._stopped = False
 
     def status(self) -> PartStatus:
         if not self.senders:
-            return PartStatus(active=False, detail="no bot is configured")
+            return PartStatus(active=False, detail="no bot is running")
         states = [f"{s.name} {'active' if s.holding else 'standby'}" for s in self.senders]
         return PartStatus(active=True, detail=", ".join(states))
 
     async def start(self) -> None:
+        self._started = True
+        for bot_id in self._service.channels.bot_ids():
+            await self.add(bot_id)
+
+    async def add(self, bot_id: int) -> None:
+        """Start the sender of a bot whose channel is registered, once; a bot that comes
+        up after start-up (it was retrying) gets its sender here."""
         service = self._service
-        for bot_id in service.channels.bot_ids():
-            channel = service.channels.get(bot_id)
-            if channel is None:
-                continue
-            async with service.sessions() as session:
-                bot = await session.get_one(Bot, bot_id)
-            # Paid broadcasts lift Telegram's bulk limit to 1000 messages a second, for
-            # sends that ask for it; at ~100 ms a send that keeps ~100 of them in flight.
-            paid = False
-            if bot.paid_broadcast and isinstance(channel, TelegramChannel):
-                channel, paid = channel.for_paid_broadcast(), True
-            config = SenderConfig(
-                bot_id=bot_id,
-                rate_per_second=PAID_BROADCAST_RATE if paid else bot.rate_per_second,
-                max_in_flight=PAID_BROADCAST_IN_FLIGHT if paid else SenderConfig.max_in_flight,
-                per_chat_interval=bot.per_chat_interval,
-                quiet_start=bot.quiet_start,
-                quiet_end=bot.quiet_end,
-            )
-            sender = Sender(
-                service.sessions, channel, config, tz=service.settings.tz,
-                holder=service.holder, media=service.media,
-            )  # fmt: skip
-            await sender.start()
-            self.senders.append(sender)
+        channel = service.channels.get(bot_id)
+        # Before start(), start() picks the bot up; after stop(), nothing starts again.
+        if not self._started or self._stopped or channel is None or bot_id in self._bots:
+            return
+        self._bots.add(bot_id)
+        async with service.sessions() as session:
+            bot = await session.get_one(Bot, bot_id)
+        # Paid broadcasts lift Telegram's bulk limit to 1000 messages a second, for
+        # sends that ask for it; at ~100 ms a send that keeps ~100 of them in flight.
+        paid = False
+        if bot.paid_broadcast and isinstance(channel, TelegramChannel):
+            channel, paid = channel.for_paid_broadcast(), True
+        config = SenderConfig(
+            bot_id=bot_id,
+            rate_per_second=PAID_BROADCAST_RATE if paid else bot.rate_per_second,
+            max_in_flight=PAID_BROADCAST_IN_FLIGHT if paid else SenderConfig.max_in_flight,
+            per_chat_interval=bot.per_chat_interval,
+            quiet_start=bot.quiet_start,
+            quiet_end=bot.quiet_end,
+        )
+        sender = Sender(
+            service.sessions, channel, config, tz=service.settings.tz,
+            holder=service.holder, media=service.media,
+        )  # fmt: skip
+        await sender.start()
+        if self.stopped():  # stop() ran while this sender was being made
+            await sender.stop()
+            return
+        self.senders.append(sender)
+
+    def stopped(self) -> bool:
+        return self._stopped
 
     async def stop(self) -> None:
+        self._stopped = True
         await asyncio.gather(*(sender.stop() for sender in self.senders))
 
 
@@ -489,6 +575,7 @@ class Service:
         self.conversation = Conversation(self.sessions, voices=voices)
         # Who holds leases from this process: readable in the leases table by an operator.
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.senders = SendersPart(self)
         chat_parts = _chat_parts(settings, self)
         self.webhooks: dict[str, Webhook] = {}
         for part in chat_parts:
@@ -506,7 +593,7 @@ class Service:
             *chat_parts,
             AudioPart(self),
             SchedulerPart(self),
-            SendersPart(self),
+            self.senders,
         ]
 
     async def send_inbox_reply(self, message_id: int) -> None:

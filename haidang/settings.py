@@ -37,6 +37,9 @@ class Settings(BaseSettings):
 
     environment: Environment = Environment.development
     data_dir: Path = Path("./var")
+    # Below this much free space in DATA_DIR, /healthz answers 503: the SQLite database,
+    # audio renders and uploads all write there, and fail once it is full.
+    data_dir_min_free_mb: Annotated[int, Field(ge=0)] = 200
     database_url: str = ""
     http_host: str = "127.0.0.1"
     http_port: Annotated[int, Field(ge=1, le=65535)] = 8000
@@ -102,6 +105,18 @@ class Settings(BaseSettings):
     def _blank_is_none(cls, value: object) -> object:
         # `PUBLIC_BASE_URL=` in a .env means "not set", not an invalid URL.
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("telegram_api_base_url", "zalo_api_base_url", mode="before")
+    @classmethod
+    def _server_not_bot_prefix(cls, value: object) -> object:
+        # python-telegram-bot's own convention is a base URL ending in /bot (the token is
+        # appended to it); we append "/bot<token>" ourselves, so accept that form too
+        # instead of calling .../bot/bot<token> and failing on getMe with a 404.
+        if isinstance(value, str):
+            value = value.strip().rstrip("/")
+            if value.endswith("/bot"):
+                value = value.removesuffix("/bot")
+        return value
 
     @field_validator(
         "telegram_bot_token",

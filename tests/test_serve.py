@@ -68,8 +68,16 @@ def test_serve_answers_health_and_stops_cleanly(
         parts = body["parts"]
         assert isinstance(parts, dict)
         assert parts["web"]["active"] is True
-        assert parts["telegram"] == {"active": False, "detail": "TELEGRAM_BOT_TOKEN not set"}
-        assert parts["zalo"] == {"active": False, "detail": "ZALO_BOT_TOKEN not set"}
+        assert parts["telegram"] == {
+            "active": False,
+            "detail": "TELEGRAM_BOT_TOKEN not set",
+            "retrying": False,
+        }
+        assert parts["zalo"] == {
+            "active": False,
+            "detail": "ZALO_BOT_TOKEN not set",
+            "retrying": False,
+        }
     finally:
         process.send_signal(stop_signal)
         _, log = process.communicate(timeout=20)

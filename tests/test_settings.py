@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from haidang.settings import Environment, SettingsError, load_settings, normalise_database_url
+from haidang.settings import (
+    Environment,
+    Settings,
+    SettingsError,
+    load_settings,
+    normalise_database_url,
+)
 
 SETTING_NAMES = [
     "ENVIRONMENT", "DATA_DIR", "DATABASE_URL", "HTTP_HOST", "HTTP_PORT", "PUBLIC_BASE_URL",
@@ -105,3 +111,15 @@ def test_production_accepts_a_real_secret(monkeypatch: pytest.MonkeyPatch) -> No
 )
 def test_database_urls_get_the_async_driver(given: str, expected: str) -> None:
     assert normalise_database_url(given) == expected
+
+
+def test_a_bot_api_base_url_in_python_telegram_bots_form_is_accepted() -> None:
+    # PTB's convention ends in /bot; we append /bot<token> ourselves (getMe gave 404).
+    settings = Settings.model_validate(
+        {
+            "telegram_api_base_url": "http://127.0.0.1:8081/bot/",
+            "zalo_api_base_url": "https://bot-api.zaloplatforms.com/bot",
+        }
+    )
+    assert str(settings.telegram_api_base_url).rstrip("/") == "http://127.0.0.1:8081"
+    assert str(settings.zalo_api_base_url).rstrip("/") == "https://bot-api.zaloplatforms.com"

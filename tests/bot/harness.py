@@ -13,8 +13,9 @@ from typing import Any, TypeVar
 
 from sqlalchemy import select, text
 
+from broadcasts.subscribers import ensure_bot
 from db import schema
-from db.models import Area, ChatAddress, Subscriber, Subscription
+from db.models import Area, ChatAddress, Platform, Subscriber, Subscription
 from haidang.runtime import OffPart, Service
 from haidang.settings import Settings
 from tests.conftest import Database
@@ -52,12 +53,28 @@ async def stamp_head(database: Database) -> None:
         )
 
 
+async def without_quiet_hours(database: Database) -> None:
+    """Create both platforms' bot rows with no quiet hours.
+
+    Routine sends wait out 21:00-06:00 local time; a test that runs the real service on
+    the wall clock would otherwise pass or fail by the hour it runs at (CI runs at any hour).
+    """
+    async with database.sessions.begin() as session:
+        for platform in Platform:
+            bot = await ensure_bot(session, platform)
+            bot.quiet_start = bot.quiet_end = None
+
+
 @asynccontextmanager
 async def running_service(
     database: Database, tmp_path: Path, *, webhook: bool = False, **overrides: Any
 ) -> AsyncIterator[Service]:
-    """Start `haidang serve`'s Service in this loop; stop it cleanly afterwards."""
+    """Start `haidang serve`'s Service in this loop; stop it cleanly afterwards.
+
+    The bots have no quiet hours (see without_quiet_hours).
+    """
     await stamp_head(database)
+    await without_quiet_hours(database)
     port = free_port()
     values: dict[str, Any] = {
         "data_dir": tmp_path / "var",

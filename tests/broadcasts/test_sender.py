@@ -53,7 +53,12 @@ async def running_sender(
     clock: Callable[[], dt.datetime] | None = None,
     **config: object,
 ) -> AsyncIterator[Sender]:
-    options: dict[str, object] = {"rate_per_second": 200.0, "per_chat_interval": 0.05, **FAST}
+    # No quiet hours unless a test asks: on the wall clock, routine sends would otherwise
+    # wait whenever the suite runs between 21:00 and 06:00 in Hải Phòng.
+    options: dict[str, object] = {
+        "rate_per_second": 200.0, "per_chat_interval": 0.05, "quiet_start": None,
+        "quiet_end": None, **FAST,
+    }  # fmt: skip
     options.update(config)
     sender = Sender(
         database.sessions, channel, SenderConfig(bot_id=bot_id, **options),  # type: ignore[arg-type]
@@ -202,7 +207,10 @@ async def test_quiet_hours_hold_routine_but_not_urgent(seeded: Database) -> None
         bot_id = await add_people(seeded, Platform.telegram, ["11", "12"])
         routine_run = await start_run(seeded, await approved_bulletin(seeded))
         urgent_run = await start_run(seeded, await approved_bulletin(seeded, urgent=True))
-        async with running_sender(seeded, channel, bot_id, clock=lambda: night):
+        async with running_sender(
+            seeded, channel, bot_id, clock=lambda: night,
+            quiet_start=dt.time(21, 0), quiet_end=dt.time(6, 0),
+        ):  # fmt: skip
             assert await wait_settled(seeded, urgent_run) == {"sent": 2}
             await asyncio.sleep(0.5)
         assert await states(seeded, routine_run) == {"pending": 2}  # waits for the morning

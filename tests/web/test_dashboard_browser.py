@@ -21,7 +21,7 @@ from db.models import Base, Platform, SubscriberRole
 from db.seed import seed_all
 from haidang.runtime import OffPart, Service
 from haidang.settings import Settings
-from tests.bot.harness import free_port, stamp_head, until
+from tests.bot.harness import free_port, stamp_head, until, without_quiet_hours
 from tests.broadcasts.engine import add_people
 from tests.conftest import Database
 from tests.fakes.telegram_api import FakeTelegramAPI
@@ -139,6 +139,7 @@ def live(tmp_path: Path, telegram: FakeTelegramAPI) -> Iterator[LiveService]:
             await connection.run_sync(Base.metadata.create_all)
         database = Database("sqlite", url, engine, make_sessionmaker(engine))
         await stamp_head(database)
+        await without_quiet_hours(database)
         async with database.sessions.begin() as session:
             await seed_all(session)
         await make_officials(database)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
@@ -22,9 +22,16 @@ from web.dashboard import (
     texts,
 )
 from web.dashboard.auth import attempt_login, new_session
-from web.dashboard.common import STATIC_DIR, Dashboard, NotFound, SendReply, form_text
+from web.dashboard.common import (
+    STATIC_DIR,
+    Dashboard,
+    LoginRequired,
+    NotFound,
+    SendReply,
+    form_text,
+)
 
-__all__ = ["make_router"]
+__all__ = ["make_admin_check", "make_router"]
 
 # Files the router serves itself; a fixed list, so no path from a URL reaches the disk.
 STATIC_FILES = {"dashboard.css": "text/css", "dashboard.js": "text/javascript"}
@@ -146,3 +153,23 @@ def make_router(
         raise NotFound
 
     return router
+
+
+def make_admin_check(
+    sessions: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    *,
+    prefix: str = "/dashboard",
+) -> Callable[[Request], Awaitable[bool]]:
+    """Whether a request carries a signed-in administrator's session (the same checks as
+    every dashboard page); /healthz shows its details to them."""
+    dash = Dashboard(sessions, settings, prefix=prefix, send_reply=None, clock=_utc_now)
+
+    async def is_admin(request: Request) -> bool:
+        async with sessions() as db:
+            try:
+                return (await dash.actor(request, db)).is_admin
+            except LoginRequired:
+                return False
+
+    return is_admin
