@@ -314,8 +314,9 @@ class Official(Timestamped, Base):
     # The scope: a province or a commune; NULL only for admins.
     area_id: Mapped[int | None] = mapped_column(ForeignKey("areas.id"))
     active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
-    failed_logins: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    locked_until: Mapped[dt.datetime | None]
+    # Signed into every session cookie; signing out (or an admin) raises it, which ends
+    # every session of this official on the server, copied cookies included.
+    session_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     last_login_at: Mapped[dt.datetime | None]
 
     area: Mapped[Area | None] = relationship(lazy="raise")
@@ -611,6 +612,21 @@ class AuditEntry(Base):
     object_type: Mapped[str | None] = mapped_column(String(40))
     object_id: Mapped[str | None] = mapped_column(String(40))
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class LoginThrottle(Base):
+    """Recent failed sign-ins for one key (a client, a client and a name, or a name).
+
+    The key is a hash, so no address or guessed name sits in the table in clear.
+    """
+
+    __tablename__ = "login_throttles"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer)
+    last_failure_at: Mapped[dt.datetime] = mapped_column(index=True)
+    # No attempt for this key is checked before this time (a growing delay, never a lock).
+    wait_until: Mapped[dt.datetime]
 
 
 class Lease(Base):

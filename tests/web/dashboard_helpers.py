@@ -65,8 +65,10 @@ async def make_officials(database: Database) -> dict[str, int]:
 class Client:
     """One browser: a cookie jar, and the CSRF token of the last page it read."""
 
-    def __init__(self, app: FastAPI, base_url: str = "http://test") -> None:
-        transport = httpx.ASGITransport(app=app)
+    def __init__(
+        self, app: FastAPI, base_url: str = "http://test", *, client_ip: str = "127.0.0.1"
+    ) -> None:
+        transport = httpx.ASGITransport(app=app, client=(client_ip, 50000))
         self.http = httpx.AsyncClient(transport=transport, base_url=base_url)
         self.csrf = ""
 

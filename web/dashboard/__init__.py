@@ -21,7 +21,7 @@ from web.dashboard import (
     subscriber_views,
     texts,
 )
-from web.dashboard.auth import attempt_login, new_session
+from web.dashboard.auth import DEVICE_COOKIE, attempt_login, login_name, new_session
 from web.dashboard.common import (
     STATIC_DIR,
     Dashboard,
@@ -93,20 +93,24 @@ def make_router(
         form = await dash.form(request)
         username = form_text(form, "username")
         now = dash.now()
+        device = dash.devices.read(request.cookies.get(DEVICE_COOKIE))
         async with dash.sessions.begin() as db:
-            result = await attempt_login(
-                db, username=username, password=form_text(form, "password"), now=now
-            )
-        if result.official is None:
-            error = texts.LOGIN_FAILED
-            if result.locked_until is not None:
-                until = result.locked_until.astimezone(dash.tz).strftime("%H:%M")
-                error = texts.LOGIN_LOCKED.format(until=until)
-            context = {"error": error, "username": username[:60], "next": form_text(form, "next")}
+            official = await attempt_login(
+                db, username=username, password=form_text(form, "password"), now=now,
+                client=request.client.host if request.client else "", device=device,
+                secret=dash.codec.secret,
+            )  # fmt: skip
+        if official is None:
+            # One answer for every refusal: it must not tell which names exist.
+            context = {
+                "error": texts.LOGIN_FAILED, "username": username[:60],
+                "next": form_text(form, "next"),
+            }  # fmt: skip
             return dash.render(request, "dashboard/login.html", context, status_code=401)
         # A new session (and CSRF token) at sign-in, so a planted cookie is worthless.
         response = RedirectResponse(_safe_next(prefix, form_text(form, "next")), status_code=303)
-        dash.codec.store(response, dash.login_session(result.official))
+        dash.codec.store(response, dash.login_session(official))
+        dash.devices.store(response, device, login_name(username))
         return response
 
     @router.post("/logout")
@@ -115,6 +119,8 @@ def make_router(
         await dash.form(request)
         async with dash.sessions.begin() as db:
             actor = await dash.actor(request, db)
+            # Every session of this official ends on the server, copied cookies included.
+            actor.official.session_generation += 1
             await audit.record(
                 db, now=dash.now(), official=actor.official, via="web", action="official.logout",
                 object_type="official", object_id=actor.official.id,

@@ -147,8 +147,7 @@ def register(router: APIRouter, dash: Dashboard) -> None:
             request,
             "dashboard/admin_officials.html",
             {"rows": rows, "error": error, "roles": texts.OFFICIAL_ROLES,
-             "values": values or {"username": "", "display_name": "", "role": "", "area": ""},
-             "now": dash.now()},
+             "values": values or {"username": "", "display_name": "", "role": "", "area": ""}},
             actor=admin.actor, status_code=status,
         )  # fmt: skip
 
@@ -203,9 +202,7 @@ def register(router: APIRouter, dash: Dashboard) -> None:
                 raise DashboardError(texts.CANNOT_DEACTIVATE_SELF)
             if target.active != active:
                 target.active = active
-                if active:  # reactivating also lifts a lock-out
-                    target.failed_logins = 0
-                    target.locked_until = None
+                target.session_generation += 1  # deactivation ends the sessions for good
                 await admin.audit("official.activate" if active else "official.deactivate", target)
         return dash.redirect("/admin/officials", "official_changed")
 

@@ -1,4 +1,4 @@
-"""Dashboard sign-in: signed session cookies, per-session CSRF tokens and login lock-out."""
+"""Dashboard sign-in: signed session cookies, per-session CSRF tokens, throttled sign-in."""
 
 from __future__ import annotations
 
@@ -17,13 +17,15 @@ from starlette.responses import Response
 
 from broadcasts import audit, officials
 from db.models import Official
+from web.dashboard import throttle
 
 COOKIE_NAME = "hd_session"
 SESSION_MAX_AGE = dt.timedelta(hours=12)
-MAX_FAILED_LOGINS = 5
-LOCKOUT = dt.timedelta(minutes=15)
+DEVICE_COOKIE = "hd_device"
+DEVICE_MAX_AGE = dt.timedelta(days=180)
 CSRF_FIELD = "csrf_token"
 _SALT = "haidang.dashboard.session"
+_DEVICE_SALT = "haidang.dashboard.device"
 
 
 @dataclass(frozen=True)
@@ -32,7 +34,8 @@ class SessionData:
 
     csrf: str
     official_id: int | None = None
-    # Ties the session to the password hash: a password change ends older sessions.
+    # Ties the session to the password hash and the session generation: a password
+    # change or a sign-out ends every older session on the server.
     fingerprint: str | None = None
 
 
@@ -47,9 +50,8 @@ def new_session(official: Official | None = None, *, secret: str = "") -> Sessio
 
 
 def fingerprint(secret: str, official: Official) -> str:
-    digest = hmac.new(
-        secret.encode(), f"{official.id}:{official.password_hash}".encode(), hashlib.sha256
-    )
+    signed = f"{official.id}:{official.session_generation}:{official.password_hash}"
+    digest = hmac.new(secret.encode(), signed.encode(), hashlib.sha256)
     return digest.hexdigest()[:32]
 
 
@@ -114,63 +116,97 @@ def csrf_matches(session: SessionData | None, submitted: object) -> bool:
 
 @cache
 def _dummy_hash() -> str:
-    # Verifying against a throwaway hash for unknown names keeps their timing like a real miss.
+    # Verifying against a throwaway hash when no real one is checked (an unknown name, a
+    # delayed attempt) keeps every refusal as slow as a wrong password: the time tells
+    # nothing about which names exist.
     return officials.hash_password(secrets.token_urlsafe(16))
 
 
+class DeviceCodec:
+    """The device cookie: which names signed in from this browser before (OWASP's device
+    cookie). Such a browser is throttled by its own failures only (see throttle)."""
+
+    MAX_NAMES = 5  # a commune's shared computer signs in as a few officials
+
+    def __init__(self, secret: str, *, secure: bool, path: str) -> None:
+        self._serializer = URLSafeTimedSerializer(secret, salt=_DEVICE_SALT)
+        self._secure = secure
+        self._path = path
+
+    def read(self, token: str | None) -> DeviceData | None:
+        if not token:
+            return None
+        try:
+            payload = self._serializer.loads(token, max_age=int(DEVICE_MAX_AGE.total_seconds()))
+        except BadSignature:
+            return None
+        device, names = (payload.get("d"), payload.get("u")) if isinstance(payload, dict) else (
+            None, None
+        )  # fmt: skip
+        if not isinstance(device, str) or not isinstance(names, list):
+            return None
+        return DeviceData(device, tuple(n for n in names if isinstance(n, str)))
+
+    def store(self, response: Response, known: DeviceData | None, name: str) -> None:
+        device = known.device if known else secrets.token_urlsafe(16)
+        names = [name, *(n for n in (known.names if known else ()) if n != name)]
+        value = self._serializer.dumps({"d": device, "u": names[: self.MAX_NAMES]})
+        response.set_cookie(
+            DEVICE_COOKIE, str(value), max_age=int(DEVICE_MAX_AGE.total_seconds()),
+            path=self._path, httponly=True, samesite="lax", secure=self._secure,
+        )  # fmt: skip
+
+
 @dataclass(frozen=True)
-class LoginResult:
-    official: Official | None  # set only on success
-    locked_until: dt.datetime | None = None  # set when the account is (now) locked
+class DeviceData:
+    device: str  # a random id, made at this browser's first sign-in
+    names: tuple[str, ...]  # the names that signed in from it, newest first
+
+
+def login_name(username: str) -> str:
+    return username.strip().lower()[:60]
 
 
 async def attempt_login(
-    session: AsyncSession, *, username: str, password: str, now: dt.datetime
-) -> LoginResult:
-    """Check a username and password; count failures and lock after MAX_FAILED_LOGINS.
+    session: AsyncSession,
+    *,
+    username: str,
+    password: str,
+    now: dt.datetime,
+    client: str,
+    device: DeviceData | None,
+    secret: str,
+) -> Official | None:
+    """Check a name and password; the official on success, None on any refusal.
 
-    Every outcome writes an audit row in `session` (the caller commits whatever happens).
-    A locked account is refused without looking at the password, so guessing stops.
+    Every refusal (unknown name, wrong password, a delay still running, a deactivated
+    account) looks the same to the client: the same answer after one password hash
+    check each. Failures raise growing delays (throttle), never a lock. Every outcome
+    writes an audit row in `session` (the caller commits whatever happens).
     """
-    name = username.strip().lower()[:60]
+    name = login_name(username)
+    known = device if device is not None and name in device.names else None
+    keys = throttle.keys_for(
+        secret, client=client, name=name, device=known.device if known else None
+    )
+    delayed = await throttle.waiting(session, keys, now)
     official = await session.scalar(select(Official).where(Official.username == name))
-    if official is None or not official.active:
-        officials.verify_password(_dummy_hash(), password)
+    usable = official is not None and official.active and not delayed
+    checked = official.password_hash if usable and official else _dummy_hash()
+    if officials.verify_password(checked, password) and usable and official:
+        if officials.needs_rehash(official.password_hash):
+            official.password_hash = officials.hash_password(password)
+        official.last_login_at = now
+        await throttle.forget(session, keys)
         await audit.record(
-            session, now=now, official=official, via="web", action="official.login_failed",
-            object_type="official", object_id=official.id if official else None,
-        )  # fmt: skip
-        return LoginResult(official=None)
-    if official.locked_until is not None and official.locked_until > now:
-        await audit.record(
-            session, now=now, official=official, via="web", action="official.login_failed",
-            object_type="official", object_id=official.id, details={"locked": True},
-        )  # fmt: skip
-        return LoginResult(official=None, locked_until=official.locked_until)
-    if not officials.verify_password(official.password_hash, password):
-        official.failed_logins += 1
-        await audit.record(
-            session, now=now, official=official, via="web", action="official.login_failed",
+            session, now=now, official=official, via="web", action="official.login",
             object_type="official", object_id=official.id,
-            details={"failed_logins": official.failed_logins},
         )  # fmt: skip
-        if official.failed_logins >= MAX_FAILED_LOGINS:
-            official.locked_until = now + LOCKOUT
-            official.failed_logins = 0
-            await audit.record(
-                session, now=now, official=official, via="web", action="official.lockout",
-                object_type="official", object_id=official.id,
-                details={"until": official.locked_until.isoformat()},
-            )  # fmt: skip
-            return LoginResult(official=None, locked_until=official.locked_until)
-        return LoginResult(official=None)
-    if officials.needs_rehash(official.password_hash):
-        official.password_hash = officials.hash_password(password)
-    official.failed_logins = 0
-    official.locked_until = None
-    official.last_login_at = now
+        return official
+    await throttle.record_failure(session, keys, now)
     await audit.record(
-        session, now=now, official=official, via="web", action="official.login",
-        object_type="official", object_id=official.id,
+        session, now=now, official=official, via="web", action="official.login_failed",
+        object_type="official", object_id=official.id if official else None,
+        details={"delayed": True} if delayed else None,
     )  # fmt: skip
-    return LoginResult(official=official)
+    return None

@@ -26,6 +26,7 @@ from web.dashboard import texts
 from web.dashboard.auth import (
     COOKIE_NAME,
     CSRF_FIELD,
+    DeviceCodec,
     SessionCodec,
     SessionData,
     csrf_matches,
@@ -123,9 +124,9 @@ class Dashboard:
         self.clock = clock
         self.tz = settings.tz
         secure = settings.public_base_url is not None and settings.public_base_url.scheme == "https"
-        self.codec = SessionCodec(
-            settings.secret_key.get_secret_value(), secure=secure, path=prefix or "/"
-        )
+        secret = settings.secret_key.get_secret_value()
+        self.codec = SessionCodec(secret, secure=secure, path=prefix or "/")
+        self.devices = DeviceCodec(secret, secure=secure, path=prefix or "/")
         env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
             autoescape=True,  # every template, .svg included

@@ -76,6 +76,7 @@ INBOX_KINDS: dict[str, str] = {
 AUDIT_ACTIONS: dict[str, str] = {
     "official.login": "Đăng nhập",
     "official.login_failed": "Đăng nhập sai",
+    # Written before growing sign-in delays replaced the account lock; old entries stay.
     "official.lockout": "Khóa tài khoản tạm thời (sai mật khẩu nhiều lần)",
     "official.logout": "Đăng xuất",
     "official.create": "Tạo tài khoản cán bộ",
@@ -125,8 +126,12 @@ NOTICES: dict[str, str] = {
     "document_unchanged": "Nội dung văn bản không đổi; đã lưu các tệp đính kèm (nếu có).",
 }
 
-LOGIN_FAILED = "Sai tên đăng nhập hoặc mật khẩu."
-LOGIN_LOCKED = "Tài khoản tạm khóa do nhập sai mật khẩu nhiều lần. Thử lại sau {until}."
+# The one answer to every refused sign-in (unknown name, wrong password, a delay after
+# many failures): it must not tell which names exist.
+LOGIN_FAILED = (
+    "Không đăng nhập được. Kiểm tra lại tên đăng nhập và mật khẩu; nếu đã nhập sai nhiều"
+    " lần, hãy chờ vài phút rồi thử lại."
+)
 CSRF_FAILED = "Phiên làm việc không hợp lệ hoặc đã hết hạn. Hãy tải lại trang và thử lại."
 FORBIDDEN = "Bạn không có quyền thực hiện thao tác này."
 FORBIDDEN_SCOPE = "Khu vực này nằm ngoài phạm vi phụ trách của bạn."
