@@ -253,7 +253,7 @@ def use_service_gc(default_gc: bool) -> str:
     return "the service's gc settings (tune_gc)"
 
 
-def sender_config(bot_id: int, rate: float, *, max_in_flight: int = 64) -> SenderConfig:
+def sender_config(bot_id: int, rate: float, *, max_in_flight: int | None = None) -> SenderConfig:
     """The bot's sender at `rate`, per-chat gap 1 s, quiet hours off (the benches must not
     depend on the time of day)."""
     return SenderConfig(

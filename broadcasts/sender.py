@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,8 +24,12 @@ from db.text import split_message
 
 log = logging.getLogger(__name__)
 
-FLUSH_INTERVAL_S = 1.0  # outcomes reach the database at least this often (crash bound)
-FLUSH_BATCH = 100  # ... and after every batch this size
+# What a crash can repeat is what was sent but not yet written: the outcomes since the
+# last write and the sends still waiting for the platform's answer. Both are kept to a
+# fraction of a second of sending, so a 30 msg/s bot repeats at most 30 (duplicate_bound).
+FLUSH_INTERVAL_S = 0.25  # outcomes reach the database at least this often (looked at twice
+FLUSH_BATCH = 100  # as often), and after every batch this size
+IN_FLIGHT_SECONDS = 0.5  # by default at most this much sending waits for answers at once
 URGENT_MARK, ROUTINE_MARK = "🚨", "📢"
 MEDIA_RECHECK_S = 5.0  # how soon to look again for a voice that was not rendered yet
 
@@ -54,10 +59,24 @@ class SenderConfig:
     lease_ttl: dt.timedelta = dt.timedelta(seconds=10)  # renewed every second
     delivery_lease: dt.timedelta = dt.timedelta(seconds=60)
     batch_seconds: float = 1.0  # claim about this many seconds of sending at a time
-    max_in_flight: int = 64
+    max_in_flight: int | None = None  # None: rate x IN_FLIGHT_SECONDS, within 4..64
     idle_poll_s: float = 0.25
     max_attempts: int = 5  # transient failures (5xx, timeouts) before failing for good
     backoff_s: tuple[float, ...] = (2.0, 10.0, 30.0, 120.0)  # before attempt 2, 3, 4, 5
+
+    @property
+    def in_flight_limit(self) -> int:
+        """Sends waiting for the platform's answer at once. Half a second of the rate keeps
+        a 30/s bot at full speed while the API answers within half a second."""
+        if self.max_in_flight is not None:
+            return self.max_in_flight
+        return max(4, min(64, math.ceil(self.rate_per_second * IN_FLIGHT_SECONDS)))
+
+    @property
+    def duplicate_bound(self) -> int:
+        """The most messages a crash (kill -9) can send twice: the outcomes not yet
+        written (up to 1.5 flush intervals of sending) plus the sends in flight."""
+        return int(self.rate_per_second * FLUSH_INTERVAL_S * 1.5) + self.in_flight_limit
 
 
 def in_quiet_hours(local: dt.time, start: dt.time | None, end: dt.time | None) -> bool:
@@ -99,7 +118,7 @@ class Sender:
         self._outcomes: list[queue.Outcome] = []
         self._last_flush = time.monotonic()
         self._in_flight: set[asyncio.Task[None]] = set()
-        self._slots = asyncio.Semaphore(config.max_in_flight)
+        self._slots = asyncio.Semaphore(config.in_flight_limit)
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._flusher: asyncio.Task[None] | None = None

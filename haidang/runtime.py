@@ -508,7 +508,7 @@ class SendersPart:
         config = SenderConfig(
             bot_id=bot_id,
             rate_per_second=PAID_BROADCAST_RATE if paid else bot.rate_per_second,
-            max_in_flight=PAID_BROADCAST_IN_FLIGHT if paid else SenderConfig.max_in_flight,
+            max_in_flight=PAID_BROADCAST_IN_FLIGHT if paid else None,
             per_chat_interval=bot.per_chat_interval,
             quiet_start=bot.quiet_start,
             quiet_end=bot.quiet_end,
