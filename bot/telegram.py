@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import time
 import warnings
 from collections.abc import Sequence
 
@@ -47,6 +48,8 @@ from db.models import Platform
 from db.text import split_message
 
 log = logging.getLogger(__name__)
+
+POLL_FAILURE_REPEAT_S = 300.0  # the same polling failure is logged again after this long
 
 WEBHOOK_PATH = "/webhooks/telegram"
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 - a header name, not a secret
@@ -195,6 +198,7 @@ class TelegramFrontEnd:
         # once is sent by file id afterwards, whoever asks.
         self._channel = TelegramChannel(self.application.bot, file_ids=file_ids)
         self._background = Background()  # voices being rendered and sent after a reply
+        self._poll_failure: tuple[str, float] | None = None  # the last reason logged, when
 
     @property
     def mode(self) -> str:
@@ -226,9 +230,20 @@ class TelegramFrontEnd:
             if app.updater is None:
                 raise RuntimeError("polling needs an updater")
             await app.updater.start_polling(
-                allowed_updates=["message", "callback_query"], timeout=10
-            )
+                allowed_updates=["message", "callback_query"], timeout=10,
+                error_callback=self._polling_failed,
+            )  # fmt: skip
         self._running = True
+
+    def _polling_failed(self, error: TelegramError) -> None:
+        # Without this callback PTB logs every failed poll at ERROR with a traceback: the
+        # platform blocked mid-run would fill the log. PTB keeps polling with backoff.
+        reason = f"{type(error).__name__}: {error}"
+        now = time.monotonic()
+        last = self._poll_failure
+        if last is None or last[0] != reason or now - last[1] >= POLL_FAILURE_REPEAT_S:
+            log.warning("telegram: polling failed (%s); retrying", reason)
+            self._poll_failure = (reason, now)
 
     async def stop(self) -> None:
         app = self.application

@@ -1,4 +1,4 @@
-"""`haidang serve` as a real process: health on SQLite with no token, logs, clean shutdown."""
+"""`haidang serve` as a real process: health, logs, clean shutdown, an unreachable platform."""
 
 from __future__ import annotations
 
@@ -9,13 +9,20 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from db import schema
+from db.models import Platform
 from haidang.settings import normalise_database_url
+from tests.broadcasts.engine import migrated_with_urgent_bulletin
+from tests.fakes.telegram_api import FakeTelegramAPI
+from tests.fakes.zalo_api import FakeZaloAPI
 
 
 def _free_port() -> int:
@@ -102,3 +109,106 @@ def test_serve_refuses_an_unmigrated_database(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert "run `haidang db upgrade` first" in result.stderr
+
+
+def _health(port: int) -> tuple[int, dict[str, Any]]:
+    """/healthz from this machine (details included), whatever its status code."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as reply:
+            return reply.status, json.loads(reply.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def _until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.1)
+
+
+def test_an_unreachable_telegram_stops_nothing_else(database_url: str, tmp_path: Path) -> None:
+    # Telegram blocked in the country: its API address answers nothing (a closed port).
+    telegram_port = _free_port()
+    zalo_people = [f"zalo-{n}" for n in range(20)]
+    telegram_people = [str(20_000 + n) for n in range(20)]
+    migrated_with_urgent_bulletin(
+        normalise_database_url(database_url),
+        {Platform.zalo: zalo_people, Platform.telegram: telegram_people},
+    )
+    telegram = FakeTelegramAPI(port=telegram_port)
+    port = _free_port()
+    log = tmp_path / "serve.log"
+    with FakeZaloAPI().running_in_thread() as zalo:
+        for chat in zalo_people:
+            zalo.register_chat(chat)
+        env = _env(database_url, tmp_path, port)
+        env.update(
+            TELEGRAM_BOT_TOKEN=telegram.token,
+            TELEGRAM_API_BASE_URL=f"http://127.0.0.1:{telegram_port}",
+            ZALO_BOT_TOKEN=zalo.token, ZALO_API_BASE_URL=zalo.base_url,
+        )  # fmt: skip
+        with log.open("w") as out:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "haidang", "serve"], env=env, stdout=out, stderr=out
+            )
+        try:
+            _until(lambda: _answers(port), 30, "serve to answer")
+            _until(lambda: _health(port)[1]["parts"]["zalo"]["active"], 20, "Zalo to start")
+            status, body = _health(port)
+            # Degraded, not down: the part that cannot start says why, the rest is on.
+            assert (status, body["status"]) == (200, "degraded"), body
+            parts = body["parts"]
+            assert parts["telegram"]["active"] is False and parts["telegram"]["retrying"]
+            assert "retrying in" in parts["telegram"]["detail"]
+            assert parts["web"]["active"] is True
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/dashboard/login") as page:
+                assert page.status == 200
+
+            # The Zalo bot answers, and its sender delivers the storm warning.
+            zalo.user_sends("zalo-new", "/start")
+            _until(lambda: bool(zalo.sent_to("zalo-new")), 20, "Zalo to answer /start")
+            _until(lambda: _warned(zalo) == set(zalo_people), 30, "the warning on Zalo")
+
+            # Telegram's API appears: the part comes up by itself and sends what waited.
+            with telegram.running_in_thread():
+                _until(
+                    lambda: _health(port)[1]["parts"]["telegram"]["active"] is True,
+                    70, "Telegram to come up",
+                )  # fmt: skip
+                _until(
+                    lambda: _warned(telegram) == set(telegram_people), 30, "the warning on Telegram"
+                )
+                assert _health(port)[1]["status"] == "ok"
+            # Blocked again mid-run: polling fails, says so once, and carries on after.
+            _until(lambda: "telegram: polling failed" in log.read_text(), 30, "a failed poll")
+            time.sleep(2)
+            with telegram.running_in_thread():
+                telegram.user_sends(30_001, "/start")
+                _until(lambda: bool(telegram.sent_to(30_001)), 30, "Telegram to answer again")
+                # Stopped while both APIs answer, so shutdown's last calls reach them.
+                process.send_signal(signal.SIGTERM)
+                process.wait(30)
+        finally:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                process.wait(30)
+    text = log.read_text()
+    assert process.returncode == 0, text
+    assert text.count("telegram: cannot start") == 1, text  # once per change of reason
+    assert "telegram: on (" in text and "after retrying" in text
+    assert text.count("telegram: polling failed") == 1, text
+    assert "Traceback" not in text and telegram.token not in text
+
+
+def _warned(api: FakeTelegramAPI | FakeZaloAPI) -> set[str]:
+    return {str(r.chat_id) for r in api.sent if "Bão khẩn cấp" in (r.text or "")}
+
+
+def _answers(port: int) -> bool:
+    try:
+        _health(port)
+    except OSError:
+        return False
+    return True

@@ -6,13 +6,17 @@ import asyncio
 import datetime as dt
 import time
 from collections.abc import Sequence
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 
-from broadcasts import bulletins, officials, runs
+from broadcasts import bulletins, officials, runs, schedules
 from broadcasts.subscribers import ensure_bot, follow_all_topics
+from db import schema
+from db.engine import make_engine, make_sessionmaker
 from db.models import (
     Area,
+    Bot,
     BroadcastRun,
     Bulletin,
     ChatAddress,
@@ -24,6 +28,7 @@ from db.models import (
     SubscriberRole,
     Subscription,
 )
+from db.seed import seed_all
 from tests.conftest import Database
 
 NOW = dt.datetime(2026, 11, 25, 3, 0, tzinfo=dt.UTC)  # 10:00 in Hải Phòng: not quiet hours
@@ -134,3 +139,35 @@ async def bulletin_state(database: Database, bulletin_id: int) -> str:
 async def run_row(database: Database, run_id: int) -> BroadcastRun:
     async with database.sessions() as session:
         return await session.get_one(BroadcastRun, run_id)
+
+
+def migrated_with_urgent_bulletin(
+    url: str, people: dict[Platform, list[str]], *, rate: float | None = None
+) -> int:
+    """For tests of `haidang serve`: a migrated, seeded database with these chats on each
+    platform's bot (at `rate` msg/s) and an urgent bulletin for them scheduled now."""
+
+    async def build() -> int:
+        engine = make_engine(url)
+        database = Database("serve", url, engine, make_sessionmaker(engine))
+        async with database.sessions.begin() as session:
+            await seed_all(session)
+        for platform, chat_ids in people.items():
+            bot_id = await add_people(database, platform, chat_ids)
+            if rate is not None:
+                async with database.sessions.begin() as session:
+                    (await session.get_one(Bot, bot_id)).rate_per_second = rate
+        bulletin_id = await approved_bulletin(database, body="Bão khẩn cấp!", urgent=True)
+        async with database.sessions.begin() as session:
+            bulletin = await bulletins.get(session, bulletin_id)
+            editor = await session.scalar(select(Official).where(Official.username == "editor"))
+            assert editor is not None
+            await schedules.schedule(
+                session, bulletin, editor, now=dt.datetime.now(dt.UTC),
+                tz=ZoneInfo("Asia/Ho_Chi_Minh"),
+            )  # fmt: skip
+        await engine.dispose()
+        return bulletin_id
+
+    schema.upgrade(url)
+    return asyncio.run(build())

@@ -10,19 +10,19 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import select, text, update
+from sqlalchemy import text
 
-from broadcasts import schedules
 from broadcasts.sender import SenderConfig
-from db import schema
-from db.engine import make_engine, make_sessionmaker
-from db.models import Bot, Official, Platform
-from db.seed import seed_all
+from db.models import Platform
 from haidang.settings import normalise_database_url
-from tests.broadcasts.engine import add_people, approved_bulletin, start_run
+from tests.broadcasts.engine import (
+    add_people,
+    approved_bulletin,
+    migrated_with_urgent_bulletin,
+    start_run,
+)
 from tests.conftest import Database
 from tests.fakes.telegram_api import FakeTelegramAPI
 from tests.test_serve import _free_port
@@ -37,39 +37,6 @@ def _serve(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
             [sys.executable, "-m", "haidang", "serve"], env=env, stdout=out, stderr=out
         )
-
-
-def _prepare(url: str, people: int, rate: float) -> int:
-    """A migrated database with `people` subscribers and an urgent bulletin scheduled now."""
-
-    async def build() -> int:
-        engine = make_engine(url)
-        database = Database("fault", url, engine, make_sessionmaker(engine))
-        async with database.sessions.begin() as session:
-            await seed_all(session)
-        bot_id = await add_people(
-            database, Platform.telegram, [str(10_000 + n) for n in range(people)]
-        )
-        async with database.sessions.begin() as session:
-            await session.execute(update(Bot).where(Bot.id == bot_id).values(rate_per_second=rate))
-        bulletin_id = await approved_bulletin(database, body="Bão khẩn cấp!", urgent=True)
-        async with database.sessions.begin() as session:
-            from broadcasts import bulletins
-
-            bulletin = await bulletins.get(session, bulletin_id)
-            editor = await session.scalar(select(Official).where(Official.username == "editor"))
-            assert editor is not None
-            import datetime as dt
-
-            await schedules.schedule(
-                session, bulletin, editor, now=dt.datetime.now(dt.UTC),
-                tz=ZoneInfo("Asia/Ho_Chi_Minh"),
-            )  # fmt: skip
-        await engine.dispose()
-        return bulletin_id
-
-    schema.upgrade(url)
-    return asyncio.run(build())
 
 
 def _bulletin_messages(api: FakeTelegramAPI) -> Counter[str]:
@@ -89,7 +56,9 @@ def test_sigkill_mid_urgent_broadcast_then_restart(
     database_url: str, tmp_path: Path, people: int, rate: float
 ) -> None:
     url = normalise_database_url(database_url)
-    _prepare(url, people, rate)
+    migrated_with_urgent_bulletin(
+        url, {Platform.telegram: [str(10_000 + n) for n in range(people)]}, rate=rate
+    )
     bound = SenderConfig(bot_id=0, rate_per_second=rate).duplicate_bound
     if rate <= 30:
         assert bound <= rate  # the promise: a 30 msg/s bot repeats at most 30
