@@ -27,7 +27,6 @@ from db.models import (
 from haidang.media import store_photo
 from tests.conftest import Database
 from tests.web.dashboard_helpers import Client, make_officials, settings
-from web.dashboard import editor as editor_module
 from web.dashboard import make_router, texts
 
 BODY = "Gió mạnh cấp 6, biển động. Tàu thuyền về nơi trú ẩn an toàn trước 17 giờ."
@@ -332,7 +331,7 @@ async def test_editor_refuses_a_photo_bomb_and_a_disguised_script(
             files={"photo": ("bom.png", bomb, "image/png")},
         )  # fmt: skip
         assert refused.status_code == 400
-        assert editor_module.PHOTO_DIMENSIONS_BAD.format(mp=52, ratio=20) in refused.text
+        assert texts.PHOTO_DIMENSIONS_BAD.format(mp=52, ratio=20) in refused.text
         assert "Kích thước ảnh không phù hợp (tối đa 52 megapixel" in refused.text
         disguised = await _post(
             editor, "/dashboard/bulletins", _form(),

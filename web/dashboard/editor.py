@@ -57,12 +57,6 @@ MAX_TRANSLATIONS = len(texts.TRANSLATION_LANGUAGES)
 # A key store_photo made: content-addressed, so naming one means having had the picture.
 PHOTO_KEY = re.compile(r"photos/[0-9a-f]{2}/[0-9a-f]{64}\.(?:jpg|png)")
 _CHUNK = 256 * 1024
-# A photo that decodes but cannot be sent as one: too many pixels (a decompression bomb,
-# or a panorama past what we decode) or too long and thin for Telegram.
-PHOTO_DIMENSIONS_BAD = (
-    "Kích thước ảnh không phù hợp (tối đa {mp} megapixel, "
-    "cạnh dài không quá {ratio} lần cạnh ngắn)."
-)
 
 
 @dataclass
@@ -227,7 +221,7 @@ async def _store_upload(upload: UploadFile, store: AssetStore) -> str:
             ) from None
         except PhotoDimensionsError:
             raise DashboardError(
-                PHOTO_DIMENSIONS_BAD.format(
+                texts.PHOTO_DIMENSIONS_BAD.format(
                     mp=MAX_PHOTO_PIXELS // 1_000_000, ratio=TELEGRAM_PHOTO_RATIO
                 )
             ) from None

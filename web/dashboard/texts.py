@@ -157,6 +157,12 @@ NOT_EDITABLE = "Chỉ sửa được bản nháp hoặc bản tin bị trả l�
 NOT_YOUR_DRAFT = "Chỉ người viết (hoặc quản trị viên) mới sửa được bản tin này."
 PHOTO_NOT_IMAGE = "Ảnh phải là tệp JPEG hoặc PNG."
 PHOTO_TOO_BIG = "Ảnh quá lớn (tối đa {mb} MB)."
+# A photo that decodes but cannot be sent as one: too many pixels (a decompression bomb,
+# or a panorama past what we decode) or too long and thin for Telegram.
+PHOTO_DIMENSIONS_BAD = (
+    "Kích thước ảnh không phù hợp (tối đa {mp} megapixel, "
+    "cạnh dài không quá {ratio} lần cạnh ngắn)."
+)
 TRANSLATION_LANGUAGE_BAD = "Ngôn ngữ bản dịch không hợp lệ."
 TRANSLATION_DUPLICATE = "Mỗi ngôn ngữ chỉ có một bản dịch."
 TRANSLATION_INCOMPLETE = "Bản dịch cần có cả ngôn ngữ, tiêu đề và nội dung."
