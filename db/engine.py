@@ -13,8 +13,11 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-# How long a SQLite writer waits for another writer before "database is locked".
-SQLITE_BUSY_TIMEOUT_MS = 10_000
+# How long a SQLite writer waits for another writer before "database is locked". SQLite's
+# busy handler is not a queue (waiters poll, and one can lose many times in a row), so on a
+# loaded machine 20 webhook updates at once went past 10 s in CI; a wait is better than
+# an update answered with an apology.
+SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
