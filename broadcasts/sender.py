@@ -27,8 +27,10 @@ log = logging.getLogger(__name__)
 # What a crash can repeat is what was sent but not yet written: the outcomes since the
 # last write and the sends still waiting for the platform's answer. Both are kept to a
 # fraction of a second of sending, so a 30 msg/s bot repeats at most 30 (duplicate_bound).
-FLUSH_INTERVAL_S = 0.25  # outcomes reach the database at least this often (looked at twice
-FLUSH_BATCH = 100  # as often), and after every batch this size
+# Outcomes reach the database at least every FLUSH_INTERVAL_S (checked twice as often)
+# and after every FLUSH_BATCH outcomes.
+FLUSH_INTERVAL_S = 0.25
+FLUSH_BATCH = 100
 IN_FLIGHT_SECONDS = 0.5  # by default at most this much sending waits for answers at once
 URGENT_MARK, ROUTINE_MARK = "🚨", "📢"
 MEDIA_RECHECK_S = 5.0  # how soon to look again for a voice that was not rendered yet

@@ -20,7 +20,7 @@ import pytest
 from db import schema
 from db.models import Platform
 from haidang.settings import normalise_database_url
-from tests.broadcasts.engine import migrated_with_urgent_bulletin
+from tests.broadcasts.engine import migrated_with_urgent_bulletin, warnings_received
 from tests.fakes.telegram_api import FakeTelegramAPI
 from tests.fakes.zalo_api import FakeZaloAPI
 
@@ -169,7 +169,9 @@ def test_an_unreachable_telegram_stops_nothing_else(database_url: str, tmp_path:
             # The Zalo bot answers, and its sender delivers the storm warning.
             zalo.user_sends("zalo-new", "/start")
             _until(lambda: bool(zalo.sent_to("zalo-new")), 20, "Zalo to answer /start")
-            _until(lambda: _warned(zalo) == set(zalo_people), 30, "the warning on Zalo")
+            _until(
+                lambda: set(warnings_received(zalo)) == set(zalo_people), 30, "the warning on Zalo"
+            )
 
             # Telegram's API appears: the part comes up by itself and sends what waited.
             with telegram.running_in_thread():
@@ -178,7 +180,9 @@ def test_an_unreachable_telegram_stops_nothing_else(database_url: str, tmp_path:
                     70, "Telegram to come up",
                 )  # fmt: skip
                 _until(
-                    lambda: _warned(telegram) == set(telegram_people), 30, "the warning on Telegram"
+                    lambda: set(warnings_received(telegram)) == set(telegram_people),
+                    30,
+                    "the warning on Telegram",
                 )
                 assert _health(port)[1]["status"] == "ok"
             # Blocked again mid-run: polling fails, says so once, and carries on after.
@@ -200,10 +204,6 @@ def test_an_unreachable_telegram_stops_nothing_else(database_url: str, tmp_path:
     assert "telegram: on (" in text and "after retrying" in text
     assert text.count("telegram: polling failed") == 1, text
     assert "Traceback" not in text and telegram.token not in text
-
-
-def _warned(api: FakeTelegramAPI | FakeZaloAPI) -> set[str]:
-    return {str(r.chat_id) for r in api.sent if "Bão khẩn cấp" in (r.text or "")}
 
 
 def _answers(port: int) -> bool:

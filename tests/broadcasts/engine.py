@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
+from collections import Counter
 from collections.abc import Sequence
 from zoneinfo import ZoneInfo
 
@@ -30,6 +31,7 @@ from db.models import (
 )
 from db.seed import seed_all
 from tests.conftest import Database
+from tests.fakes._common import FakeBotAPI
 
 NOW = dt.datetime(2026, 11, 25, 3, 0, tzinfo=dt.UTC)  # 10:00 in Hải Phòng: not quiet hours
 
@@ -141,6 +143,14 @@ async def run_row(database: Database, run_id: int) -> BroadcastRun:
         return await session.get_one(BroadcastRun, run_id)
 
 
+URGENT_BODY = "Bão khẩn cấp!"  # the body of migrated_with_urgent_bulletin's warning
+
+
+def warnings_received(api: FakeBotAPI) -> Counter[str]:
+    """How many times each chat got that warning's text from a fake Bot API."""
+    return Counter(str(r.chat_id) for r in api.sent if URGENT_BODY in (r.text or ""))
+
+
 def migrated_with_urgent_bulletin(
     url: str, people: dict[Platform, list[str]], *, rate: float | None = None
 ) -> int:
@@ -157,7 +167,7 @@ def migrated_with_urgent_bulletin(
             if rate is not None:
                 async with database.sessions.begin() as session:
                     (await session.get_one(Bot, bot_id)).rate_per_second = rate
-        bulletin_id = await approved_bulletin(database, body="Bão khẩn cấp!", urgent=True)
+        bulletin_id = await approved_bulletin(database, body=URGENT_BODY, urgent=True)
         async with database.sessions.begin() as session:
             bulletin = await bulletins.get(session, bulletin_id)
             editor = await session.scalar(select(Official).where(Official.username == "editor"))

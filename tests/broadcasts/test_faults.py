@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -22,10 +21,11 @@ from tests.broadcasts.engine import (
     approved_bulletin,
     migrated_with_urgent_bulletin,
     start_run,
+    warnings_received,
 )
 from tests.conftest import Database
 from tests.fakes.telegram_api import FakeTelegramAPI
-from tests.test_serve import _free_port
+from tests.test_serve import _free_port, _until
 
 # (people, the bot's rate): a 30 msg/s Telegram bot as deployed, and a fast one. Each
 # broadcast takes 10-15 s, so the kill lands mid-broadcast.
@@ -37,18 +37,6 @@ def _serve(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
             [sys.executable, "-m", "haidang", "serve"], env=env, stdout=out, stderr=out
         )
-
-
-def _bulletin_messages(api: FakeTelegramAPI) -> Counter[str]:
-    return Counter(str(r.chat_id) for r in api.sent if "Bão khẩn cấp" in (r.text or ""))
-
-
-def _wait(predicate: object, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 @pytest.mark.parametrize(("people", "rate"), CASES)
@@ -74,22 +62,22 @@ def test_sigkill_mid_urgent_broadcast_then_restart(
         )  # fmt: skip
         first = _serve(env, log)
         try:
-            _wait(lambda: sum(_bulletin_messages(api).values()) >= people // 3, 60, "sends")
+            _until(lambda: sum(warnings_received(api).values()) >= people // 3, 60, "sends")
         finally:
             first.send_signal(signal.SIGKILL)
             first.wait(10)
-        at_kill = sum(_bulletin_messages(api).values())
+        at_kill = sum(warnings_received(api).values())
         assert at_kill < people, "the broadcast finished before the kill; slow it down"
 
         env["HTTP_PORT"] = str(_free_port())
         second = _serve(env, log)
         try:
-            _wait(lambda: len(_bulletin_messages(api)) == people, 90, "every person reached")
+            _until(lambda: len(warnings_received(api)) == people, 90, "every person reached")
             time.sleep(1.0)  # let the last outcomes land
         finally:
             second.send_signal(signal.SIGTERM)
             assert second.wait(30) == 0, log.read_text()
-        received = _bulletin_messages(api)
+        received = warnings_received(api)
     # Nobody misses the warning; duplicates stay within the documented bound.
     assert set(received) == {str(10_000 + n) for n in range(people)}
     duplicates = sum(received.values()) - people

@@ -10,7 +10,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import func, select, text
 
 from db import schema
-from db.engine import make_engine
+from db.engine import SQLITE_BUSY_TIMEOUT_MS, make_engine
 from db.models import Area, AreaKind, Base, Lease, Topic
 from db.seed import TOPICS, seed_all
 from haidang.settings import normalise_database_url
@@ -194,4 +194,6 @@ async def test_sqlite_runs_with_wal_foreign_keys_and_busy_timeout(database: Data
     async with database.engine.connect() as connection:
         assert (await connection.execute(text("PRAGMA journal_mode"))).scalar() == "wal"
         assert (await connection.execute(text("PRAGMA foreign_keys"))).scalar() == 1
-        assert (await connection.execute(text("PRAGMA busy_timeout"))).scalar() == 10_000
+        assert (
+            await connection.execute(text("PRAGMA busy_timeout"))
+        ).scalar() == SQLITE_BUSY_TIMEOUT_MS
