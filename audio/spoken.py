@@ -5,7 +5,8 @@ from __future__ import annotations
 import html
 import re
 import unicodedata
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from types import MappingProxyType
@@ -22,6 +23,7 @@ from audio.numbers import (
 __all__ = [
     "default_abbreviations",
     "parse_abbreviations",
+    "parse_storm_names",
     "read_decimal",
     "read_digits",
     "read_number",
@@ -38,11 +40,16 @@ __all__ = [
 #   read digit by digit.
 # - Dates: "ngày D tháng M năm Y", the day as a number (no "mồng"), month 4 is "tư".
 # - Clock times: "10:02" → "mười giờ hai phút" (minutes as a number, ":00" dropped).
-# - Ranges: "đến" ("3-5m" → "ba đến năm mét"); wind forces repeat the word: "cấp tám đến cấp chín".
-# - Document codes: "[số] N[/YYYY]/TYPE-ISSUER" → "số N [năm YYYY] <type> <issuer>": the slash
-#   before a year is read "năm", the code letters are expanded, never spelled, and "số" is
-#   said once. The words before the code are kept as written, so "Nghị định 37/2024/NĐ-CP"
-#   says "nghị định" twice, exactly as the text does.
+# - Ranges: "đến" ("3-5m" → "ba đến năm mét"); wind forces repeat the word: "cấp tám đến cấp chín";
+#   clock spans too ("6h-8h" → "sáu giờ đến tám giờ"). A latitude next to a longitude is one
+#   position, not a range ("21,2°N – 109,5°E" → a pause).
+# - "Per": "trên" only for a speed or flow (km/h, m3/s); "một" before a unit of measure
+#   ("đồng/kg" → "đồng một ki-lô-gam"); "mỗi" otherwise ("đồng/tàu" → "đồng mỗi tàu").
+# - Document codes: "[số] N[/YYYY]/TYPE-ISSUER" → "<type> số N [năm YYYY] của <issuer>", read
+#   once: the type is left out when the words before already name the document ("Nghị định số
+#   26/2019/NĐ-CP" → "Nghị định số hai mươi sáu năm hai nghìn không trăm mười chín của Chính
+#   phủ"), the issuer when the text names it after the code ("… ngày 08/3/2019 của Chính phủ"),
+#   and a drafting desk that is no known name ("UBND-KT") is not spelled.
 # - Telephone numbers: digit by digit, written groups separated by commas (a pause); a bare
 #   10-digit mobile is grouped 4-3-3, an 11-digit landline 3-4-4.
 # - Unknown acronyms (2+ capitals that are not a Vietnamese syllable) are spelled with
@@ -53,11 +60,21 @@ __all__ = [
 #   read with "a còng" and "chấm". Page chrome (visitor counters, "Chia sẻ", "In trang") goes.
 # - Symbols: & và, + cộng, ~ khoảng, > lớn hơn, < nhỏ hơn, "x2" gấp hai, "3x4" ba nhân bốn,
 #   brackets become commas, a slash between words a comma, a leading "-" before a number "âm".
-# - Abbreviations: "BCH" is read from the words after it (Ban Chỉ huy PCTT, Bộ Chỉ huy BĐBP,
-#   Ban Chấp hành Trung ương); an acronym in brackets right after its own expansion
-#   ("Áp thấp nhiệt đới (ATNĐ)") is dropped rather than said twice.
+# - Abbreviations: some are read from the words around them (see _CONTEXT_READINGS): "BCH"
+#   (Ban Chỉ huy PCTT, Bộ Chỉ huy BĐBP, Ban Chấp hành Trung ương), "TT" (thông tư; thị trấn
+#   before a place name; trung tâm before what a centre does), "BĐ3" (flood alert: báo động
+#   ba), "KT." / "TM." before a title in a signature (ký thay, thay mặt); an acronym in brackets
+#   right after its own expansion ("Áp thấp nhiệt đới (ATNĐ)") is dropped rather than said twice.
+# - Storm names from the Typhoon Committee list (audio/data/storm_names.tsv) are words, not
+#   acronyms: "YAGI" → "Yagi"; Vietnamese-given names in Vietnamese ("SONCA" → "Sơn Ca").
 
 _Replacer = Callable[[re.Match[str]], str]
+
+
+def _alternation(words: Iterable[str]) -> str:
+    """A regex alternation of literal words, longest first (the first branch that fits wins)."""
+    return "|".join(re.escape(word) for word in sorted(set(words), key=lambda w: (-len(w), w)))
+
 
 # --- the abbreviation dictionary ----------------------------------------------------------
 
@@ -89,6 +106,47 @@ def default_abbreviations() -> Mapping[str, str]:
     """The read-only dictionary shipped in audio/data/abbreviations.tsv."""
     source = resources.files("audio").joinpath("data/abbreviations.tsv")
     return MappingProxyType(parse_abbreviations(source.read_text(encoding="utf-8")))
+
+
+def parse_storm_names(text: str) -> dict[str, str]:
+    """Parse `Name[<TAB>spoken form]` lines (`#` comments, blank lines ignored).
+
+    Returns name → what to say; without a second column the name is said as written.
+    Raises ValueError naming the line for an empty or duplicate name.
+    """
+    names: dict[str, str] = {}
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip(" \r\n")
+        if not line or line.startswith("#"):
+            continue
+        name, _, spoken = line.partition("\t")
+        name = unicodedata.normalize("NFKC", name.strip())
+        spoken = unicodedata.normalize("NFC", spoken.strip()) or name
+        if not name or not re.fullmatch(r"[^\W\d_]+(?:-[^\W\d_]+)*", name):
+            raise ValueError(f"line {number}: expected a storm name, got {raw!r}")
+        if name in names:
+            raise ValueError(f"line {number}: duplicate storm name {name!r}")
+        names[name] = spoken
+    return names
+
+
+@lru_cache(maxsize=1)
+def _storm_names() -> tuple[Mapping[str, str], re.Pattern[str]]:
+    """The shipped storm names (audio/data/storm_names.tsv), written form → spoken form."""
+    source = resources.files("audio").joinpath("data/storm_names.tsv")
+    names = parse_storm_names(source.read_text(encoding="utf-8"))
+    # Capitals ("WIPHA", "KONG-REY") or the listed form ("Wipha"), never lower case: "lan" and
+    # "mun" are Vietnamese words as well as storm names, and "LAN" in a headline is lower-cased
+    # like any Vietnamese syllable, so a name that is one is left to that rule.
+    forms = {name: spoken for name, spoken in names.items()}
+    forms |= {n.upper(): s for n, s in names.items() if not _is_syllable(n)}
+    pattern = re.compile(rf"(?<![^\W\d_]|-)(?:{_alternation(forms)})(?![^\W\d_]|-)")
+    return MappingProxyType(forms), pattern
+
+
+def _read_storm_names(text: str) -> str:
+    forms, pattern = _storm_names()
+    return pattern.sub(lambda m: forms[m.group()], text)
 
 
 @lru_cache(maxsize=16)
@@ -187,6 +245,7 @@ def _is_syllable(word: str) -> bool:
 
 
 _SINGLE_LETTERS = frozenset("ABCDĐEFGHIJKLMNOPQRSTUVWXYZ")
+_NEXT_LETTER = re.compile(r"[ ]+(?P<letter>[^\W\d_])")
 
 
 def _word_case(match: re.Match[str]) -> str:
@@ -195,7 +254,11 @@ def _word_case(match: re.Match[str]) -> str:
     if capitals == 0:
         return word
     if len(word) == 1:
-        # A lone consonant is never a Vietnamese word; a lone "Ở"/"Ô" is.
+        # A lone consonant is never a Vietnamese word; a lone "Ở"/"Ô" is, and so is "Y" before
+        # a lower-case word ("Trung tâm Y tế"): its letter name "i dài" would be heard there.
+        following = _NEXT_LETTER.match(match.string, match.end())
+        if word == "Y" and following is not None and following["letter"].islower():
+            return word
         return f" {_LETTER_NAMES[word]} " if word in _SINGLE_LETTERS else word
     if word.isupper():
         return word.lower() if _is_syllable(word) else f" {spell_letters(word)} "
@@ -512,27 +575,88 @@ _SO_NUMBER_YEAR = re.compile(
     r"(?P<so>(?<!\w)(?:[Ss]ố|SỐ))\s*:?\s*(?P<num>[0-9]+)/(?P<year>[0-9]{4})(?![0-9/])"
 )
 _SEGMENT_PARTS = re.compile(r"([^0-9]+)([0-9]*)")
+# Words that name a document: when the text says "Nghị định số 26/2019/NĐ-CP", the "NĐ" of the
+# code is not read again (a listener heard "nghị định" a second ago).
+_DOCUMENT_NOUNS = (
+    *_DOC_TYPES.values(),
+    *("văn bản", "luật", "bộ luật", "thông tư liên tịch", "nghị quyết liên tịch", "điều lệ"),
+)
+_DOCUMENT_NAMED_BEFORE = re.compile(
+    rf"(?<!\w)(?:(?i:{_alternation(_DOCUMENT_NOUNS)})|{_DOC_TYPE_ALT})\s*$"
+)
+# "… 26/2019/NĐ-CP ngày 08/3/2019 của Chính phủ": the text names the issuer itself after the
+# code (the usual citation form), so the code's issuer letters are not read as well.
+_DATE_AFTER_CODE = (
+    r"[0-9]{1,2}(?:\s*[/.\-]\s*[0-9]{1,2}(?:\s*[/.\-]\s*[0-9]{4})?"
+    r"|\s+(?i:tháng)\s+[0-9]{1,2}(?:\s+(?i:năm)\s+[0-9]{4})?)"
+)
+_ISSUER_NAMED_AFTER = re.compile(
+    rf"\s*,?\s*(?:(?i:(?:ban\s+hành\s+)?ngày)\s+{_DATE_AFTER_CODE}\s*,?\s*"
+    r"|(?i:năm)\s+[0-9]{4}\s*,?\s*)?(?i:của)(?!\w)"
+)
 
 
-def _read_segment(segment: str, first: bool, abbreviations: Mapping[str, str]) -> str:
-    if first and segment in _DOC_TYPES:
-        return _DOC_TYPES[segment]
+def _read_segment(segment: str, abbreviations: Mapping[str, str]) -> str | None:
+    """One issuer segment of a code in words, or None when it is not a known name."""
     parts = _SEGMENT_PARTS.fullmatch(segment)
     letters, digits = (parts.group(1), parts.group(2)) if parts else (segment, "")
     if letters == "QH" and digits:
         return "Quốc hội khóa " + read_number(int(digits))  # "QH14": the 14th legislature
     spoken = abbreviations.get(letters) or default_abbreviations().get(letters)
-    words = [spoken if spoken else spell_letters(letters)]
-    if digits:
-        words.append(read_number(int(digits)))
-    return " ".join(words)
+    if spoken is None:
+        return None
+    return f"{spoken} {read_number(int(digits))}" if digits else spoken
+
+
+def _read_issuer(segments: list[str], abbreviations: Mapping[str, str]) -> str:
+    """The issuer part of a code: "CP" → Chính phủ, "BNN-TCTS" → the ministry, its department.
+
+    The first segment is the issuer and is spelled when unknown; later ones are a co-issuer
+    ("TTLT-BNN-BTC") or the drafting unit (Nghị định 30/2020 on document form: "UBND-KT" is
+    the People's Committee, economic desk): read after a pause when they are a known name,
+    otherwise left out, since "ca tê" tells a listener nothing.
+    """
+    words = []
+    for index, segment in enumerate(segments):
+        spoken = _read_segment(segment, abbreviations)
+        if spoken is None and index == 0:
+            spoken = spell_letters(segment)
+        if spoken:
+            words.append(spoken)
+    return ", ".join(words)
 
 
 def _read_code_letters(code: str, abbreviations: Mapping[str, str]) -> str:
+    """A code without a number ("QĐ-UBND", "KL/TW"): its type, then its issuer."""
     segments = re.split(r"[-/]", code)
-    return " ".join(
-        _read_segment(segment, index == 0, abbreviations) for index, segment in enumerate(segments)
-    )
+    if segments[0] in _DOC_TYPES:
+        issuer = _read_issuer(segments[1:], abbreviations)
+        return f"{_DOC_TYPES[segments[0]]} {issuer}".strip()
+    return _read_issuer(segments, abbreviations)
+
+
+def _read_numbered_code(match: re.Match[str], abbreviations: Mapping[str, str]) -> str:
+    """ "[số] N[/YYYY]/TYPE-ISSUER" as an announcer says it: type once, "số", "của" issuer."""
+    segments = re.split(r"[-/]", match["segs"])
+    doc_type = _DOC_TYPES.get(segments[0])
+    if doc_type is not None:
+        segments = segments[1:]
+    text, start = match.string, match.start()
+    named_before = _DOCUMENT_NAMED_BEFORE.search(text, max(0, start - 40), start) is not None
+    so = match["so"] or "số"
+    words = []
+    if doc_type is not None and not named_before:
+        # "theo 1191/QĐ-TTg" → "theo quyết định số …": the type goes where a reader says it.
+        words.append(doc_type.capitalize() if so[0].isupper() else doc_type)
+        so = so.lower()
+    words += [so, read_number(int(match["num"]))]
+    if match["year"]:
+        words += ["năm", read_number(int(match["year"]))]
+    if segments and not _ISSUER_NAMED_AFTER.match(text, match.end()):
+        issuer = _read_issuer(segments, abbreviations)
+        if issuer:
+            words += ["của", issuer]
+    return " " + " ".join(words) + " "
 
 
 # --- dates and times -------------------------------------------------------------------------
@@ -580,6 +704,12 @@ _QUARTERS = {"1": 1, "2": 2, "3": 3, "4": 4, "I": 1, "II": 2, "III": 3, "IV": 4}
 _CLOCK = re.compile(
     r"(?<![0-9.,:])(?P<h>[01]?[0-9]|2[0-4]):(?P<m>[0-5][0-9])(?::(?P<s>[0-5][0-9]))?"
     r"(?![0-9]|[.,:][0-9])"
+)
+# "6h-8h", "7h00 - 11h30", "07:00-09:00", "6-8h": a span of the clock, read "từ … đến …"
+# like any other range (the dash alone is a pause, and "sáu giờ tám giờ" loses the "to").
+_TIME = r"(?:[01]?[0-9]|2[0-4])(?:[hH](?:[0-5][0-9])?|:[0-5][0-9])"
+_TIME_RANGE = re.compile(
+    rf"(?<![0-9.,:/])(?P<a>{_TIME}|[01]?[0-9]|2[0-4])\s*-\s*(?={_TIME}(?:'|ph|p)?(?![^\W_]|[0-9]))"
 )
 _HOUR_H = re.compile(r"(?<![0-9.,])(?P<h>[0-9]{1,3})[hH](?P<m>[0-5][0-9])?(?:'|ph|p)?(?![^\W_])")
 
@@ -648,7 +778,16 @@ _FORCE_RANGE = re.compile(
     r"(?P<w>(?<!\w)(?i:cấp))\s+(?P<a>[0-9]{1,2})\s*-\s*(?:(?i:cấp)\s*)?(?P<b>[0-9]{1,2})"
     r"(?![0-9]|[.,][0-9])"
 )
-_COORDINATE = re.compile(r"(?<!\w)(?i:độ\s+(?:vĩ|kinh)\s+(?:bắc|nam|đông|tây))(?!\w)")
+_COORDINATE = re.compile(r"(?<![^\W\d_])(?i:độ\s+(?:vĩ|kinh)\s+(?:bắc|nam|đông|tây))(?!\w)")
+# "Vĩ tuyến 16,0 độ Vĩ Bắc - 20,0 độ Vĩ Bắc" is a band (đến); "17,5 độ Vĩ Bắc - 112,3 độ Kinh
+# Đông" is one position, two axes (a pause).
+_COORDINATE_DASH = re.compile(
+    r"(?P<c>(?<!\w)(?i:độ\s+(?P<axis>vĩ|kinh)\s+(?:bắc|nam|đông|tây)))\s*-\s*"
+    r"(?=[0-9]+(?:[.,][0-9]+)?\s*(?i:độ\s+(?P<next>vĩ|kinh)))"
+)
+# "21,2°N – 109,5°E": a position, not a range from a latitude to a longitude.
+_LATITUDE_UNITS = frozenset({"°N", "°B", "°S"})
+_LONGITUDE_NEXT = re.compile(r"[0-9]+(?:[.,][0-9]+)?\s?°[EĐW]")
 _DEGREE_C = re.compile(r"(?<!\w)(?P<w>(?i:độ))\s+C(?!\w)")
 
 
@@ -711,17 +850,26 @@ _DENOMINATORS: dict[str, str] = {
     "giờ": "giờ",
     "s": "giây",
     "giây": "giây",
+    "phút": "phút",
     "ngày": "ngày",
+    "tuần": "tuần",
     "tháng": "tháng",
+    "quý": "quý",
+    "vụ": "vụ",
     "năm": "năm",
     "kg": "ki-lô-gam",
+    "tạ": "tạ",
+    "yến": "yến",
     "tấn": "tấn",
     "ha": "héc-ta",
     "m2": "mét vuông",
+    "m3": "mét khối",
     "km": "ki-lô-mét",
     "m": "mét",
     "lít": "lít",
     "người": "người",
+    "lao động": "lao động",
+    "thuyền viên": "thuyền viên",
     "tàu": "tàu",
     "chuyến": "chuyến",
     "lượt": "lượt",
@@ -730,33 +878,78 @@ _DENOMINATORS: dict[str, str] = {
     "con": "con",
     "chiếc": "chiếc",
 }
+# How "/" is read depends on what it divides (one rule, so a listener always hears the same):
+# - a length or volume per unit of time is a speed or a flow: "60 km/h" → "ki-lô-mét trên giờ";
+# - anything per unit of measure is a price or a yield: "120.000 đồng/kg" → "đồng một
+#   ki-lô-gam", "5 tấn/ha" → "tấn một héc-ta";
+# - anything per person, boat, trip or period is an amount for each: "50 triệu đồng/tàu" →
+#   "đồng mỗi tàu" ("đồng trên tàu" sounds like money lying on the boat).
+_RATE_NUMERATORS = frozenset({"km", "m", "cm", "mm", "m3", "mét", "hải lý", "vòng"})
+_TIME_DENOMINATORS = frozenset({"h", "giờ", "s", "giây", "phút"})
+_MEASURE_DENOMINATORS = frozenset({"kg", "tạ", "yến", "tấn", "ha", "m2", "m3", "km", "m", "lít"})
+# Words that are a quantity on their own ("giá bao nhiêu đồng/kg"); any other word needs a number
+# before it to be one ("10 người/tàu"), so "ngày/tháng/năm sinh" stays a list.
+_QUANTITY_WORDS = frozenset({"đồng", "đô la Mỹ", "tấn", "lít", "hải lý", "km", "kg", "mét"})
+_QUANTITY_BEFORE = re.compile(r"[0-9](?:[.,][0-9]+)*\s*(?:(?i:nghìn|ngàn|triệu|tỷ|tỉ|trăm)\s+)?$")
 
 
-def _alternation(words: Mapping[str, str] | tuple[str, ...]) -> str:
-    return "|".join(re.escape(word) for word in sorted(words, key=len, reverse=True))
+def _per(numerator: str, denominator: str) -> str:
+    if numerator in _RATE_NUMERATORS and denominator in _TIME_DENOMINATORS:
+        return "trên"
+    return "một" if denominator in _MEASURE_DENOMINATORS else "mỗi"
 
 
 _UNIT_ALT = _alternation(_UNITS)
 _DENOMINATOR_ALT = _alternation(_DENOMINATORS)
-_PER = rf"(?:\s?/\s?(?P<d>{_DENOMINATOR_ALT}))?(?![^\W_])"
-_UNIT_AFTER_NUMBER = re.compile(rf"(?<=[0-9])\s?(?P<u>{_UNIT_ALT}){_PER}")
-_FREE_UNIT = re.compile(rf"(?<![^\W\d_])(?P<u>{_alternation(_FREE_UNITS)}){_PER}")
-_PER_AFTER_WORD = re.compile(rf"(?<=[^\W\d_])\s?/\s?(?P<d>{_DENOMINATOR_ALT})(?![^\W_])")
+# "/kg", "/ 1 kg" (written out as "một" anyway), chained: "đồng/người/năm".
+_PER_STEP = rf"\s?/\s?(?:0?1\s?)?(?:{_DENOMINATOR_ALT})(?![^\W_])"
+_PER_STEPS = re.compile(rf"/\s?(?:0?1\s?)?(?P<d>{_DENOMINATOR_ALT})(?![^\W_])")
+_PER = rf"(?P<per>(?:{_PER_STEP})+)"
+_UNIT_AFTER_NUMBER = re.compile(rf"(?<=[0-9])\s?(?P<u>{_UNIT_ALT}){_PER}?(?![^\W_])")
+_FREE_UNIT = re.compile(rf"(?<![^\W\d_])(?P<u>{_alternation(_FREE_UNITS)}){_PER}?(?![^\W_])")
+# Units of two words come first; "USD" is already "đô la Mỹ" here (the dictionary ran).
+_PER_AFTER_WORD = re.compile(rf"(?<![^\W\d_])(?P<w>hải lý|đô la Mỹ|[^\W\d_]+){_PER}")
 _RANGE = re.compile(rf"(?P<a>[0-9])(?P<u>\s?(?:{_UNIT_ALT})(?![^\W_]))?\s*[-~÷]\s*(?=[0-9])")
+
+
+def _read_per(numerator: str, steps: str) -> str:
+    """The spoken "per" part after `numerator`: " một ki-lô-gam", " mỗi người mỗi năm"."""
+    words = []
+    for step in _PER_STEPS.finditer(steps):
+        denominator = step["d"]
+        words += [_per(numerator, denominator), _DENOMINATORS[denominator]]
+        numerator = denominator
+    return " " + " ".join(words)
+
+
+def _range(match: re.Match[str]) -> str:
+    unit = (match["u"] or "").strip()
+    if unit in _LATITUDE_UNITS and _LONGITUDE_NEXT.match(match.string, match.end()):
+        return f"{match['a']}{match['u']}, "
+    return f"{match['a']}{match['u'] or ''} đến "
 
 
 def _word_dash_number(match: re.Match[str]) -> str:
     word, start = match["w"], match.start()
-    if word in _UNITS and start and match.string[start - 1].isdigit():
-        return match.group()  # "3m-5m" is a range, left for _RANGE
+    if start and (match.string[start - 1].isdigit() or match.string[start - 1] == "°"):
+        return match.group()  # "3m-5m", "6h-8h", "16°N-20°N": a range, read as one later
     return word + " "
 
 
 def _unit(match: re.Match[str]) -> str:
     spoken = _UNITS[match["u"]]
-    if match["d"] is not None:
-        spoken += " trên " + _DENOMINATORS[match["d"]]
+    if match["per"]:
+        spoken += _read_per(match["u"], match["per"])
     return f" {spoken} "
+
+
+def _per_after_word(match: re.Match[str]) -> str:
+    word = match["w"]
+    if word not in _QUANTITY_WORDS:
+        before = match.string[max(0, match.start() - 24) : match.start()]
+        if not _QUANTITY_BEFORE.search(before):
+            return match.group()  # "ngày/tháng/năm sinh": a list, read with pauses later
+    return f"{word}{_read_per(word, match['per'])} "
 
 
 _TIMES_PREFIX = re.compile(r"(?<!\w)[x×]\s?(?=[0-9])")
@@ -879,14 +1072,13 @@ def _prepare(text: str) -> str:
     return _CHROME_ALWAYS.sub(" ", text)
 
 
-def _codes(text: str, abbreviations: Mapping[str, str]) -> str:
-    def code(match: re.Match[str]) -> str:
-        words = [match["so"] or "số", read_number(int(match["num"]))]
-        if match["year"]:
-            words += ["năm", read_number(int(match["year"]))]
-        words.append(_read_code_letters(match["segs"], abbreviations))
-        return " " + " ".join(words) + " "
+# "Mẫu số 26.NT" (a form annexed to a decree): the letters are a form code, not a sentence.
+_FORM_NUMBER = re.compile(
+    r"(?P<w>(?<!\w)(?i:mẫu)(?:\s+(?i:số))?)\s+(?P<n>[0-9]{1,3})\.(?P<code>[A-ZĐ]{1,5})(?!\w)"
+)
 
+
+def _codes(text: str, abbreviations: Mapping[str, str]) -> str:
     def bare(match: re.Match[str]) -> str:
         if match.group() in abbreviations:
             return match.group()  # "CT-XH" is chính trị - xã hội, not a directive
@@ -896,7 +1088,10 @@ def _codes(text: str, abbreviations: Mapping[str, str]) -> str:
         number, year = read_number(int(match["num"])), read_number(int(match["year"]))
         return f" {match['so']} {number} năm {year} "
 
-    text = _CODE.sub(code, text)
+    text = _FORM_NUMBER.sub(
+        lambda m: f"{m['w']} {read_number(int(m['n']))} chấm {spell_letters(m['code'])} ", text
+    )
+    text = _CODE.sub(lambda m: _read_numbered_code(m, abbreviations), text)
     text = _BARE_CODE.sub(bare, text)
     return _SO_NUMBER_YEAR.sub(number_year, text)
 
@@ -908,18 +1103,108 @@ _BCH = re.compile(
 )
 
 
+def _bch(match: re.Match[str]) -> str:
+    if match["bo"]:
+        return " Bộ Chỉ huy "
+    if match["chap"]:
+        return " Ban Chấp hành "
+    return f" {default_abbreviations().get('BCH') or 'Ban Chỉ huy'} "
+
+
+# "TT" is a circular (thông tư) in "theo TT 23/2018", a town (thị trấn) before a place name
+# ("TT. Sông Đốc", "TT Cát Bà": every syllable capitalised) and a centre (trung tâm) before
+# what the centre does ("TT Dự báo KTTV").
+_TT = re.compile(r"(?<![\w.])TT(?P<dot>\.)?[ ]*(?=(?P<w1>[^\W\d_]+)(?:[ ]+(?P<w2>[^\W\d_]+))?)")
+_CENTRE_WORDS = frozenset(
+    (
+        *("dự báo", "y tế", "khuyến nông", "văn hóa", "văn hoá", "thông tin", "truyền thông"),
+        *("hành chính", "phục vụ", "quan trắc", "nước sạch", "giáo dục", "chính trị"),
+        *("điều hành", "phối hợp", "tìm kiếm", "huấn luyện", "kiểm soát", "cứu hộ", "dạy nghề"),
+        *("khí tượng", "công nghệ", "nghiên cứu", "đăng kiểm", "bảo trợ", "phát triển"),
+    )
+)
+
+
+def _tt(match: re.Match[str]) -> str:
+    first, second = match["w1"], match["w2"] or ""
+    if f"{first} {second}".lower() in _CENTRE_WORDS:
+        return " Trung tâm "
+    if not first[0].isupper():
+        return match.group()
+    if match["dot"] or (second[:1].isupper() and not second.isupper()):
+        return " thị trấn "
+    return match.group()
+
+
+# Flood alert levels: "trên BĐ3", "mức BĐ2-BĐ3", "BĐ II" (báo động). A Bình Định boat
+# ("BĐ-92158-TS") has four to six digits and is read before this.
+_ALERT = r"(?:[1-3]|I{1,3})(?![\w])"
+_FLOOD_ALERT = re.compile(
+    rf"(?<![\w-])BĐ[ ]?(?P<a>{_ALERT})(?:[ ]*-[ ]*(?:BĐ[ ]?)?(?P<b>{_ALERT}))?"
+    r"|(?P<said>(?<!\w)(?i:báo\s+động))\s*\(\s*BĐ\s*\)"
+)
+_ALERT_LEVELS = {"1": 1, "2": 2, "3": 3, "I": 1, "II": 2, "III": 3}
+
+
+def _flood_alert(match: re.Match[str]) -> str:
+    if match["said"]:
+        return match["said"]  # "báo động (BĐ) 3": the letters only repeat what was said
+    spoken = f" báo động {read_number(_ALERT_LEVELS[match['a']])}"
+    if match["b"]:
+        spoken += f" đến báo động {read_number(_ALERT_LEVELS[match['b']])}"
+    return spoken + " "
+
+
+# A signature block pasted from an official letter: "KT. CHỦ TỊCH", "TM. ỦY BAN NHÂN DÂN".
+_SIGNING_FOR = {"KT": "ký thay", "TM": "thay mặt", "TL": "thừa lệnh", "TUQ": "thừa ủy quyền"}
+_SIGNATURE = re.compile(
+    rf"(?<![\w.])(?P<k>{_alternation(_SIGNING_FOR)})\.[ ]*(?=(?P<title>[^\W\d_]{{2,}}))"
+)
+
+
+def _signature(match: re.Match[str]) -> str:
+    if not match["title"].isupper():
+        return match.group()
+    return f" {_SIGNING_FOR[match['k']]} "
+
+
+# "UBND-KT" without a number: the People's Committee and its drafting desk (see _read_issuer).
+_ISSUER_DESK = re.compile(r"(?<![\w/-])(?P<issuer>UBND|HĐND|UBMTTQ)-(?P<desk>[A-ZĐ]{1,4})(?![\w-])")
+
+
+def _issuer_desk(match: re.Match[str]) -> str:
+    # "HĐND-UBND" is two issuers (a joint document), not an issuer and its desk.
+    return match.group() if match["desk"] in default_abbreviations() else match["issuer"]
+
+
+@dataclass(frozen=True)
+class _ContextReading:
+    """An abbreviation read from its neighbours, tried before the dictionary's fixed reading.
+
+    `key` is the dictionary entry it refines: a caller's mapping that reads `key` differently
+    from the shipped one switches the rule off, so a caller's choice always wins. None: the
+    rule refines no entry and always applies.
+    """
+
+    key: str | None
+    pattern: re.Pattern[str]
+    read: _Replacer
+
+
+_CONTEXT_READINGS = (
+    _ContextReading("BCH", _BCH, _bch),
+    _ContextReading("TT", _TT, _tt),
+    _ContextReading("BĐ", _FLOOD_ALERT, _flood_alert),
+    _ContextReading(None, _SIGNATURE, _signature),
+    _ContextReading(None, _ISSUER_DESK, _issuer_desk),
+)
+
+
 def _expand_abbreviations(text: str, abbreviations: Mapping[str, str]) -> str:
-    default_bch = default_abbreviations().get("BCH")
-    if abbreviations.get("BCH", default_bch) == default_bch:
-
-        def bch(match: re.Match[str]) -> str:
-            if match["bo"]:
-                return " Bộ Chỉ huy "
-            if match["chap"]:
-                return " Ban Chấp hành "
-            return f" {default_bch or 'Ban Chỉ huy'} "
-
-        text = _BCH.sub(bch, text)
+    defaults = default_abbreviations()
+    for rule in _CONTEXT_READINGS:
+        if rule.key is None or abbreviations.get(rule.key) == defaults.get(rule.key):
+            text = rule.pattern.sub(rule.read, text)
     pattern = _abbreviation_pattern(frozenset(abbreviations))
     if pattern is None:
         return text
@@ -936,7 +1221,15 @@ def _expand_abbreviations(text: str, abbreviations: Mapping[str, str]) -> str:
     return pattern.sub(expand, text)
 
 
+# "20.2 độ Vĩ Bắc" (pages that type an English decimal point): a coordinate is never a version
+# number, so the dot is the decimal mark and is read "phẩy" like the comma.
+_COORDINATE_DECIMAL_DOT = re.compile(
+    r"(?<![0-9.,])(?P<i>[0-9]{1,3})\.(?P<f>[0-9]{1,2})(?=\s*(?:°[NBSEĐW]|(?i:độ\s+(?:vĩ|kinh))))"
+)
+
+
 def _numbers_in_context(text: str) -> str:
+    text = _COORDINATE_DECIMAL_DOT.sub(r"\g<i>,\g<f>", text)
     text = _QUARTER.sub(
         lambda m: f"{m['w']} {read_number(_QUARTERS[m['q']])} năm {read_number(int(m['y']))} ",
         text,
@@ -948,6 +1241,7 @@ def _numbers_in_context(text: str) -> str:
     text = _ROUND_THE_CLOCK.sub(lambda m: f"{m['w']} hai mươi tư trên bảy ", text)
     text = _MY.sub(_my, text)
     text = _DM.sub(_dm, text)
+    text = _TIME_RANGE.sub(lambda m: f"{m['a']} đến ", text)
     text = _CLOCK.sub(lambda m: _time_words(m["h"], m["m"], m["s"]), text)
     text = _HOUR_H.sub(lambda m: _time_words(m["h"], m["m"]), text)
     text = _ROMAN_AFTER.sub(_roman_after, text)
@@ -957,6 +1251,9 @@ def _numbers_in_context(text: str) -> str:
         text,
     )
     text = _MONTH.sub(_month, text)
+    text = _COORDINATE_DASH.sub(
+        lambda m: f"{m['c']} {'đến' if m['axis'].lower() == m['next'].lower() else ','} ", text
+    )
     text = _COORDINATE.sub(lambda m: m.group().lower(), text)
     return _DEGREE_C.sub(lambda m: f"{m['w']} xê", text)
 
@@ -969,10 +1266,11 @@ def _month(match: re.Match[str]) -> str:
 
 
 def _units_and_symbols(text: str) -> str:
-    text = _RANGE.sub(lambda m: f"{m['a']}{m['u'] or ''} đến ", text)
+    text = _RANGE.sub(_range, text)
+    # "Per" first, while units are still written: "đồng/1kg" and "5kg/người" both need it.
+    text = _PER_AFTER_WORD.sub(_per_after_word, text)
     text = _UNIT_AFTER_NUMBER.sub(_unit, text)
     text = _FREE_UNIT.sub(_unit, text)
-    text = _PER_AFTER_WORD.sub(lambda m: f" trên {_DENOMINATORS[m['d']]} ", text)
     text = _TIMES_PREFIX.sub(" gấp ", text)
     text = _TIMES_INFIX.sub(" nhân ", text)
     text = _NEGATIVE.sub(" âm ", text)
@@ -1014,6 +1312,7 @@ def to_spoken(text: str, abbreviations: Mapping[str, str] | None = None) -> str:
     # "COVID-19", "Su-30": the dash is a joint, not a minus; settle it before expansions pad
     # words with spaces and the dash would look like a leading minus.
     text = _WORD_DASH_NUMBER.sub(_word_dash_number, text)
+    text = _read_storm_names(text)
     text = _codes(text, mapping)
     text = _expand_abbreviations(text, mapping)
     text = _numbers_in_context(text)

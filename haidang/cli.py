@@ -2,32 +2,59 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
+import enum
+import importlib
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, ClassVar
 
 import typer
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from typer.core import TyperGroup
+from typer.main import get_group
 
-from broadcasts import areas, audit, officials
-from db import schema
-from db.backup import BackupError, backup
-from db.models import AreaKind, OfficialRole, Topic
-from db.seed import seed_all
-from db.text import nfc
-from haidang import logs
-from haidang.bulletin_cli import bulletin_app
-from haidang.cli_support import fail, run_with_sessions
-from haidang.cli_support import now as _now
-from haidang.cli_support import run as _run
-from haidang.docs_cli import docs_app
-from haidang.inbox_cli import inbox_app
-from haidang.settings import Settings, SettingsError, load_settings
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+    from typer._click import Command  # typer vendors click: the types its groups use
+    from typer._click import Context as ClickContext
+
+    from broadcasts import areas
+    from db.models import AreaKind, Topic
+    from haidang.settings import Settings
+
+# Start-up time is the product here: a radio operator checking a text runs `haidang audio
+# normalize` and waits for it. Importing the service (SQLAlchemy, FastAPI, the bots, SciPy for
+# mastering) took about five seconds, so this module imports only typer at the top: each
+# command imports what it needs when it runs, and the command groups that live in other modules
+# are imported only when named (_LazyGroups).
+
+
+class _LazyGroups(TyperGroup):
+    """The root group: command groups from other modules are imported when first named.
+
+    Help for the whole CLI still lists them (and imports them then); `haidang audio normalize`
+    never does.
+    """
+
+    lazy: ClassVar[dict[str, str]] = {
+        "bulletin": "haidang.bulletin_cli:bulletin_app",
+        "docs": "haidang.docs_cli:docs_app",
+        "inbox": "haidang.inbox_cli:inbox_app",
+    }
+
+    def list_commands(self, ctx: ClickContext) -> list[str]:
+        return [*super().list_commands(ctx), *(n for n in self.lazy if n not in self.commands)]
+
+    def get_command(self, ctx: ClickContext, cmd_name: str) -> Command | None:
+        if cmd_name not in self.commands and cmd_name in self.lazy:
+            module, _, attribute = self.lazy[cmd_name].partition(":")
+            group = get_group(getattr(importlib.import_module(module), attribute))
+            group.name = cmd_name
+            self.add_command(group, cmd_name)
+        return super().get_command(ctx, cmd_name)
+
 
 app = typer.Typer(
+    cls=_LazyGroups,
     help="Hải Đăng: official bulletins to fishermen over Telegram, Zalo and loudspeakers.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -44,20 +71,42 @@ app.add_typer(areas_app, name="areas")
 app.add_typer(topics_app, name="topics")
 app.add_typer(officials_app, name="officials")
 app.add_typer(audio_app, name="audio")
-app.add_typer(bulletin_app, name="bulletin")
-app.add_typer(docs_app, name="docs")
-app.add_typer(inbox_app, name="inbox")
+
+# Commands that need no settings, database or logging: pure text work an operator runs often.
+_STANDALONE = {"audio": frozenset({"normalize"})}
 
 
 @app.callback()
 def main(ctx: typer.Context) -> None:
     """Build Settings once (environment and .env) and hand them to every command."""
+    if ctx.invoked_subcommand not in _STANDALONE:
+        _load_settings(ctx)
+
+
+@audio_app.callback()
+def audio_main(ctx: typer.Context) -> None:
+    """Audio: spoken text, rendering."""
+    if ctx.invoked_subcommand not in _STANDALONE["audio"]:
+        _load_settings(ctx)
+
+
+def _load_settings(ctx: typer.Context) -> None:
+    from haidang import logs
+    from haidang.settings import SettingsError, load_settings
+
     try:
         settings = load_settings()
     except SettingsError as exc:
-        raise fail(str(exc), code=2) from None
+        raise _fail(str(exc), code=2) from None
     logs.configure(settings.log_level, secrets=_secrets(settings))
     ctx.obj = settings
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    # The shared `error: …` exit, fetched on failure only: cli_support imports SQLAlchemy.
+    from haidang.cli_support import fail
+
+    return fail(message, code=code)
 
 
 def _secrets(settings: Settings) -> list[str]:
@@ -81,6 +130,9 @@ def serve(ctx: typer.Context) -> None:
     Each part starts only where it is configured; the log says which parts are off and why.
     Stops cleanly on Ctrl+C (SIGINT) or SIGTERM.
     """
+    import asyncio
+    import logging
+
     from haidang.runtime import StartupError
     from haidang.runtime import serve as run_service
 
@@ -88,7 +140,7 @@ def serve(ctx: typer.Context) -> None:
     try:
         asyncio.run(run_service(settings))
     except StartupError as exc:
-        raise fail(str(exc)) from None
+        raise _fail(str(exc)) from None
     except Exception:
         # Through the logging handler, so the traceback passes the redaction: Python's own
         # report would print exception messages verbatim, and PTB's InvalidToken quotes the
@@ -103,6 +155,10 @@ def serve(ctx: typer.Context) -> None:
 @db_app.command("upgrade")
 def db_upgrade(ctx: typer.Context) -> None:
     """Migrate the database to the newest schema, then seed the map and topics where missing."""
+    from db import schema
+    from db.seed import seed_all
+    from haidang.cli_support import run as _run
+
     settings: Settings = ctx.obj
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     schema.upgrade(settings.database_url)
@@ -118,11 +174,13 @@ def db_backup(
     ctx: typer.Context, path: Annotated[Path, typer.Argument(help="File to write.")]
 ) -> None:
     """Write a consistent backup (SQLite online backup; pg_dump custom format on PostgreSQL)."""
+    from db.backup import BackupError, backup
+
     settings: Settings = ctx.obj
     try:
         written = backup(settings.database_url, path)
     except BackupError as exc:
-        raise fail(str(exc)) from None
+        raise _fail(str(exc)) from None
     typer.echo(f"backup written to {written} ({written.stat().st_size} bytes)")
 
 
@@ -136,6 +194,9 @@ def areas_search(
     limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
 ) -> None:
     """Find provinces and communes; case and diacritics are ignored ("cat hai" = "Cát Hải")."""
+    from broadcasts import areas
+    from db.models import AreaKind
+    from haidang.cli_support import run as _run
 
     async def work(session: AsyncSession) -> list[areas.AreaMatch]:
         kinds = (AreaKind.province, AreaKind.commune, AreaKind.village, AreaKind.port)
@@ -143,7 +204,7 @@ def areas_search(
 
     matches = _run(ctx.obj, work)
     if not matches:
-        raise fail(f"no area matches {text!r}")
+        raise _fail(f"no area matches {text!r}")
     for match in matches:
         flag = "  [ven biển]" if match.area.coastal else ""
         typer.echo(f"{match.area.code:>9}  {match.label}{flag}")
@@ -152,6 +213,10 @@ def areas_search(
 @areas_app.command("stats")
 def areas_stats(ctx: typer.Context) -> None:
     """Count the areas by kind (34 provinces and 3,321 communes after seeding)."""
+    from broadcasts import areas
+    from db.models import AreaKind
+    from haidang.cli_support import run as _run
+
     counts = _run(ctx.obj, areas.count_by_kind)
     for kind in AreaKind:
         typer.echo(f"{kind.value:>9}: {counts.get(kind, 0)}")
@@ -164,6 +229,9 @@ def areas_coastal(
     off: Annotated[bool, typer.Option("--off", help="Clear the flag instead.")] = False,
 ) -> None:
     """Flag communes as coastal (a province code flags all its communes)."""
+    from broadcasts import areas, audit
+    from haidang.cli_support import now as _now
+    from haidang.cli_support import run as _run
 
     async def work(session: AsyncSession) -> list[str]:
         changed = await areas.set_coastal(session, codes, coastal=not off)
@@ -183,6 +251,10 @@ def areas_coastal(
 
 
 def _add_subarea(ctx: typer.Context, commune: str, name: str, kind: AreaKind) -> None:
+    from broadcasts import areas, audit
+    from haidang.cli_support import now as _now
+    from haidang.cli_support import run as _run
+
     async def work(session: AsyncSession) -> str:
         area = await areas.add_subarea(session, commune, name, kind)
         await audit.record(
@@ -207,6 +279,8 @@ def areas_add_village(
     name: Annotated[str, typer.Argument(help='e.g. "Thôn Liên Minh".')],
 ) -> None:
     """Add a village (thôn, xóm, ấp, bản) under a commune; prints its new code."""
+    from db.models import AreaKind
+
     _add_subarea(ctx, commune, name, AreaKind.village)
 
 
@@ -217,6 +291,8 @@ def areas_add_port(
     name: Annotated[str, typer.Argument(help='e.g. "Cảng cá Cát Bà".')],
 ) -> None:
     """Add a fishing port or landing under a commune; prints its new code."""
+    from db.models import AreaKind
+
     _add_subarea(ctx, commune, name, AreaKind.port)
 
 
@@ -226,6 +302,10 @@ def areas_add_port(
 @topics_app.command("list")
 def topics_list(ctx: typer.Context) -> None:
     """List topics in display order."""
+    from sqlalchemy import select
+
+    from db.models import Topic
+    from haidang.cli_support import run as _run
 
     async def work(session: AsyncSession) -> list[Topic]:
         return list((await session.scalars(select(Topic).order_by(Topic.position))).all())
@@ -244,6 +324,13 @@ def topics_set(
     active: Annotated[bool, typer.Option("--active/--inactive")] = True,
 ) -> None:
     """Add a topic or rename / describe / switch an existing one."""
+    from sqlalchemy import select
+
+    from broadcasts import audit
+    from db.models import Topic
+    from db.text import nfc
+    from haidang.cli_support import now as _now
+    from haidang.cli_support import run as _run
 
     async def work(session: AsyncSession) -> str:
         clean_slug = slug.strip().lower()
@@ -278,11 +365,25 @@ def topics_set(
 # --- officials -----------------------------------------------------------------------------
 
 
+class Role(enum.StrEnum):
+    """The choices of `--role`: db.models.OfficialRole, mirrored here.
+
+    Typer reads an option's type when it builds the CLI, on every run, and importing the models
+    means importing SQLAlchemy (half a second); tests/test_cli_startup.py checks the two agree.
+    """
+
+    admin = "admin"
+    province_editor = "province_editor"
+    commune_editor = "commune_editor"
+    approver = "approver"
+    radio_operator = "radio_operator"
+
+
 @officials_app.command("add")
 def officials_add(
     ctx: typer.Context,
     username: Annotated[str, typer.Argument(help="Login name (lower-case).")],
-    role: Annotated[OfficialRole, typer.Option(help="What the official may do.")],
+    role: Annotated[Role, typer.Option(help="What the official may do.")],
     area: Annotated[
         str | None, typer.Option(help="Scope: p<province> or a commune code (not for admin).")
     ] = None,
@@ -292,15 +393,21 @@ def officials_add(
     name: Annotated[str, typer.Option(help="Display name.")] = "",
 ) -> None:
     """Create an official account; the password is hashed with argon2 and never echoed."""
+    from broadcasts import audit, officials
+    from db.models import OfficialRole
+    from haidang.cli_support import now as _now
+    from haidang.cli_support import run as _run
+
     if not password_stdin:
-        raise fail("pass the password on standard input with --password-stdin")
+        raise _fail("pass the password on standard input with --password-stdin")
     password = sys.stdin.read().rstrip("\r\n")
+    official_role = OfficialRole(role.value)
 
     async def work(session: AsyncSession) -> str:
         official = await officials.create(
             session,
             username=username,
-            role=role,
+            role=official_role,
             password=password,
             area_code=area,
             display_name=name,
@@ -325,12 +432,29 @@ def officials_add(
 
 @audio_app.command("normalize")
 def audio_normalize(
-    text: Annotated[str, typer.Argument(help="Bulletin text as officials write it.")],
+    text: Annotated[
+        str | None,
+        typer.Argument(
+            help='Bulletin text as officials write it. "-", or nothing with input piped in: '
+            "read standard input, one text a line."
+        ),
+    ] = None,
 ) -> None:
-    """Print the spoken form of TEXT: numbers, dates, codes and abbreviations read out."""
+    """Print the spoken form of TEXT: numbers, dates, codes and abbreviations read out.
+
+    With standard input, prints one spoken line for each line read, in order (an empty line
+    stays empty), so a whole file is checked in one call. Needs no settings or database.
+    """
     from audio.spoken import to_spoken
 
-    typer.echo(to_spoken(text))
+    if text is not None and text != "-":
+        typer.echo(to_spoken(text))
+        return
+    if text is None and (sys.stdin is None or sys.stdin.isatty()):
+        raise _fail("give TEXT, or pipe texts in on standard input (one a line)", code=2)
+    # Written straight to the stream: 1,000 lines through typer.echo cost more than the work.
+    sys.stdout.writelines(to_spoken(line.rstrip("\r\n")) + "\n" for line in sys.stdin)
+    sys.stdout.flush()
 
 
 @audio_app.command("render")
@@ -346,6 +470,8 @@ def audio_render(
     """
     from audio import studio, tts
     from audio.store import make_store
+    from haidang.cli_support import now as _now
+    from haidang.cli_support import run_with_sessions
     from haidang.media import engine_name, production
 
     settings: Settings = ctx.obj
@@ -370,7 +496,7 @@ def audio_render(
     try:
         rendered = run_with_sessions(settings, work)
     except (tts.EngineError, OSError) as exc:
-        raise fail(f"cannot render bulletin {bulletin_id}: {exc}") from None
+        raise _fail(f"cannot render bulletin {bulletin_id}: {exc}") from None
     if not any(written for _, written in rendered):
         typer.echo("cache hit: nothing re-rendered")
     for key, _ in rendered:
@@ -397,6 +523,8 @@ def audio_programme(
 
     from audio import programmes, tts
     from audio.store import make_store
+    from haidang.cli_support import now as _now
+    from haidang.cli_support import run_with_sessions
     from haidang.media import engine_name, production
 
     settings: Settings = ctx.obj
@@ -404,7 +532,7 @@ def audio_programme(
     try:
         day = dt.date.fromisoformat(date) if date else started.astimezone(settings.tz).date()
     except ValueError:
-        raise fail(f"not a date: {date!r} (use YYYY-MM-DD)") from None
+        raise _fail(f"not a date: {date!r} (use YYYY-MM-DD)") from None
     store = make_store("local", root=settings.audio_dir)
 
     async def work(sessions: async_sessionmaker[AsyncSession]) -> tuple[str, bool] | None:
@@ -425,7 +553,7 @@ def audio_programme(
     try:
         built = run_with_sessions(settings, work)
     except (tts.EngineError, OSError) as exc:
-        raise fail(f"cannot build the programme: {exc}") from None
+        raise _fail(f"cannot build the programme: {exc}") from None
     if built is None:
         typer.echo(f"no bulletins for {commune_code} on {day.isoformat()}: no programme")
         return

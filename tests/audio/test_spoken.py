@@ -6,6 +6,7 @@ import random
 import re
 import time
 import unicodedata
+from importlib import resources
 
 import pytest
 
@@ -17,7 +18,13 @@ from audio.numbers import (
     read_number,
     read_ordinal,
 )
-from audio.spoken import default_abbreviations, parse_abbreviations, spell_letters, to_spoken
+from audio.spoken import (
+    default_abbreviations,
+    parse_abbreviations,
+    parse_storm_names,
+    spell_letters,
+    to_spoken,
+)
 
 # --- number reading, straight from integers ----------------------------------------------------
 
@@ -191,7 +198,7 @@ UNITS_CASES = [
     ("90CV", "chín mươi mã lực"),
     ("7903kHz", "bảy nghìn chín trăm linh ba ki-lô-héc"),
     ("100m2", "một trăm mét vuông"),
-    ("50.000đ/kg", "năm mươi nghìn đồng trên ki-lô-gam"),
+    ("50.000đ/kg", "năm mươi nghìn đồng một ki-lô-gam"),
     ("12,5 hải lý/giờ", "mười hai phẩy năm hải lý trên giờ"),
     ("cách bờ bao nhiêu km", "cách bờ bao nhiêu ki-lô-mét"),
     ("5 VNĐ", "năm đồng"),
@@ -240,35 +247,37 @@ STORM_CASES = [
     ("Chương II", "Chương hai"),
 ]
 
+# A numbered code is read once: its type where the text has not just said it, "số", the number,
+# the year, then "của" and the issuer (issue #16: "Nghị định … nghị định Chính phủ" repeated
+# the type; a drafting desk such as "KT" is not spelled).
 CODES_CASES = [
-    ("1191/QĐ-TTg", "số một nghìn một trăm chín mươi mốt quyết định Thủ tướng Chính phủ"),
+    ("1191/QĐ-TTg", "quyết định số một nghìn một trăm chín mươi mốt của Thủ tướng Chính phủ"),
     (
         "Quyết định 1191/QĐ-TTg",
-        "Quyết định số một nghìn một trăm chín mươi mốt quyết định Thủ tướng Chính phủ",
+        "Quyết định số một nghìn một trăm chín mươi mốt của Thủ tướng Chính phủ",
     ),
     (
         "Nghị định 37/2024/NĐ-CP",
-        "Nghị định số ba mươi bảy năm hai nghìn không trăm hai mươi tư nghị định Chính phủ",
+        "Nghị định số ba mươi bảy năm hai nghìn không trăm hai mươi tư của Chính phủ",
     ),
     (
         "Nghị định số 37/2024/NĐ-CP",
-        "Nghị định số ba mươi bảy năm hai nghìn không trăm hai mươi tư nghị định Chính phủ",
+        "Nghị định số ba mươi bảy năm hai nghìn không trăm hai mươi tư của Chính phủ",
     ),
-    ("Số: 123/UBND-KT", "Số một trăm hai mươi ba Ủy ban nhân dân ca tê"),
+    ("Số: 123/UBND-KT", "Số một trăm hai mươi ba của Ủy ban nhân dân"),
     ("KL/TW", "kết luận Trung ương"),
     ("TT-BNNPTNT", "thông tư Bộ Nông nghiệp và Phát triển nông thôn"),
     ("CT-TTg", "chỉ thị Thủ tướng Chính phủ"),
     ("NQ/TW", "nghị quyết Trung ương"),
     ("QĐ-UBND", "quyết định Ủy ban nhân dân"),
-    ("Chỉ thị 32-CT/TW", "Chỉ thị số ba mươi hai chỉ thị Trung ương"),
+    ("Chỉ thị 32-CT/TW", "Chỉ thị số ba mươi hai của Trung ương"),
     (
         "Luật Thủy sản số 18/2017/QH14",
-        "Luật Thủy sản số mười tám năm hai nghìn không trăm mười bảy Quốc hội khóa mười bốn",
+        "Luật Thủy sản số mười tám năm hai nghìn không trăm mười bảy của Quốc hội khóa mười bốn",
     ),
     (
         "Quyết định số 81/QĐ-BNN-TCTS",
-        "Quyết định số tám mươi mốt quyết định"
-        " Bộ Nông nghiệp và Phát triển nông thôn Tổng cục Thủy sản",
+        "Quyết định số tám mươi mốt của Bộ Nông nghiệp và Phát triển nông thôn, Tổng cục Thủy sản",
     ),
     ("số 12/2024", "số mười hai năm hai nghìn không trăm hai mươi tư"),
 ]
@@ -365,6 +374,209 @@ PUNCTUATION_CASES = [
 ]
 
 
+# --- issue #16: what a listener on the loudspeaker noticed, one table per class ---------------
+# Inputs are sentences from NCHMF storm and flood bulletins, decrees and IUU notices as the
+# press and commune pages print them (see tests/data/bulletins for whole texts).
+
+# 1. A document reference is read once: no "nghị định … nghị định Chính phủ".
+DOCUMENT_REFERENCE_CASES = [
+    (
+        "Nghị định số 26/2019/NĐ-CP",
+        "Nghị định số hai mươi sáu năm hai nghìn không trăm mười chín của Chính phủ",
+    ),
+    (
+        "Thực hiện Quyết định số 2310/QĐ-TTg",
+        "Thực hiện Quyết định số hai nghìn ba trăm mười của Thủ tướng Chính phủ",
+    ),
+    (
+        "Công điện 198/CĐ-TTg ngày 17/10/2025 của Thủ tướng Chính phủ",
+        "Công điện số một trăm chín mươi tám ngày mười bảy tháng mười năm hai nghìn không trăm"
+        " hai mươi lăm của Thủ tướng Chính phủ",
+    ),
+    (
+        "Chỉ thị số 45/CT-TTg ngày 13/12/2017",
+        "Chỉ thị số bốn mươi lăm của Thủ tướng Chính phủ ngày mười ba tháng mười hai năm hai"
+        " nghìn không trăm mười bảy",
+    ),
+    (
+        "Quyết định số 123/QĐ-UBND ngày 5/1/2024 của UBND tỉnh Khánh Hòa",
+        "Quyết định số một trăm hai mươi ba ngày năm tháng một năm hai nghìn không trăm hai mươi"
+        " tư của Ủy ban nhân dân tỉnh Khánh Hòa",
+    ),
+    (
+        "Nghị quyết số 36-NQ/TW ngày 22/10/2018 của Hội nghị lần thứ tám Ban Chấp hành Trung ương",
+        "Nghị quyết số ba mươi sáu ngày hai mươi hai tháng mười năm hai nghìn không trăm mười tám"
+        " của Hội nghị lần thứ tám Ban Chấp hành Trung ương",
+    ),
+    ("Kế hoạch số 45/KH-UBND", "Kế hoạch số bốn mươi lăm của Ủy ban nhân dân"),
+    ("Kết luận số 36-KL/TW", "Kết luận số ba mươi sáu của Trung ương"),
+    (
+        "NGHỊ ĐỊNH SỐ 42/2019/NĐ-CP",
+        "nghị định số bốn mươi hai năm hai nghìn không trăm mười chín của Chính phủ",
+    ),
+    ("Số: 86/CĐ-TTg", "Công điện số tám mươi sáu của Thủ tướng Chính phủ"),
+    (
+        "theo TT 23/2018/TT-BNNPTNT",
+        "theo thông tư số hai mươi ba năm hai nghìn không trăm mười tám của Bộ Nông nghiệp và"
+        " Phát triển nông thôn",
+    ),
+    (
+        "Thông tư liên tịch số 12/2015/TTLT-BNN-BTC",
+        "Thông tư liên tịch số mười hai năm hai nghìn không trăm mười lăm của Bộ Nông nghiệp và"
+        " Phát triển nông thôn, Bộ Tài chính",
+    ),
+    (
+        "Luật số 54/2014/QH13",
+        "Luật số năm mươi tư năm hai nghìn không trăm mười bốn của Quốc hội khóa mười ba",
+    ),
+    (
+        "Công văn số 123/UBND-KT ngày 2/3/2024 của UBND huyện",
+        "Công văn số một trăm hai mươi ba ngày hai tháng ba năm hai nghìn không trăm hai mươi tư"
+        " của Ủy ban nhân dân huyện",
+    ),
+    (
+        "Nghị định 37/2024/NĐ-CP sửa đổi Nghị định 26/2019/NĐ-CP",
+        "Nghị định số ba mươi bảy năm hai nghìn không trăm hai mươi tư của Chính phủ sửa đổi"
+        " Nghị định số hai mươi sáu năm hai nghìn không trăm mười chín của Chính phủ",
+    ),
+    (
+        "Đơn đăng ký theo Mẫu số 26.NT Phụ lục III",
+        "Đơn đăng ký theo Mẫu số hai mươi sáu chấm en tê Phụ lục ba",
+    ),
+]
+
+# 2. "Per" in prices and allowances: "một" before a unit of measure, "mỗi" before anything
+#    counted; "trên" stays only for a speed or a flow.
+PER_CASES = [
+    (
+        "Giá cá ngừ đại dương từ 120.000-140.000 đồng/kg",
+        "Giá cá ngừ đại dương từ một trăm hai mươi nghìn đến một trăm bốn mươi nghìn đồng một"
+        " ki-lô-gam",
+    ),
+    ("hỗ trợ 50 triệu đồng/tàu", "hỗ trợ năm mươi triệu đồng mỗi tàu"),
+    (
+        "chi phí nhiên liệu 30 triệu đồng/chuyến biển",
+        "chi phí nhiên liệu ba mươi triệu đồng mỗi chuyến biển",
+    ),
+    ("giá dầu 24.500 đồng/lít", "giá dầu hai mươi tư nghìn năm trăm đồng một lít"),
+    ("phạt 2 triệu đồng/người vi phạm", "phạt hai triệu đồng mỗi người vi phạm"),
+    (
+        "trợ cấp 300.000 đồng/người/tháng",
+        "trợ cấp ba trăm nghìn đồng mỗi người mỗi tháng",
+    ),
+    ("mực ống 250.000đ/kg", "mực ống hai trăm năm mươi nghìn đồng một ki-lô-gam"),
+    ("giá 20.000 đồng/1 kg", "giá hai mươi nghìn đồng một ki-lô-gam"),
+    ("1.500 USD/tấn", "một nghìn năm trăm đô la Mỹ một tấn"),
+    ("giá bao nhiêu đồng/kg?", "giá bao nhiêu đồng một ki-lô-gam?"),
+    ("năng suất 5 tấn/ha", "năng suất năm tấn một héc-ta"),
+    ("mật độ thả 100 con/m2", "mật độ thả một trăm con một mét vuông"),
+    ("10 người/tàu", "mười người mỗi tàu"),
+    ("2 lần/ngày", "hai lần mỗi ngày"),
+    ("tốc độ khoảng 25 km/giờ", "tốc độ khoảng hai mươi lăm ki-lô-mét trên giờ"),
+    (
+        "lưu lượng 2.613m3/s",
+        "lưu lượng hai nghìn sáu trăm mười ba mét khối trên giây",
+    ),
+    ("ngày/tháng/năm sinh", "ngày, tháng, năm sinh"),
+    ("chủ tàu/thuyền trưởng", "chủ tàu, thuyền trưởng"),
+]
+
+# 3. Clock spans keep their "to".
+TIME_RANGE_CASES = [
+    ("từ 6h-8h sáng", "từ sáu giờ đến tám giờ sáng"),
+    (
+        "Loa phát từ 17h-18h30 hằng ngày",
+        "Loa phát từ mười bảy giờ đến mười tám giờ ba mươi phút hằng ngày",
+    ),
+    ("lúc 6h - 8h", "lúc sáu giờ đến tám giờ"),
+    (
+        "Tiếp dân từ 7h30 – 11h00, thứ 2 đến thứ 6",
+        "Tiếp dân từ bảy giờ ba mươi phút đến mười một giờ, thứ hai đến thứ sáu",
+    ),
+    ("từ 07:00-09:00", "từ bảy giờ đến chín giờ"),
+    ("khoảng 6-8h sáng mai", "khoảng sáu đến tám giờ sáng mai"),
+    ("Khoảng 1 – 2 giờ đêm 6/10", "Khoảng một đến hai giờ đêm ngày sáu tháng mười"),
+    ("từ 13h30 - 17h ngày 5/9", "từ mười ba giờ ba mươi phút đến mười bảy giờ ngày năm tháng chín"),
+    # A position is two axes, not a range; a band of latitudes is a range.
+    (
+        "tâm bão ở khoảng 21,2°N – 109,5°E",
+        "tâm bão ở khoảng hai mươi mốt phẩy hai độ vĩ bắc, một trăm linh chín phẩy năm độ kinh"
+        " đông",
+    ),
+    (
+        "Vĩ tuyến 16,0 độ Vĩ Bắc- 20,0 độ Vĩ Bắc",
+        "Vĩ tuyến mười sáu phẩy không độ vĩ bắc đến hai mươi phẩy không độ vĩ bắc",
+    ),
+    (
+        "Khoảng 20.2 độ Vĩ Bắc; 106.5 độ Kinh Đông",
+        "Khoảng hai mươi phẩy hai độ vĩ bắc; một trăm linh sáu phẩy năm độ kinh đông",
+    ),
+]
+
+# 4. Context decides what an abbreviation stands for.
+CONTEXT_CASES = [
+    (
+        "UBND TT. Sông Đốc thông báo",
+        "Ủy ban nhân dân thị trấn Sông Đốc thông báo",
+    ),
+    ("cảng cá TT. Cát Bà", "cảng cá thị trấn Cát Bà"),
+    ("TT Long Hải", "thị trấn Long Hải"),
+    ("TT.Sịa", "thị trấn Sịa"),
+    (
+        "Nguồn: TT Dự báo KTTV quốc gia",
+        "Nguồn: Trung tâm Dự báo khí tượng thủy văn quốc gia",
+    ),
+    ("TT Y tế huyện", "Trung tâm Y tế huyện"),
+    ("theo TT, NĐ", "theo thông tư, nghị định"),
+    (
+        "sông Mã 6,9m - trên BĐ3 là 0,4m",
+        "sông Mã sáu phẩy chín mét, trên báo động ba là không phẩy bốn mét",
+    ),
+    (
+        "lên mức BĐ2-BĐ3, có sông trên BĐ3",
+        "lên mức báo động hai đến báo động ba, có sông trên báo động ba",
+    ),
+    ("lên mức BĐ1-2", "lên mức báo động một đến báo động hai"),
+    ("dưới BĐ II", "dưới báo động hai"),
+    (
+        "vượt báo động (BĐ) 3 tới 2,28m",
+        "vượt báo động ba tới hai phẩy hai mươi tám mét",
+    ),
+    ("tàu cá BĐ-92158-TS", "tàu cá bê đê chín hai một năm tám tê ét"),
+    ("UBND-KT", "Ủy ban nhân dân"),
+    ("HĐND-UBND", "Hội đồng nhân dân, Ủy ban nhân dân"),
+    ("KT. CHỦ TỊCH\nPHÓ CHỦ TỊCH", "ký thay chủ tịch. phó chủ tịch"),
+    ("TM. ỦY BAN NHÂN DÂN", "thay mặt ủy ban nhân dân"),
+    ("(Nguồn:TTDBKTTVQG)", "Nguồn: Trung tâm Dự báo khí tượng thủy văn quốc gia"),
+    ("Quyền sử dụng đất (QSDĐ)", "Quyền sử dụng đất"),
+]
+
+# 5. Storm names are words; acronyms stay acronyms.
+STORM_NAME_CASES = [
+    ("Bão YAGI có thể mạnh lên tới cấp 14", "Bão Yagi có thể mạnh lên tới cấp mười bốn"),
+    ("Bão WIPHA cấp 9 đang di chuyển nhanh", "Bão Wipha cấp chín đang di chuyển nhanh"),
+    (
+        "bão số 5 (tên quốc tế là KAJIKI)",
+        "bão số năm, tên quốc tế là Kajiki",
+    ),
+    ("bão KONG-REY", "bão Kong-rey"),
+    ("siêu bão HAIYAN năm 2013", "siêu bão Haiyan năm hai nghìn không trăm mười ba"),
+    ("bão số 9 (RAGASA)", "bão số chín, Ragasa"),
+    ("bão BUALOI", "bão Bualoi"),
+    ("bão SONCA", "bão Sơn Ca"),
+    ("bão Son-Tinh", "bão Sơn Tinh"),
+    ("bão HALONG", "bão Hạ Long"),
+    ("BÃO NORU GÂY MƯA LỚN", "bão Noru gây mưa lớn"),
+    # Lower case is never a storm name: "lan" and "mun" are Vietnamese words.
+    ("dịch bệnh lan rộng, gỗ mun", "dịch bệnh lan rộng, gỗ mun"),
+    ("UBND và BĐBP", "Ủy ban nhân dân và Bộ đội Biên phòng"),
+    ("chống khai thác IUU", "chống khai thác i u u"),
+    ("Chỉ thị của TTg", "Chỉ thị của Thủ tướng Chính phủ"),
+    ("thiết bị GPS và VMS", "thiết bị giê pê ét và hệ thống giám sát tàu cá"),
+    ("FAO và EC", "ép a o và Ủy ban châu Âu"),
+]
+
+
 # --- the tests -------------------------------------------------------------------------------
 
 CATEGORIES = {
@@ -383,6 +595,11 @@ CATEGORIES = {
     "web": WEB_CASES,
     "symbols": SYMBOLS_CASES,
     "punctuation": PUNCTUATION_CASES,
+    "document_references": DOCUMENT_REFERENCE_CASES,
+    "per": PER_CASES,
+    "time_ranges": TIME_RANGE_CASES,
+    "context": CONTEXT_CASES,
+    "storm_names": STORM_NAME_CASES,
 }
 ALL_CASES = [
     pytest.param(text, expected, id=f"{name}-{index}")
@@ -444,6 +661,8 @@ def test_default_dictionary_has_the_required_entries() -> None:
         assert key in entries
     for key in ("PCTT", "TKCN", "KT-XH", "CHXHCN", "v.v.", "TT", "NĐ", "QĐ", "CP", "TTg"):
         assert key in entries
+    for key in ("TTDBKTTVQG", "QSDĐ"):
+        assert key in entries
     assert entries["UBND"] == "Ủy ban nhân dân"
 
 
@@ -478,6 +697,48 @@ def test_abbreviations_match_whole_words_and_case() -> None:
     assert to_spoken("UBNDX") == "u bê en dê ích"
     assert to_spoken("ubnd") == "ubnd"
     assert to_spoken("Ubnd") == "Ubnd"
+
+
+def test_context_readings_give_way_to_a_callers_own_entry() -> None:
+    # The caller reads "TT" one way everywhere: no town, no centre.
+    assert to_spoken("TT. Sông Đốc", {"TT": "trung tâm"}) == "trung tâm. Sông Đốc"
+    # "BĐ" is the caller's post office, not a flood alert.
+    assert to_spoken("BĐ3", {"BĐ": "bưu điện"}) == "bưu điện ba"
+    assert to_spoken("BĐ3", {}) == "báo động ba"
+
+
+# --- storm names (audio/data/storm_names.tsv) --------------------------------------------------
+
+STORM_NAMES = parse_storm_names(
+    resources.files("audio").joinpath("data/storm_names.tsv").read_text(encoding="utf-8")
+)
+
+
+def test_the_storm_list_holds_the_committee_names_vietnam_bulletins_quote() -> None:
+    assert len(STORM_NAMES) >= 140
+    for name in ("Yagi", "Wipha", "Kajiki", "Noru", "Bualoi", "Matmo", "Ragasa", "Kong-rey"):
+        assert name in STORM_NAMES
+    assert STORM_NAMES["Son-Tinh"] == "Sơn Tinh" and STORM_NAMES["Yagi"] == "Yagi"
+    assert all(unicodedata.is_normalized("NFC", spoken) for spoken in STORM_NAMES.values())
+
+
+@pytest.mark.parametrize(("name", "spoken"), sorted(STORM_NAMES.items()))
+def test_every_storm_name_is_read_as_a_word(name: str, spoken: str) -> None:
+    for written in (name, name.upper()):
+        out = to_spoken(f"bão {written} mạnh lên")
+        # A name that is also a Vietnamese syllable ("LAN") is lower-cased, like any headline.
+        assert out.lower() == f"bão {spoken} mạnh lên".lower(), (written, out)
+
+
+def test_parse_storm_names_reads_the_spoken_column_and_skips_comments() -> None:
+    text = "# a comment\n\nYagi\nSon-Tinh\tSơn Tinh\r\n  # indented\n"
+    assert parse_storm_names(text) == {"Yagi": "Yagi", "Son-Tinh": "Sơn Tinh"}
+
+
+@pytest.mark.parametrize("text", ["Yagi\nYagi", "Ya gi", "\tSơn Tinh", "Bão 3"])
+def test_parse_storm_names_rejects_bad_lines(text: str) -> None:
+    with pytest.raises(ValueError, match="line"):
+        parse_storm_names(text)
 
 
 # --- properties over every case and over long realistic bulletins ----------------------------
@@ -583,8 +844,8 @@ BULLETIN_EXCERPTS = [
     ),
     (
         0,
-        "Công điện số tám mươi sáu công điện Thủ tướng Chính phủ ngày bốn tháng chín năm hai "
-        "nghìn không trăm hai mươi tư",
+        "Công điện số tám mươi sáu ngày bốn tháng chín năm hai nghìn không trăm hai mươi tư "
+        "của Thủ tướng Chính phủ,",
     ),
     (
         0,
@@ -598,10 +859,13 @@ BULLETIN_EXCERPTS = [
     ),
     (
         1,
-        "Chỉ thị số ba mươi hai chỉ thị Trung ương ngày mười tháng tư năm hai nghìn không trăm "
-        "hai mươi tư",
+        "Chỉ thị số ba mươi hai ngày mười tháng tư năm hai nghìn không trăm hai mươi tư "
+        "của Ban Bí thư",
     ),
-    (1, "Luật Thủy sản số mười tám năm hai nghìn không trăm mười bảy Quốc hội khóa mười bốn"),
+    (
+        1,
+        "Luật Thủy sản số mười tám năm hai nghìn không trăm mười bảy của Quốc hội khóa mười bốn",
+    ),
     (1, "thiết bị giám sát hành trình, hệ thống giám sát tàu cá; mất kết nối quá sáu giờ"),
     (1, "đạt chín mươi chín phẩy ba phần trăm"),
     (1, "Các tàu ca hát chín sáu bảy tám chín tê ét, ca hát chín không một hai ba tê ét"),
@@ -617,7 +881,7 @@ BULLETIN_EXCERPTS = [
     (
         3,
         "nhật ký điện tử, e xê dê tê, theo Thông tư số hai mươi ba năm hai nghìn không trăm mười "
-        "tám thông tư Bộ Nông nghiệp và Phát triển nông thôn.",
+        "tám của Bộ Nông nghiệp và Phát triển nông thôn.",
     ),
 ]
 
@@ -656,12 +920,18 @@ SLOW_INPUTS = {
 
 @pytest.mark.parametrize("text", list(SLOW_INPUTS.values()), ids=list(SLOW_INPUTS))
 def test_five_thousand_characters_in_under_200_ms(text: str) -> None:
+    """A guard against patterns that backtrack without end (seconds, not milliseconds).
+
+    CPU time, best of three: wall time on a loaded CI machine measures the machine.
+    """
     to_spoken("UBND 1/2")  # load the dictionary and compile its pattern outside the timing
     assert len(text) >= 4900
-    start = time.perf_counter()
-    out = to_spoken(text)
-    elapsed = time.perf_counter() - start
-    assert elapsed < 0.2, f"{elapsed * 1000:.0f} ms"
+    timings = []
+    for _ in range(3):
+        start = time.process_time()
+        out = to_spoken(text)
+        timings.append(time.process_time() - start)
+    assert min(timings) < 0.2, f"{min(timings) * 1000:.0f} ms"
     assert not re.search(r"\d", out)
 
 
