@@ -12,7 +12,7 @@ import os
 import re
 import tempfile
 import unicodedata
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
@@ -63,6 +63,12 @@ _LOUDNESS_TOLERANCE_LU: Final = 0.1  # second-pass target accuracy
 _MAX_PASSES: Final = 6
 _LIMITER_BLOCK: Final = 32  # samples (0.7 ms)
 _MP3_BITRATES: Final = frozenset({64, 80, 96, 112, 128})  # MPEG-1 Layer III steps in range
+# Checking encodes: at most this many encodes per file, each retry with the encoder's
+# input dipped (limiter-style, attack and release of about one codec frame) where the
+# decoded file passed the limit, aiming this far under it so one retry usually suffices.
+_MAX_ENCODES: Final = 5
+_DIP_WINDOW_MS: Final = 20.0
+_DIP_MARGIN_DB: Final = 0.3
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
@@ -126,8 +132,11 @@ class MasteringSettings:
     """Targets and processing for :func:`master`.
 
     ``true_peak_ceiling_dbtp`` is the master's ceiling. It defaults to 1.5 dB below the
-    -1 dBTP delivery limit because lossy encoders add inter-sample overshoot (measured
-    up to ~1 dB on Opus at 32 kbit/s); the decoded files then still meet -1 dBTP.
+    -1 dBTP delivery limit because lossy encoders overshoot the master's true peak:
+    on espeak-ng speech +0.3 to +0.65 dB on Opus at 32 kbit/s and up to +0.45 dB on
+    AAC at 64 kbit/s, but Opus now and then by 2 dB or more in a single frame. So
+    :func:`encode` also decodes every file and encodes again the few that pass
+    ``EncodingSettings.true_peak_limit_dbtp``.
     """
 
     target_lufs: float = -16.0
@@ -175,12 +184,18 @@ class Tags:
 
 @dataclass(frozen=True, slots=True)
 class EncodingSettings:
-    """Which files :func:`encode` writes, and their bit rates (kbit/s)."""
+    """Which files :func:`encode` writes, their bit rates (kbit/s) and peak limit.
+
+    ``true_peak_limit_dbtp`` is what every decoded file must meet: 0.5 dB under the
+    -1 dBTP delivery limit, so that other meters (FFmpeg's, a broadcaster's) and
+    other decoders agree that it does.
+    """
 
     formats: tuple[OutputFormat, ...] = ("mp3", "aac", "opus")
     mp3_bitrate_kbps: int = 96
     aac_bitrate_kbps: int = 64
     opus_bitrate_kbps: int = 32
+    true_peak_limit_dbtp: float = -1.5
 
     def __post_init__(self) -> None:
         if not self.formats or len(set(self.formats)) != len(self.formats):
@@ -193,6 +208,8 @@ class EncodingSettings:
             raise MasteringError("aac_bitrate_kbps must be 32-192")
         if not 16 <= self.opus_bitrate_kbps <= 128:
             raise MasteringError("opus_bitrate_kbps must be 16-128")
+        if not -20.0 <= self.true_peak_limit_dbtp <= 0.0:
+            raise MasteringError("true_peak_limit_dbtp must be between -20 and 0")
 
     def bitrate_kbps(self, fmt: OutputFormat) -> int:
         return {
@@ -204,7 +221,8 @@ class EncodingSettings:
 
 @dataclass(frozen=True, slots=True)
 class EncodedAudio:
-    """One written file. Loudness and true peak are the master's (before encoding)."""
+    """One written file. Loudness and true peak are the master's (before encoding);
+    ``decoded_true_peak_dbtp`` is the file's own, decoded, as :func:`encode` checked it."""
 
     path: Path
     format: OutputFormat
@@ -216,6 +234,7 @@ class EncodedAudio:
     sample_rate: int
     integrated_lufs: float
     true_peak_dbtp: float
+    decoded_true_peak_dbtp: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,21 +260,43 @@ class _Codec:
     mime_type: str
     sample_rate: int
     options: Mapping[str, str] = field(default_factory=dict)
+    # Samples a decoder gives before the first input sample: ADTS cannot say "skip the
+    # priming", while LAME's Info tag and Ogg's pre-skip let decoders trim theirs.
+    decoder_delay: int = 0
+    # Gain before encoding that makes up for a fixed level change in the codec.
+    makeup_db: float = 0.0
 
 
 _CODECS: Final[Mapping[str, _Codec]] = {
     # LAME quality 7 encodes ~2x faster than its default with no audible loss on
-    # speech at 96 kbit/s (and slightly less peak overshoot).
+    # speech at 96 kbit/s (and slightly less peak overshoot). LAME's files decode at
+    # 0.95x the input (-0.446 dB) at every frequency, level and quality setting, with
+    # FFmpeg's float and fixed-point decoders alike: made up so MP3 is not 0.45 LU low.
     "mp3": _Codec(
-        "mp3", "libmp3lame", ".mp3", "audio/mpeg", MASTER_RATE, {"compression_level": "7"}
+        "mp3",
+        "libmp3lame",
+        ".mp3",
+        "audio/mpeg",
+        MASTER_RATE,
+        {"compression_level": "7"},
+        makeup_db=0.446,
     ),
     # Raw ADTS for Zalo, which fetches voice messages by an .aac URL. The "fast" coder
     # is 3x quicker than "twoloop" and overshoots peaks less.
-    "aac": _Codec("adts", "aac", ".aac", "audio/aac", MASTER_RATE, {"aac_coder": "fast"}),
+    "aac": _Codec(
+        "adts",
+        "aac",
+        ".aac",
+        "audio/aac",
+        MASTER_RATE,
+        {"aac_coder": "fast"},
+        decoder_delay=1024,
+    ),
     # Telegram voice notes must be Opus in Ogg; Opus runs at 48 kHz. "audio" rather
     # than "voip": voip's speech emphasis overshoots true peak by ~0.5 dB more.
     "opus": _Codec("ogg", "libopus", ".ogg", "audio/ogg", OPUS_RATE, {"application": "audio"}),
 }
+_FLOAT_FORMATS: Final = frozenset({"flt", "fltp"})  # one channel: the same layout
 # ID3v2.3 rather than FFmpeg's default 2.4: older phones and players read only 2.3.
 _CONTAINER_OPTIONS: Final[Mapping[str, dict[str, str]]] = {"mp3": {"id3v2_version": "3"}}
 
@@ -302,6 +343,46 @@ def _oversampled_abs(x: F64) -> F64:
     return env
 
 
+# An interpolated point is at most this many times the largest sample under its taps.
+_PHASE_GAIN: Final = max(float(np.abs(taps).sum()) for taps in _PHASES)  # 2.2 (+6.9 dB)
+_SCREEN_BLOCK: Final = 64  # samples; more than the taps reach on either side
+
+
+def _envelope_above(x: F64, floor: float) -> F64:
+    """:func:`_oversampled_abs` wherever it can reach ``floor``; |x| (under it) elsewhere.
+
+    Only blocks whose neighbourhood peaks above floor / _PHASE_GAIN need the filters:
+    with ``floor`` near the peak, about a third of speech. They are filtered in one
+    pass over their concatenation, so the result there is the same, bit for bit.
+    """
+    n = len(x)
+    env = np.abs(x)
+    block = _SCREEN_BLOCK
+    n_blocks = -(-n // block)
+    padded = np.zeros(n_blocks * block)
+    padded[:n] = env
+    peaks = padded.reshape(n_blocks, block).max(axis=1)
+    near = peaks.copy()
+    np.maximum(near[1:], peaks[:-1], out=near[1:])
+    np.maximum(near[:-1], peaks[1:], out=near[:-1])
+    flags = (near * _PHASE_GAIN >= floor).astype(np.int8)
+    edges = np.flatnonzero(np.diff(flags, prepend=0, append=0)) * block
+    if not edges.size:
+        return env
+    starts, ends = edges[::2], np.minimum(edges[1::2], n)
+    # Each run with the samples its taps reach; only the first and last can lack some,
+    # at the ends of x, where they get the same zeros as the full computation.
+    lows, highs = np.maximum(starts - _HALF_TAPS, 0), np.minimum(ends + _HALF_TAPS, n)
+    filtered = _oversampled_abs(
+        np.concatenate([x[lo:hi] for lo, hi in zip(lows, highs, strict=True)])
+    )
+    lengths = ends - starts
+    within = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    offsets = np.cumsum(highs - lows) - (highs - lows) + (starts - lows)
+    env[np.repeat(starts, lengths) + within] = filtered[np.repeat(offsets, lengths) + within]
+    return env
+
+
 def true_peak_dbtp(samples: npt.NDArray[np.floating[Any]]) -> float:
     """True peak in dBTP by 4x oversampling (BS.1770-4 method); -inf for digital silence.
 
@@ -311,7 +392,8 @@ def true_peak_dbtp(samples: npt.NDArray[np.floating[Any]]) -> float:
     x = np.asarray(samples, dtype=np.float64)
     if x.size == 0:
         return -math.inf
-    peak = float(_oversampled_abs(x).max())
+    # The true peak is at least the sample peak: quieter stretches cannot hold it.
+    peak = float(_envelope_above(x, float(np.abs(x).max())).max())
     return 20.0 * math.log10(peak) if peak > 0 else -math.inf
 
 
@@ -607,10 +689,15 @@ def encode(
 
     MP3 is CBR at 44.1 kHz with ID3v2.3 title/artist/album/date; AAC-LC is raw ADTS at
     44.1 kHz (no tags: ADTS has no place for them); Opus is Ogg at 48 kHz with Vorbis
-    comments. Files appear complete or not at all (temp file, fsync, os.replace) and
-    replace same-named files. ``duration_seconds`` is the programme's; decoders give
-    the same within a frame, except that ADTS keeps the encoder's ~0.05 s priming.
-    One thread per format: FFmpeg encoders release the GIL.
+    comments. Every file is decoded and its true peak measured before it is written;
+    one over ``settings.true_peak_limit_dbtp`` is encoded again with the gain dipped
+    for some tens of milliseconds where it overshot (loudness moves by hundredths of
+    a LU at most), up to five encodes; should that fail, the lowest-peaked one is
+    written and an error logged.
+    Files appear complete or not at all (temp file, fsync, os.replace) and replace
+    same-named files. ``duration_seconds`` is the programme's; decoders give the same
+    within a frame, except that ADTS keeps the encoder's ~0.05 s priming. One thread
+    per format: FFmpeg encoders release the GIL.
     """
     s = settings or EncodingSettings()
     if not _BASENAME.match(basename):
@@ -618,56 +705,124 @@ def encode(
     out_dir.mkdir(parents=True, exist_ok=True)
 
     def one(fmt: OutputFormat) -> EncodedAudio:
-        return _encode_file(programme, out_dir / basename, fmt, s.bitrate_kbps(fmt), tags)
+        return _encode_file(
+            programme, out_dir / basename, fmt, s.bitrate_kbps(fmt), tags, s.true_peak_limit_dbtp
+        )
 
     with ThreadPoolExecutor(max_workers=len(s.formats), thread_name_prefix="encode") as pool:
         return tuple(pool.map(one, s.formats))
 
 
 def _encode_file(
-    programme: Master, stem: Path, fmt: OutputFormat, bitrate_kbps: int, tags: Tags
+    programme: Master,
+    stem: Path,
+    fmt: OutputFormat,
+    bitrate_kbps: int,
+    tags: Tags,
+    limit_dbtp: float,
 ) -> EncodedAudio:
     codec = _CODECS[fmt]
     path = stem.with_name(stem.name + codec.extension)
-    digest, size = _write_atomically(
-        path, lambda fh: _encode_to(fh, programme, codec, bitrate_kbps, tags, fmt)
-    )
+    data, decoded_peak = _encode_checked(programme, codec, bitrate_kbps, tags, fmt, limit_dbtp)
+    _write_atomically(path, data)
     return EncodedAudio(
         path=path,
         format=fmt,
         mime_type=codec.mime_type,
-        sha256=digest,
-        size_bytes=size,
+        sha256=hashlib.sha256(data).hexdigest(),
+        size_bytes=len(data),
         duration_seconds=programme.duration_seconds,
         bitrate_kbps=bitrate_kbps,
         sample_rate=codec.sample_rate,
         integrated_lufs=programme.integrated_lufs,
         true_peak_dbtp=programme.true_peak_dbtp,
+        decoded_true_peak_dbtp=decoded_peak,
     )
 
 
-def _write_atomically(path: Path, write: Callable[[BinaryIO], None]) -> tuple[str, int]:
+def _encode_checked(
+    programme: Master,
+    codec: _Codec,
+    bitrate_kbps: int,
+    tags: Tags,
+    fmt: str,
+    limit_dbtp: float,
+) -> tuple[bytes, float]:
+    """Encode until the decoded true peak meets ``limit_dbtp``; (file, its true peak).
+
+    Lossy codecs reshape the waveform, so the decoded file peaks above the master:
+    by tenths of a dB as a rule, but libopus at 32 kbit/s lets a frame out 2 dB (and
+    more) hotter now and then, depending on the input down to the last sample. A
+    lower ceiling for every programme would cost loudness on all of them; measuring
+    the real output catches the rare frame whatever its cause. The dip comes from
+    the master's own limiter, driven by the decoded envelope mapped back onto the
+    encoder's input (shifted by the decoder's delay).
+    """
+    samples = resample(programme.samples, programme.sample_rate, codec.sample_rate)
+    x = samples.astype(np.float64) * _db(codec.makeup_db)
+    window = max(1, round(_DIP_WINDOW_MS / 1000.0 * codec.sample_rate))
+    dip_target_dbtp = limit_dbtp - _DIP_MARGIN_DB
+    attempts: list[tuple[float, bytes]] = []
+    while True:
+        with io.BytesIO() as buffer:
+            _encode_to(buffer, x.astype(np.float32), codec, bitrate_kbps, tags, fmt)
+            data = buffer.getvalue()
+        decoded = decode_audio(data).samples.astype(np.float64)
+        # Exact where it matters: at the peak and wherever a dip would be needed.
+        floor = min(float(np.abs(decoded).max(initial=0.0)), _db(dip_target_dbtp))
+        env = _envelope_above(decoded, floor)
+        peak = 20.0 * math.log10(max(float(env.max(initial=0.0)), 1e-12))
+        attempts.append((peak, data))
+        if peak <= limit_dbtp:
+            if len(attempts) > 1:
+                log.info("%s: %.2f dBTP decoded after %d encodes", fmt, peak, len(attempts))
+            return data, peak
+        if len(attempts) == _MAX_ENCODES:
+            break
+        log.info("%s: %.2f dBTP decoded, over %.2f: dipping the gain there", fmt, peak, limit_dbtp)
+        dip = _limiter_gain(_aligned(env, codec.decoder_delay, len(x)), dip_target_dbtp, window)
+        if dip is not None:
+            x = x * dip
+    peak, data = min(attempts, key=lambda attempt: attempt[0])
+    log.error(
+        "%s: still %.2f dBTP decoded after %d encodes (limit %.2f); writing that",
+        fmt, peak, _MAX_ENCODES, limit_dbtp,
+    )  # fmt: skip
+    return data, peak
+
+
+def _aligned(env: F64, delay: int, n: int) -> F64:
+    """``env`` of a decoded file on the encoder input's ``n`` samples.
+
+    What the decoder gives before (priming) or after (padding, ringing) the input is
+    folded onto the first or last sample, so a peak there still gets a dip.
+    """
+    out = np.zeros(n)
+    body = env[delay : delay + n]
+    out[: len(body)] = body
+    out[0] = max(out[0], float(env[:delay].max(initial=0.0)))
+    out[-1] = max(out[-1], float(env[delay + n :].max(initial=0.0)))
+    return out
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     tmp = Path(tmp_name)
     try:
-        with os.fdopen(fd, "w+b") as fh:
-            write(fh)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-            fh.seek(0)
-            data = fh.read()
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     fsync_directory(path.parent)
-    return hashlib.sha256(data).hexdigest(), len(data)
 
 
 def _encode_to(
-    fh: BinaryIO, programme: Master, codec: _Codec, bitrate_kbps: int, tags: Tags, fmt: str
+    fh: BinaryIO, samples: F32, codec: _Codec, bitrate_kbps: int, tags: Tags, fmt: str
 ) -> None:
-    samples = resample(programme.samples, programme.sample_rate, codec.sample_rate)
     with av.open(
         fh,
         mode="w",
@@ -722,7 +877,18 @@ def decode_audio(source: Path | bytes) -> Pcm:
             rate = stream.codec_context.sample_rate
             resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
             for frame in container.decode(stream):
-                pieces.extend(_frame_samples(f) for f in resampler.resample(frame))
+                if (
+                    frame.format.name in _FLOAT_FORMATS
+                    and frame.layout.nb_channels == 1
+                    and frame.sample_rate == rate
+                ):
+                    # Already what we want (MP3, AAC and Opus decoders give mono float):
+                    # skipping the resampler halves the decode time of encode()'s checks.
+                    pieces.append(
+                        np.frombuffer(memoryview(frame.planes[0]), np.float32, frame.samples)
+                    )
+                else:
+                    pieces.extend(_frame_samples(f) for f in resampler.resample(frame))
             pieces.extend(_frame_samples(f) for f in resampler.resample(None))
     except (av.FFmpegError, IndexError, OSError) as exc:
         raise MasteringError(f"cannot decode audio: {exc}") from exc

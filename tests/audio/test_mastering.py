@@ -84,6 +84,9 @@ def test_every_file_decodes_to_target_loudness_under_the_true_peak_limit(
     assert own_peak <= DELIVERY_TRUE_PEAK
     # Two independent true-peak meters agree.
     assert own_peak == pytest.approx(ff_peak, abs=0.3)
+    # encode() measured the file it wrote, and held it to its stricter limit.
+    assert output.decoded_true_peak_dbtp == pytest.approx(own_peak, abs=0.01)
+    assert output.decoded_true_peak_dbtp <= EncodingSettings().true_peak_limit_dbtp
     assert decoded.duration == pytest.approx(rendered.master.duration_seconds, abs=0.08)
     assert output.duration_seconds == pytest.approx(rendered.master.duration_seconds, abs=1e-6)
     assert decoded.channels == 1
@@ -183,16 +186,23 @@ def test_outputs_are_hashed_sized_and_written_atomically(rendered: Rendered) -> 
         assert output.sha256 == hashlib.sha256(data).hexdigest()
 
 
+@pytest.mark.parametrize("failing", ["encoder", "disk"])
 def test_a_failed_encode_leaves_the_previous_file_and_no_temp_file(
-    rendered: Rendered, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    rendered: Rendered, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: str
 ) -> None:
     (tmp_path / "x.mp3").write_bytes(b"previous")
 
-    def broken(fh, *args, **kwargs):
+    def broken_encoder(fh, *args, **kwargs):
         fh.write(b"half a file")
         raise OSError("disk full")
 
-    monkeypatch.setattr(mastering, "_encode_to", broken)
+    def broken_disk(fd):
+        raise OSError("disk full")  # the encoded file is being written out
+
+    if failing == "encoder":
+        monkeypatch.setattr(mastering, "_encode_to", broken_encoder)
+    else:
+        monkeypatch.setattr("audio.mastering.os.fsync", broken_disk)
     with pytest.raises(OSError, match="disk full"):
         mastering.encode(
             rendered.master,
@@ -224,6 +234,7 @@ def test_encoding_settings_are_validated(rendered: Rendered, tmp_path: Path) -> 
         dict(mp3_bitrate_kbps=160),
         dict(formats=()),
         dict(formats=("wav",)),
+        dict(true_peak_limit_dbtp=0.5),
     ):
         with pytest.raises(MasteringError):
             EncodingSettings(**bad)

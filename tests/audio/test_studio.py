@@ -481,7 +481,10 @@ async def test_jingle_heading_and_compression_are_configured_and_keyed(
     gap = studio.MASTERING.jingle_gap_seconds
     assert seconds["jingle"] == pytest.approx(seconds["default"] + 2.0 + gap, abs=0.05)
     assert seconds["no heading"] < seconds["default"] - 1.5
-    assert seconds["no compression"] == pytest.approx(seconds["default"], abs=0.01)
+    # The same speech, only compressed differently. espeak-ng carries state from one text
+    # to the next, so two renders of one text can differ by a few milliseconds (CI once saw
+    # 14 ms): "the same length" within 50 ms, far below the heading's 1.5 s.
+    assert seconds["no compression"] == pytest.approx(seconds["default"], abs=0.05)
     # Without the heading, "Đài truyền thanh … xin thông báo." is not even spoken.
     assert len(spoken["default"]) == 2 and spoken["default"][1].startswith("Đài truyền thanh")
     assert len(spoken["no heading"]) == 1 and "xin thông báo" not in spoken["no heading"][0]
