@@ -6,6 +6,7 @@ import json
 import logging
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from haidang import logs
 from haidang.settings import normalise_database_url
 from tests.bot.harness import free_port
 from tests.fakes.telegram_api import FakeTelegramAPI
-from tests.test_serve import _env, _wait_for_health
+from tests.test_serve import _env, _health, _wait_for_health
 
 # Shaped like a real token (digits, colon, 35 characters), so the pattern would know it too;
 # the fake expects another one and answers 401, which PTB reports quoting this token.
@@ -53,6 +54,11 @@ def test_a_refused_token_never_reaches_the_log(database_url: str, tmp_path: Path
         )  # fmt: skip
         try:
             status, body = _wait_for_health(port, process)
+            # The web part answers first; the bot's first attempt may still be under way.
+            deadline = time.monotonic() + 30
+            while not body["parts"]["telegram"]["retrying"] and time.monotonic() < deadline:  # type: ignore[index]
+                time.sleep(0.2)
+                status, body = _health(port)
             assert status == 200, body
             telegram = body["parts"]["telegram"]  # type: ignore[index]
             assert telegram["retrying"] is True, body
