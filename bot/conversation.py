@@ -8,7 +8,7 @@ import enum
 import logging
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -130,6 +130,10 @@ def ack_option(bulletin_id: int) -> Option:
     return Option(texts.ACK_BUTTON, f"ack:{bulletin_id}")
 
 
+# Stores a turn's replies within the turn's transaction (see Conversation.handle).
+Keep = Callable[[AsyncSession, list[Reply]], Awaitable[None]]
+
+
 class FloodGate:
     """Per-chat limit on events, so one person flooding the bot cannot crowd out others."""
 
@@ -169,8 +173,13 @@ class Conversation:
         # One event at a time per chat, so dialog state never races; chats run in parallel.
         self._locks: dict[tuple[int, str], asyncio.Lock] = defaultdict(asyncio.Lock)
 
-    async def handle(self, event: Inbound) -> list[Reply]:
+    async def handle(self, event: Inbound, keep: Keep | None = None) -> list[Reply]:
         """The replies for one event; [] when it is a redelivery or the chat is flooding.
+
+        `keep(session, replies)` runs inside the turn's transaction when there is
+        something to answer (bot.answers stores the answer there, so it commits or rolls
+        back with the turn). The answers to a group and to a flooding chat are not turns
+        and are not kept.
 
         Raises on database errors: the adapter logs them and apologises, and since the
         transaction rolled back, a redelivery of the same update is handled afresh.
@@ -181,9 +190,9 @@ class Conversation:
         if not admitted:
             return [Reply(texts.TOO_FAST)] if warn else []
         async with self._locks[(event.bot_id, event.chat_id)]:
-            return await self._handle(event)
+            return await self._handle(event, keep)
 
-    async def _handle(self, event: Inbound) -> list[Reply]:
+    async def _handle(self, event: Inbound, keep: Keep | None) -> list[Reply]:
         now = self._clock()
         async with self._sessions.begin() as session:
             if not await self._first_time(session, event, now):
@@ -212,6 +221,8 @@ class Conversation:
                 turn.dialog["options"] = [o.data for o in offered[-1].options]
             if turn.subscriber.status is not SubscriberStatus.erased:  # /xoa blanked it
                 turn.address.dialog = turn.dialog
+            if keep is not None and turn.replies:
+                await keep(session, turn.replies)
             return turn.replies
 
     async def _first_time(self, session: AsyncSession, event: Inbound, now: dt.datetime) -> bool:

@@ -8,6 +8,8 @@ from contextlib import asynccontextmanager
 import telegram
 
 from bot import texts
+from bot.answers import Owed
+from bot.conversation import Reply
 from bot.telegram import TelegramChannel
 from bot.zalo import ZaloChannel, checked_bot
 from broadcasts.channels import Channel, Outbound
@@ -15,10 +17,19 @@ from broadcasts.inbox import ReplyTarget
 from db.models import Platform
 
 
+def inbox_text(target: ReplyTarget) -> str:
+    return texts.INBOX_REPLY.format(area=target.area_name or "xã", text=target.text)
+
+
+def inbox_answer(target: ReplyTarget) -> Owed:
+    """The reply as an answer of the person's bot (sent through its outbox)."""
+    return Owed(target.chat_id, (Reply(inbox_text(target)),))
+
+
 async def send_reply(channel: Channel, target: ReplyTarget) -> str:
-    """Send the reply as one message (cut to the platform's limit); the message id."""
-    text = texts.INBOX_REPLY.format(area=target.area_name or "xã", text=target.text)
-    return await channel.send(target.chat_id, Outbound(text[: channel.max_text]))
+    """Send the reply as one message (cut to the platform's limit) from a process that
+    runs no bot (the CLI when the service is not running); the message id."""
+    return await channel.send(target.chat_id, Outbound(inbox_text(target)[: channel.max_text]))
 
 
 @asynccontextmanager

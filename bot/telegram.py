@@ -8,13 +8,12 @@ import hmac
 import logging
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from fastapi import Request, Response
 from telegram import (
     Bot,
     BotCommand,
-    CallbackQuery,
     Chat,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
@@ -23,12 +22,13 @@ from telegram import (
     User,
 )
 from telegram.constants import ChatAction
-from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
+from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
 from telegram.ext import Application, ContextTypes, TypeHandler
 from telegram.warnings import PTBDeprecationWarning
 
 from bot import texts
-from bot.conversation import Conversation, EventKind, Inbound, Option, Reply, ack_option
+from bot.answers import Answers, Call, Owed
+from bot.conversation import EventKind, Inbound, Option, ack_option
 from bot.listening import Background
 from bot.telegram_http import AiohttpRequest
 from bot.webhooks import (
@@ -43,6 +43,7 @@ from bot.webhooks import (
     read_object,
 )
 from broadcasts.channels import FailureKind, FileIds, Media, MediaKind, Outbound, SendFailure
+from broadcasts.pacing import Lane
 from broadcasts.parts import PartStatus
 from db.models import Platform
 from db.text import split_message
@@ -179,7 +180,7 @@ class TelegramFrontEnd:
         *,
         token: str,
         api_base_url: str,
-        conversation: Conversation,
+        answers: Answers,
         bot_id: int,
         webhook_url: str | None = None,
         webhook_secret: str | None = None,
@@ -188,7 +189,8 @@ class TelegramFrontEnd:
         self.application = build_application(token, api_base_url, polling=webhook_url is None)
         self.application.add_handler(TypeHandler(Update, self._on_update))
         self.application.add_error_handler(self._on_error)
-        self._conversation = conversation
+        self._answers = answers
+        answers.attach(self)
         self._bot_id = bot_id
         self._webhook_url = webhook_url
         self._secret = webhook_secret
@@ -217,6 +219,7 @@ class TelegramFrontEnd:
         await app.bot.set_my_commands(
             [BotCommand(command, description) for command, description in texts.COMMANDS.items()]
         )
+        await self._answers.start()
         if self._webhook_url is not None:
             await app.bot.set_webhook(
                 url=self._webhook_url,
@@ -250,6 +253,7 @@ class TelegramFrontEnd:
         if app.updater is not None and app.updater.running:
             await app.updater.stop()
         await self._background.close()
+        await self._answers.stop()
         if app.running:
             await app.stop()
         await app.shutdown()
@@ -288,72 +292,120 @@ class TelegramFrontEnd:
         if event is None:
             return
         query = update.callback_query
-        try:
-            replies = await self._conversation.handle(event)
-        except Exception:
-            # Logged with its traceback and answered; the bot keeps serving everyone else.
-            log.error("telegram: update %s failed; apologised", update.update_id, exc_info=True)
-            replies = [Reply(texts.APOLOGY)]
-        await self._render(event, query, replies)
-
-    async def _render(
-        self, event: Inbound, query: CallbackQuery | None, replies: list[Reply]
-    ) -> None:
-        bot = self.application.bot
-        chat_id = int(event.chat_id)
-        answered = False
         pressed = (
-            query.message if query is not None and isinstance(query.message, Message) else None
+            query.message.message_id
+            if query is not None and isinstance(query.message, Message)
+            else None
         )
-        try:
-            for reply in replies:
-                markup = keyboard(reply.options, reply.columns)
-                if reply.notice and query is not None and not answered:
-                    await query.answer(reply.text[:200], show_alert=False)
-                    answered = True
-                    continue
-                if reply.replace and pressed is not None:
-                    await bot.edit_message_text(
-                        reply.text[:MAX_TEXT], chat_id=chat_id,
-                        message_id=pressed.message_id, reply_markup=markup,
-                    )  # fmt: skip
-                    continue
-                for part in split_message(reply.text, MAX_TEXT):
-                    await bot.send_message(chat_id, part, reply_markup=markup)
-            if query is not None:
-                if not answered:
-                    await query.answer()
-                if pressed is not None and not any(r.replace or r.keep_buttons for r in replies):
-                    # The old buttons are spent; removing them stops stale presses.
-                    await bot.edit_message_reply_markup(chat_id, pressed.message_id)
-        except TelegramError as exc:
-            log.warning("telegram: could not answer chat: %s", exc)
-        for reply in replies:
+        await self._answers.answer(
+            event, query_id=query.id if query is not None else None, pressed_message_id=pressed
+        )
+
+    # --- answers (bot.answers.Renderer) ---------------------------------------------------
+
+    def calls(self, owed: Owed) -> list[Call]:
+        """An answer as Telegram calls: the tap's toast first (Telegram does not count
+        it, and the button spins until it comes), then edits and messages in order, then
+        the spent buttons removed."""
+        bot = self.application.bot
+        chat_id = int(owed.chat_id)
+        query, pressed = owed.query_id, owed.pressed_message_id
+        calls: list[Call] = []
+        notice = next((r for r in owed.replies if r.notice), None) if query else None
+        if query is not None:
+            toast = notice.text[:200] if notice is not None else None
+            # Optional: a query answered late (a restart) only loses its toast.
+            answer = _call(bot.answer_callback_query, query, toast, show_alert=False)
+            calls.append(Call(answer, counted=False, optional=True))
+        for reply in owed.replies:
+            if reply is notice:
+                continue
+            markup = keyboard(reply.options, reply.columns)
+            if reply.replace and pressed is not None:
+                edit = _call(
+                    bot.edit_message_text, reply.text[:MAX_TEXT], chat_id=chat_id,
+                    message_id=pressed, reply_markup=markup,
+                )  # fmt: skip
+                calls.append(Call(edit))
+                continue
+            for part in split_message(reply.text, MAX_TEXT):
+                calls.append(Call(_call(bot.send_message, chat_id, part, reply_markup=markup)))
+        spent = not any(r.replace or r.keep_buttons for r in owed.replies)
+        if query is not None and pressed is not None and spent:
+            # The old buttons are spent; removing them stops stale presses.
+            remove = _call(bot.edit_message_reply_markup, chat_id, pressed)
+            calls.append(Call(remove, optional=True))
+        return calls
+
+    def after(self, owed: Owed) -> None:
+        for reply in owed.replies:
             if reply.audio_document is not None:
-                self._background.spawn(self._send_voice(chat_id, reply.audio_document))
+                self._background.spawn(self._send_voice(int(owed.chat_id), reply.audio_document))
 
     async def _send_voice(self, chat_id: int, document_id: int) -> None:
         """Render (or reuse) a document's voice and send it: uploaded the first time, by
-        file id afterwards. Runs after the reply, so no chat waits for the render."""
-        voices = self._conversation.voices
+        file id afterwards. Runs after the reply, so no chat waits for the render; the
+        send itself is an answer like any other (paced, retried, recorded if it fails)."""
+        voices = self._answers.conversation.voices
         with contextlib.suppress(TelegramError):  # "sending a voice message…" while it renders
             await self.application.bot.send_chat_action(chat_id, ChatAction.UPLOAD_VOICE)
         media = texts.LISTEN_OFF if voices is None else await voices.voice_or_note(document_id)
         if isinstance(media, str):
-            with contextlib.suppress(TelegramError):
-                await self.application.bot.send_message(chat_id, media)
-            return
-        caption = texts.LISTEN_CAPTION.format(title=media.title)[:MAX_CAPTION]
-        try:
-            await self._channel.send(str(chat_id), Outbound(caption, media=media))
-        except SendFailure as exc:
-            log.warning("telegram: could not send a document's voice: %s", exc)
+            call = _call(self.application.bot.send_message, chat_id, media)
+        else:
+            caption = texts.LISTEN_CAPTION.format(title=media.title)[:MAX_CAPTION]
+            message = Outbound(caption, media=media)
+
+            async def call() -> object:
+                return await self._channel.send(str(chat_id), message)
+
+        what = f"voice of document {document_id}"
+        owed = Owed(str(chat_id), (), calls=(Call(call),), what=what)
+        self._answers.give(owed, Lane.reply)
 
     async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         # Network trouble while polling and similar: PTB retries; we only keep a record.
         # One line, safe to write whatever the error carries (see one_line).
         error = context.error
         log.warning("telegram: %s", one_line(error) if error is not None else "unknown error")
+
+
+def send_failure(exc: TelegramError) -> SendFailure:
+    """What the sender and the outbox make of an error from the Bot API."""
+    if isinstance(exc, RetryAfter):
+        with warnings.catch_warnings():
+            # PTB 22 warns that retry_after becomes a timedelta; we accept either.
+            warnings.simplefilter("ignore", PTBDeprecationWarning)
+            wait = exc.retry_after
+        seconds = wait.total_seconds() if hasattr(wait, "total_seconds") else float(wait)
+        return SendFailure(FailureKind.rate_limited, exc.message, retry_after=seconds)
+    if isinstance(exc, Forbidden):  # blocked, or the account was deleted
+        return SendFailure(FailureKind.blocked, exc.message)
+    if isinstance(exc, BadRequest):  # (a NetworkError subclass in PTB: checked first)
+        gone = "chat not found" in exc.message.lower()
+        kind = FailureKind.chat_not_found if gone else FailureKind.bad_request
+        return SendFailure(kind, exc.message)
+    # NetworkError and the rest: 5xx, timeouts, connection errors
+    return SendFailure(FailureKind.transient, exc.message or type(exc).__name__)
+
+
+def _call(
+    method: Callable[..., Awaitable[object]], *args: object, **kwargs: object
+) -> Callable[[], Awaitable[object]]:
+    """A Bot API call to make later, its errors as SendFailure. An edit that changes
+    nothing ("message is not modified": a button pressed twice) counts as done."""
+
+    async def call() -> object:
+        try:
+            return await method(*args, **kwargs)
+        except BadRequest as exc:
+            if "not modified" in exc.message.lower():
+                return None
+            raise send_failure(exc) from None
+        except TelegramError as exc:
+            raise send_failure(exc) from None
+
+    return call
 
 
 class TelegramChannel:
@@ -391,25 +443,11 @@ class TelegramChannel:
 
     async def send(self, chat_id: str, message: Outbound) -> str:
         try:
-            message_id = await self._deliver(int(chat_id), message)
-        except RetryAfter as exc:
-            with warnings.catch_warnings():
-                # PTB 22 warns that retry_after becomes a timedelta; we accept either.
-                warnings.simplefilter("ignore", PTBDeprecationWarning)
-                wait = exc.retry_after
-            seconds = wait.total_seconds() if hasattr(wait, "total_seconds") else float(wait)
-            raise SendFailure(FailureKind.rate_limited, exc.message, retry_after=seconds) from None
-        except Forbidden as exc:  # blocked, or the account was deleted
-            raise SendFailure(FailureKind.blocked, exc.message) from None
-        except BadRequest as exc:  # (a NetworkError subclass in PTB: catch it first)
-            gone = "chat not found" in exc.message.lower()
-            kind = FailureKind.chat_not_found if gone else FailureKind.bad_request
-            raise SendFailure(kind, exc.message) from None
-        except (NetworkError, TelegramError) as exc:  # 5xx, timeouts, connection errors
-            raise SendFailure(FailureKind.transient, exc.message or type(exc).__name__) from None
+            return await self._deliver(int(chat_id), message)
+        except TelegramError as exc:
+            raise send_failure(exc) from None
         except OSError as exc:  # the media file could not be read
             raise SendFailure(FailureKind.bad_request, f"media: {exc}") from None
-        return message_id
 
     async def _deliver(self, chat_id: int, message: Outbound) -> str:
         """Send one message; Telegram's message id."""

@@ -105,9 +105,12 @@ class AiohttpRequest(BaseRequest):
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(limit=self._pool_size, limit_per_host=0)
             # Tell the pacer when a request actually left: a send that first had to open a
-            # connection reaches the platform later than its slot, and must count from then.
+            # connection reaches the platform later than its slot, and must count from then;
+            # an upload (a voice, a photo) counts from when its last chunk went, since the
+            # platform may count it only once the body has arrived.
             tracing = aiohttp.TraceConfig()
             tracing.on_request_headers_sent.append(_written)
+            tracing.on_request_chunk_sent.append(_written)
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 trace_configs=[tracing],

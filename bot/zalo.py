@@ -5,18 +5,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
+import httpx
 from fastapi import Request, Response
 from zalo_bot import Bot, Update
-from zalo_bot.error import BadRequest, Forbidden, NetworkError, RetryAfter, ZaloError
+from zalo_bot.error import BadRequest, Forbidden, RetryAfter, ZaloError
 from zalo_bot.request import HTTPXRequest
 from zalo_bot.request._request_data import RequestData
 from zalo_bot.request._request_parameter import RequestParameter
 
 from bot import texts
-from bot.conversation import Conversation, EventKind, Inbound, Option, Reply
+from bot.answers import Answers, Call, Owed
+from bot.conversation import EventKind, Inbound, Option
 from bot.telegram import webhook_secret_ok
 from bot.webhooks import (
     BadBody,
@@ -28,6 +30,7 @@ from bot.webhooks import (
     read_object,
 )
 from broadcasts.channels import FailureKind, MediaKind, Outbound, SendFailure
+from broadcasts.pacing import Lane, request_written
 from broadcasts.parts import PartStatus
 from db.models import Platform
 from db.text import split_message
@@ -72,13 +75,25 @@ class CheckedRequest(HTTPXRequest):  # type: ignore[misc]
         return payload.get("result")
 
 
+async def _written(event: str, info: dict[str, Any]) -> None:
+    # httpcore's trace: the request's headers, then its body, are on the wire. The pacer
+    # counts the send from then, not from its grant: opening a connection first can take
+    # longer than the pacer's margin, and the platform counts arrivals (broadcasts.pacing).
+    if event.endswith(("send_request_headers.complete", "send_request_body.complete")):
+        request_written()
+
+
+async def _traced(request: httpx.Request) -> None:
+    request.extensions["trace"] = _written
+
+
 def checked_bot(token: str, api_base_url: str) -> Bot:
     """An SDK bot whose API errors raise (see CheckedRequest)."""
     bot = Bot(token, base_url=api_base_url.rstrip("/"))
     # Two requests as the SDK keeps them: one for long polls, one for everything else.
     bot._request = (
         CheckedRequest(read_timeout=10),  # get_update adds the poll timeout to it
-        CheckedRequest(),
+        CheckedRequest(httpx_kwargs={"event_hooks": {"request": [_traced]}}),
     )
     return bot
 
@@ -138,7 +153,7 @@ class ZaloFrontEnd:
         *,
         token: str,
         api_base_url: str,
-        conversation: Conversation,
+        answers: Answers,
         bot_id: int,
         webhook_url: str | None = None,
         webhook_secret: str | None = None,
@@ -146,7 +161,8 @@ class ZaloFrontEnd:
         self._base = api_base_url.rstrip("/")
         self.bot = checked_bot(token, self._base)
         self._token = token
-        self._conversation = conversation
+        self._answers = answers
+        answers.attach(self)
         self._bot_id = bot_id
         self._webhook_url = webhook_url
         self._secret = webhook_secret
@@ -181,6 +197,7 @@ class ZaloFrontEnd:
         await self.bot.initialize()  # getMe: a wrong token fails here, loudly
         me = await self.call("getMe")
         self._account = str(me.get("account_name")) if isinstance(me, dict) else None
+        await self._answers.start()
         if self._webhook_url is not None:
             await self.call("setWebhook", url=self._webhook_url, secret_token=self._secret)
         else:
@@ -197,6 +214,7 @@ class ZaloFrontEnd:
                 await self._poller
         if self._handlers:
             await asyncio.gather(*self._handlers, return_exceptions=True)
+        await self._answers.stop()
         await self.bot.shutdown()
 
     def channel(self) -> ZaloChannel:
@@ -272,44 +290,53 @@ class ZaloFrontEnd:
         # surface only as asyncio's "Task exception was never retrieved" with a traceback,
         # long after the update. Caught, it is one line naming the update.
         try:
-            await self._reply(event)
+            await self._answers.answer(event)
         except Exception as exc:
             log.warning("zalo: update %s not answered: %s", event.update_key, one_line(exc))
 
-    async def _reply(self, event: Inbound) -> None:
-        try:
-            replies = await self._conversation.handle(event)
-        except Exception:
-            log.error("zalo: update %s failed; apologised", event.update_key, exc_info=True)
-            replies = [Reply(texts.APOLOGY)]
-        for reply in replies:
-            for part in split_message(numbered(reply.text, reply.options), MAX_TEXT):
-                if not await self._say(event.chat_id, part):
-                    return
-        for reply in replies:
-            if reply.audio_document is not None:
-                # This update's own task, outside the chat's lock: nobody waits for it.
-                await self._send_voice(event.chat_id, reply.audio_document)
+    # --- answers (bot.answers.Renderer) ---------------------------------------------------
 
-    async def _say(self, chat_id: str, text: str) -> bool:
-        try:
-            await self.bot.send_message(chat_id, text)
-        except ZaloError as exc:
-            log.warning("zalo: could not answer chat: %s", exc)
-            return False
-        return True
+    def calls(self, owed: Owed) -> list[Call]:
+        """An answer as Zalo messages: each reply's text with its options numbered."""
+        return [
+            Call(self._say(owed.chat_id, part))
+            for reply in owed.replies
+            for part in split_message(numbered(reply.text, reply.options), MAX_TEXT)
+        ]
+
+    def after(self, owed: Owed) -> None:
+        for reply in owed.replies:
+            if reply.audio_document is not None:
+                self._spawn(self._send_voice(owed.chat_id, reply.audio_document))
+
+    def _say(self, chat_id: str, text: str) -> Callable[[], Awaitable[object]]:
+        async def call() -> object:
+            try:
+                return await self.bot.send_message(chat_id, text)
+            except ZaloError as exc:
+                raise send_failure(exc) from None
+
+        return call
 
     async def _send_voice(self, chat_id: str, document_id: int) -> None:
         """A document's voice as a link to its AAC (Zalo takes no uploads and fetches audio
-        by URL; the core does not offer it without PUBLIC_BASE_URL)."""
-        voices = self._conversation.voices
+        by URL; the core does not offer it without PUBLIC_BASE_URL). The message is an
+        answer like any other: paced, retried, recorded if it fails."""
+        voices = self._answers.conversation.voices
         media = texts.LISTEN_OFF if voices is None else await voices.voice_or_note(document_id)
         if isinstance(media, str):
-            await self._say(chat_id, media)
+            text = media
         elif media.url is None:
-            await self._say(chat_id, texts.LISTEN_NO_LINK)
+            text = texts.LISTEN_NO_LINK
         else:
-            await self._say(chat_id, texts.LISTEN_AT.format(title=media.title, url=media.url))
+            text = texts.LISTEN_AT.format(title=media.title, url=media.url)
+        owed = Owed(
+            chat_id,
+            (),
+            calls=(Call(self._say(chat_id, text)),),
+            what=f"voice of document {document_id}",
+        )
+        self._answers.give(owed, Lane.reply)
 
 
 class ZaloChannel:
@@ -327,18 +354,8 @@ class ZaloChannel:
     async def send(self, chat_id: str, message: Outbound) -> str:
         try:
             sent = await self._deliver(chat_id, message)
-        except ZaloApiError as exc:
-            raise SendFailure(_kind(exc.error_code, exc.description), exc.description) from None
-        except RetryAfter as exc:
-            raise SendFailure(
-                FailureKind.rate_limited, str(exc), retry_after=float(exc.retry_after)
-            ) from None
-        except Forbidden as exc:
-            raise SendFailure(FailureKind.blocked, str(exc)) from None
-        except BadRequest as exc:
-            raise SendFailure(_kind(400, str(exc)), str(exc)) from None
-        except (NetworkError, ZaloError) as exc:
-            raise SendFailure(FailureKind.transient, str(exc) or type(exc).__name__) from None
+        except ZaloError as exc:
+            raise send_failure(exc) from None
         return str(getattr(sent, "message_id", "") or "")
 
     async def _deliver(self, chat_id: str, message: Outbound) -> Any:
@@ -358,6 +375,20 @@ class ZaloChannel:
         return await self._bot.send_message(
             chat_id, texts.LISTEN_AT.format(title=media.title or "bản tin", url=media.url)
         )
+
+
+def send_failure(exc: ZaloError) -> SendFailure:
+    """What the sender and the outbox make of an error from the Zalo Bot API."""
+    if isinstance(exc, ZaloApiError):
+        return SendFailure(_kind(exc.error_code, exc.description), exc.description)
+    if isinstance(exc, RetryAfter):
+        return SendFailure(FailureKind.rate_limited, str(exc), retry_after=float(exc.retry_after))
+    if isinstance(exc, Forbidden):
+        return SendFailure(FailureKind.blocked, str(exc))
+    if isinstance(exc, BadRequest):
+        return SendFailure(_kind(400, str(exc)), str(exc))
+    # NetworkError and the rest: 5xx, timeouts, connection errors
+    return SendFailure(FailureKind.transient, str(exc) or type(exc).__name__)
 
 
 def _kind(code: int | None, description: str) -> FailureKind:

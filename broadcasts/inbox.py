@@ -121,9 +121,26 @@ async def reply(
         session, now=now, official=by, via=via, action="inbox.reply",
         object_type="inbox_message", object_id=message.id,
     )  # fmt: skip
+    await session.flush()
+    target = await reply_target(session, message_id)
+    if target is None:  # not reached: the message, its answer and its chat were checked
+        raise InboxError(f"no chat to answer inbox message {message_id} in")
+    return target
+
+
+async def reply_target(session: AsyncSession, message_id: int) -> ReplyTarget | None:
+    """Where the stored answer to an inbox message goes; None without an answer or a chat
+    (erased by /xoa)."""
+    message = await session.get(InboxMessage, message_id)
+    if message is None or not message.reply_text or message.chat_address_id is None:
+        return None
+    address = await session.get(ChatAddress, message.chat_address_id)
+    if address is None or address.chat_id is None:
+        return None
+    area = await session.get(Area, message.area_id) if message.area_id else None
     return ReplyTarget(
         bot_id=address.bot_id,
         chat_id=address.chat_id,
         area_name=area.name if area else None,
-        text=clean,
+        text=message.reply_text,
     )

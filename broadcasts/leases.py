@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import delete, or_, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.engine import insert_for
@@ -37,3 +37,9 @@ async def acquire(
 async def release(session: AsyncSession, name: str, holder: str) -> None:
     """Give the lease up (on clean shutdown) so another process can take it at once."""
     await session.execute(delete(Lease).where(Lease.name == name, Lease.holder == holder))
+
+
+async def held(session: AsyncSession, name: str, now: dt.datetime) -> bool:
+    """Whether some process holds the lease now (it renews it while it runs)."""
+    until = await session.scalar(select(Lease.expires_at).where(Lease.name == name))
+    return until is not None and until >= now

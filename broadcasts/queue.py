@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, text, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import BroadcastRun, ChatAddress, Delivery, DeliveryState, Subscriber
@@ -195,3 +195,18 @@ async def sweep(
         .values(state=DeliveryState.unknown, lease_until=None, reason="sender died mid-send")
     )
     return int(requeued.rowcount or 0), int(unknown.rowcount or 0)  # type: ignore[attr-defined]
+
+
+async def backlog(session: AsyncSession, *, bot_id: int, cap: int) -> int:
+    """A bot's deliveries not yet done (pending or being sent), counted up to `cap` so the
+    count stays cheap with a million waiting (the claim index answers it alone)."""
+    waiting = (
+        select(Delivery.id)
+        .where(
+            Delivery.bot_id == bot_id,
+            Delivery.state.in_((DeliveryState.pending, DeliveryState.sending)),
+        )
+        .limit(cap)
+        .subquery()
+    )
+    return int(await session.scalar(select(func.count()).select_from(waiting)) or 0)

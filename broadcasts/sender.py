@@ -18,7 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from broadcasts import bulletins, leases, queue
 from broadcasts.channels import Channel, FailureKind, Media, Outbound, SendFailure
-from broadcasts.pacing import Pacer, Slot
+from broadcasts.outbox import Outbox
+from broadcasts.pacing import Lane, Pacer, Slot
 from db.models import BroadcastRun, Bulletin, DeliveryState, Priority, RunState, SubscriberRole
 from db.text import split_message
 
@@ -34,6 +35,8 @@ FLUSH_BATCH = 100
 IN_FLIGHT_SECONDS = 0.5  # by default at most this much sending waits for answers at once
 URGENT_MARK, ROUTINE_MARK = "🚨", "📢"
 MEDIA_RECHECK_S = 5.0  # how soon to look again for a voice that was not rendered yet
+BACKLOG_COUNT_S = 5.0  # how often the bot's waiting deliveries are counted (dashboard)
+BACKLOG_CAP = 100_000  # counted up to this many
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,11 @@ class SenderConfig:
         return int(self.rate_per_second * FLUSH_INTERVAL_S * 1.5) + self.in_flight_limit
 
 
+def sender_lease(bot_id: int) -> str:
+    """The lease of a bot's sender: whoever holds it runs the bot."""
+    return f"sender:{bot_id}"
+
+
 def in_quiet_hours(local: dt.time, start: dt.time | None, end: dt.time | None) -> bool:
     """Whether `local` falls in the quiet window (which may cross midnight)."""
     if start is None or end is None or start == end:
@@ -107,7 +115,11 @@ class Sender:
         holder: str,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         media: MediaSource | None = None,
+        outbox: Outbox | None = None,
     ) -> None:
+        """`outbox`: the bot's, shared with its answers to people (one of its own if
+        None). A sender faster than it (a paid broadcast, which Telegram bills outside
+        the bot's free limit) paces its sends itself and still pauses the bot on a 429."""
         self.name = f"sender:{config.bot_id}"
         self._media = media
         self._sessions = sessions
@@ -116,7 +128,10 @@ class Sender:
         self._tz = tz
         self._holder = holder
         self._clock = clock
-        self.pacer = Pacer(config.rate_per_second, config.per_chat_interval)
+        self.outbox = outbox or Outbox(config.rate_per_second, config.per_chat_interval)
+        self.pacer = self.outbox.pacer
+        if config.rate_per_second != self.pacer.rate:
+            self.pacer = Pacer(config.rate_per_second, config.per_chat_interval)
         self._outcomes: list[queue.Outcome] = []
         self._last_flush = time.monotonic()
         self._in_flight: set[asyncio.Task[None]] = set()
@@ -129,6 +144,7 @@ class Sender:
         self._flush_lock = asyncio.Lock()
         self._flush_wanted = asyncio.Event()
         self._holding = False
+        self._next_count = 0.0  # when to count the bot's backlog next (monotonic)
         self._cancelled_runs: set[int] = set()
         # (bulletin, language, role) → (parts, expiry of the bulletin, when to rebuild)
         self._parts: dict[tuple[int, str, str], _Parts] = {}
@@ -136,7 +152,7 @@ class Sender:
 
     @property
     def lease_name(self) -> str:
-        return f"sender:{self._config.bot_id}"
+        return sender_lease(self._config.bot_id)
 
     @property
     def holding(self) -> bool:
@@ -249,6 +265,12 @@ class Sender:
                 )
             )
             self._cancelled_runs = set(rows.all())
+            if holding and time.monotonic() >= self._next_count:
+                # For the dashboard's view of the bot's queue; a bounded count, now and then.
+                self._next_count = time.monotonic() + BACKLOG_COUNT_S
+                self.outbox.broadcast_backlog = await queue.backlog(
+                    session, bot_id=self._config.bot_id, cap=BACKLOG_CAP
+                )
         self._holding = holding
 
     async def _claim(self) -> list[queue.Claimed]:
@@ -274,8 +296,9 @@ class Sender:
             self._finish(delivery, DeliveryState.expired, reason="expired")
             return
         await self._slots.acquire()
-        slot = await self.pacer.wait_turn(delivery.chat_id)
-        task = asyncio.create_task(self._send(delivery, parts, slot))
+        lane = Lane.urgent if delivery.priority == queue.URGENT else Lane.routine
+        slot = await self.pacer.wait_turn(delivery.chat_id, lane)
+        task = asyncio.create_task(self._send(delivery, parts, slot, lane))
         self._in_flight.add(task)
         task.add_done_callback(self._in_flight.discard)
 
@@ -310,13 +333,16 @@ class Sender:
         self._parts[key] = (parts, bulletin.expires_at, rebuild)
         return parts, bulletin.expires_at
 
-    async def _send(self, delivery: queue.Claimed, parts: list[Outbound], slot: Slot) -> None:
+    async def _send(
+        self, delivery: queue.Claimed, parts: list[Outbound], slot: Slot, lane: Lane
+    ) -> None:
         try:
             first_id: str | None = None
             sent_parts = delivery.parts_sent
+            began = slot.at  # the later parts keep the place the delivery had
             for index in range(delivery.parts_sent, len(parts)):
                 if index > delivery.parts_sent:
-                    slot = await self.pacer.wait_turn(delivery.chat_id)
+                    slot = await self.pacer.wait_turn(delivery.chat_id, lane, since=began)
                 self.pacer.sending(slot)  # the task may start well after its grant
                 try:
                     message_id = await self._channel.send(delivery.chat_id, parts[index])
@@ -345,7 +371,8 @@ class Sender:
         kind = failure.kind
         if kind is FailureKind.rate_limited:
             # Not an attempt: the whole bot pauses, and the row goes back in the queue.
-            self.pacer.pause(failure.retry_after)
+            self.outbox.rate_limited(failure.retry_after)
+            self.pacer.pause(failure.retry_after)  # the same pacer, unless a paid broadcast
             later = now + dt.timedelta(seconds=failure.retry_after)
             self._finish(
                 delivery, DeliveryState.pending, parts_sent=parts_sent, next_attempt_at=later,

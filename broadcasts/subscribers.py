@@ -5,11 +5,12 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, insert, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import (
     Acknowledgement,
+    Answer,
     Area,
     Bot,
     Bulletin,
@@ -204,6 +205,12 @@ async def erase(session: AsyncSession, subscriber: Subscriber, now: dt.datetime)
     await session.execute(
         delete(SubscriberTopic).where(SubscriberTopic.subscriber_id == subscriber.id)
     )
+    # What the bots still owe the person, or failed to send them (with their chat id and
+    # maybe their words): gone too. The answer to /xoa itself is stored after this.
+    chats = select(ChatAddress.bot_id, ChatAddress.chat_id).where(
+        ChatAddress.subscriber_id == subscriber.id, ChatAddress.chat_id.is_not(None)
+    )
+    await session.execute(delete(Answer).where(tuple_(Answer.bot_id, Answer.chat_id).in_(chats)))
     await session.execute(
         update(ChatAddress)
         .where(ChatAddress.subscriber_id == subscriber.id)

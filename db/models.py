@@ -139,6 +139,11 @@ class DeliveryState(enum.StrEnum):
     cancelled = "cancelled"  # the bulletin was cancelled before this was sent
 
 
+class AnswerState(enum.StrEnum):
+    pending = "pending"  # stored with the conversation turn; the bot's outbox sends it
+    failed = "failed"  # could not be sent after its retries; the reason is kept for operators
+
+
 class AssetKind(enum.StrEnum):
     bulletin = "bulletin"  # the spoken bulletin
     programme = "programme"  # a commune's daily programme
@@ -298,6 +303,31 @@ class ProcessedUpdate(Base):
     bot_id: Mapped[int] = mapped_column(ForeignKey("bots.id"), primary_key=True)
     update_key: Mapped[str] = mapped_column(String(80), primary_key=True)
     received_at: Mapped[dt.datetime] = mapped_column(index=True)
+
+
+class Answer(Base):
+    """What a bot owes a person: the answer to one message or press, stored in the same
+    transaction as the turn it answers, so a crash cannot lose it.
+
+    A sent answer is deleted; a failed one stays for operators with its reason. `holder`
+    is the process that is sending it (NULL: written by a process that runs no bot,
+    such as the CLI; the bot's process picks it up).
+    """
+
+    __tablename__ = "answers"
+    __table_args__ = (Index("ix_answers_waiting", "bot_id", "state", "holder"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    bot_id: Mapped[int] = mapped_column(ForeignKey("bots.id"))
+    chat_id: Mapped[str] = mapped_column(String(64))
+    # The channel-neutral replies and what the platform needs to answer the event (the
+    # pressed button's query, the message carrying it): see bot.answers.
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    state: Mapped[AnswerState] = mapped_column(str_enum(AnswerState), default=AnswerState.pending)
+    holder: Mapped[str | None] = mapped_column(String(120))
+    reason: Mapped[str | None] = mapped_column(String(120))
+    created_at: Mapped[dt.datetime]
+    failed_at: Mapped[dt.datetime | None]
 
 
 # --- officials -----------------------------------------------------------------------------

@@ -10,9 +10,11 @@ import typer
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.replies import send_reply, standalone_channel
-from broadcasts import areas, inbox
+from bot.answers import store as store_answer
+from bot.replies import inbox_answer, send_reply, standalone_channel
+from broadcasts import areas, inbox, leases
 from broadcasts.channels import SendFailure
+from broadcasts.sender import sender_lease
 from db.models import Area, Bot, InboxMessage, InboxStatus, Platform
 from haidang.cli_support import active_official, fail, now, run
 from haidang.settings import Settings
@@ -70,18 +72,30 @@ def inbox_reply(
     text: Annotated[str, typer.Argument(help="The answer, in Vietnamese.")],
     by: Annotated[str, typer.Option("--by", metavar="USERNAME", help="The official.")],
 ) -> None:
-    """Store the answer (audited) and send it to the person's chat."""
+    """Store the answer (audited) and send it to the person's chat.
+
+    While the service runs the person's bot, the answer joins that bot's queue (one
+    budget for everything the bot sends); otherwise this command sends it itself.
+    """
     settings: Settings = ctx.obj
 
-    async def work(session: AsyncSession) -> tuple[inbox.ReplyTarget, Platform]:
+    async def work(session: AsyncSession) -> tuple[inbox.ReplyTarget, Platform, bool]:
         official = await active_official(session, by)
+        moment = now()
         target = await inbox.reply(
-            session, message_id=message_id, text=text, by=official, now=now(), via="cli"
+            session, message_id=message_id, text=text, by=official, now=moment, via="cli"
         )
         platform = (await session.get_one(Bot, target.bot_id)).platform
-        return target, platform
+        running = await leases.held(session, sender_lease(target.bot_id), moment)
+        if running:  # the bot's process picks it up (holder None) within a second
+            owed = inbox_answer(target)
+            await store_answer(session, bot_id=target.bot_id, owed=owed, holder=None, now=moment)
+        return target, platform, running
 
-    target, platform = run(settings, work)
+    target, platform, queued = run(settings, work)
+    if queued:
+        typer.echo(f"replied to message {message_id}; queued for the running {platform.value} bot")
+        return
     telegram = platform is Platform.telegram
     token = settings.telegram_bot_token if telegram else settings.zalo_bot_token
     if token is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import gc
 import hashlib
@@ -25,16 +26,19 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from audio import mastering, programmes, studio, tts
 from audio.store import make_store
+from bot.answers import Answers
+from bot.answers import store as store_answer
 from bot.conversation import Conversation
 from bot.listening import DocumentVoices
-from bot.replies import send_reply
+from bot.replies import inbox_answer
 from bot.telegram import CONNECTION_POOL, TelegramChannel, TelegramFrontEnd
 from bot.telegram import WEBHOOK_PATH as TELEGRAM_WEBHOOK_PATH
 from bot.zalo import WEBHOOK_PATH as ZALO_WEBHOOK_PATH
 from bot.zalo import ZaloFrontEnd
-from broadcasts import documents, leases
+from broadcasts import documents, inbox, leases
 from broadcasts.channels import ChannelRegistry
-from broadcasts.inbox import ReplyTarget
+from broadcasts.outbox import Outbox, OutboxStats
+from broadcasts.pacing import Lane
 from broadcasts.parts import PartStatus
 from broadcasts.schedules import Scheduler
 from broadcasts.sender import Sender, SenderConfig
@@ -42,13 +46,10 @@ from broadcasts.subscribers import ensure_bot
 from db import schema
 from db.engine import make_engine, make_sessionmaker
 from db.models import (
-    Area,
     AudioAsset,
     Bot,
     Bulletin,
     BulletinState,
-    ChatAddress,
-    InboxMessage,
     Platform,
 )
 from db.seed import seed_all
@@ -62,6 +63,7 @@ from web.library import make_router as make_library_pages
 
 log = logging.getLogger("haidang.serve")
 
+INBOX_REPLY_WAIT_S = 10.0  # how long the dashboard waits to say "sent" (else: "queued")
 PAID_BROADCAST_RATE = 1000.0  # Telegram's limit for a bot's paid broadcasts, msg/s
 # rate x latency with room: as many sends in flight as the Telegram transport has connections
 PAID_BROADCAST_IN_FLIGHT = CONNECTION_POOL
@@ -115,8 +117,12 @@ class WebPart:
 
     def __init__(self, settings: Settings, service: Service) -> None:
         public = str(settings.public_base_url) if settings.public_base_url else None
+        dashboard = make_dashboard(
+            service.sessions, settings, send_reply=service.send_inbox_reply,
+            bot_queues=service.bot_queues,
+        )  # fmt: skip
         routers = [
-            make_dashboard(service.sessions, settings, send_reply=service.send_inbox_reply),
+            dashboard,
             make_audio_pages(service.read_sessions, service.store, public, tz=settings.tz),
             make_library_pages(service.read_sessions, documents.store_for(settings.data_dir)),
         ]
@@ -198,11 +204,22 @@ class ChatPart:
         self._connecting: TelegramFrontEnd | ZaloFrontEnd | None = None
         self._task: asyncio.Task[None] | None = None
         self._failure: str | None = None  # why the last attempt failed
+        self._bot_id: int | None = None
         self._next_try: float | None = None  # monotonic time of the next attempt
 
     def status(self) -> PartStatus:
         if self.front is not None:
-            return self.front.status()
+            status = self.front.status()
+            outbox = self._service.outboxes.get(self._bot_id) if self._bot_id else None
+            if outbox is None:
+                return status
+            q = outbox.stats()
+            backlog = q.broadcast_waiting if q.broadcast_backlog is None else q.broadcast_backlog
+            queue = (
+                f"{q.replies_waiting} answers and {backlog} broadcast sends waiting, "
+                f"{q.rate_limited_last_hour} x 429 in the last hour"
+            )
+            return PartStatus(active=status.active, detail=f"{status.detail}; {queue}")
         if self._failure is None:
             return PartStatus(active=False, detail="starting")
         wait = max(0, round((self._next_try or 0) - time.monotonic()))
@@ -212,7 +229,11 @@ class ChatPart:
 
     async def start(self) -> None:
         async with self._service.sessions.begin() as session:
-            bot_id = (await ensure_bot(session, self.platform)).id
+            bot = await ensure_bot(session, self.platform)
+            bot_id, rate, gap = bot.id, bot.rate_per_second, bot.per_chat_interval
+        # One budget for everything this bot sends: its answers and its sender share it.
+        self._service.outboxes[bot_id] = Outbox(rate, gap)
+        self._bot_id = bot_id
         first_try = asyncio.Event()
         self._task = asyncio.create_task(self._connect(bot_id, first_try), name=self.name)
         with contextlib.suppress(TimeoutError):
@@ -232,11 +253,16 @@ class ChatPart:
         if telegram:
             ids = StoredFileIds(service.sessions, bot_id, read_sessions=service.read_sessions)
             extra["file_ids"] = ids
+        answers = Answers(
+            service.sessions, service.conversation, service.outboxes[bot_id],
+            bot_id=bot_id, holder=service.holder,
+        )  # fmt: skip
+        service.answers[bot_id] = answers
         return front_end(
             **extra,
             token=_secret(token),
             api_base_url=str(base),
-            conversation=service.conversation,
+            answers=answers,
             bot_id=bot_id,
             webhook_url=f"{public}{WEBHOOK_PATHS[self.platform]}" if public else None,
             webhook_secret=secret,
@@ -515,7 +541,7 @@ class SendersPart:
         )
         sender = Sender(
             service.sessions, channel, config, tz=service.settings.tz,
-            holder=service.holder, media=service.media,
+            holder=service.holder, media=service.media, outbox=service.outboxes.get(bot_id),
         )  # fmt: skip
         await sender.start()
         if self.stopped():  # stop() ran while this sender was being made
@@ -560,6 +586,8 @@ class Service:
         # Deferred transactions on SQLite, for work that reads long and writes briefly.
         self.read_sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self.channels = ChannelRegistry()
+        self.outboxes: dict[int, Outbox] = {}  # by bot id: each running bot's one budget
+        self.answers: dict[int, Answers] = {}  # by bot id: what each running bot owes people
         try:  # the voice bulletins and documents are read with (plugins registered first)
             self.tts_engine = engine_name(settings)
         except (LookupError, TypeError, ValueError) as exc:
@@ -596,28 +624,39 @@ class Service:
             self.senders,
         ]
 
-    async def send_inbox_reply(self, message_id: int) -> None:
-        """Send an answer already stored (and audited) by the dashboard to the person."""
-        async with self.read_sessions() as session:
-            message = await session.get_one(InboxMessage, message_id)
-            address = (
-                await session.get(ChatAddress, message.chat_address_id)
-                if message.chat_address_id
-                else None
-            )
-            area = await session.get(Area, message.area_id) if message.area_id else None
-        if address is None or address.chat_id is None or not message.reply_text:
-            raise RuntimeError(f"inbox message {message_id} has no answer or no chat to reach")
-        channel = self.channels.get(address.bot_id)
-        if channel is None:
-            raise RuntimeError("that person's bot is not running here")
-        target = ReplyTarget(
-            bot_id=address.bot_id,
-            chat_id=address.chat_id,
-            area_name=area.name if area else None,
-            text=message.reply_text,
-        )
-        await send_reply(channel, target)
+    async def send_inbox_reply(self, message_id: int) -> bool:
+        """Send an answer already stored (and audited) by the dashboard to the person, as
+        an answer of their bot (its outbox, its retries); waits up to INBOX_REPLY_WAIT_S
+        for it to go (True), else leaves it queued (False).
+
+        Raises when it cannot be sent now; it stays stored and goes out when the bot can
+        (a bot that is down), or is kept as failed with its reason for operators.
+        """
+        async with self.sessions.begin() as session:
+            target = await inbox.reply_target(session, message_id)
+            if target is None:
+                raise RuntimeError(f"inbox message {message_id} has no answer or no chat to reach")
+            answers = self.answers.get(target.bot_id)
+            owed = inbox_answer(target)
+            answer_id = await store_answer(
+                session, bot_id=target.bot_id, owed=owed, now=dt.datetime.now(dt.UTC),
+                # Nobody here runs that bot: its process picks the answer up when it runs.
+                holder=self.holder if answers is not None and answers.running else None,
+            )  # fmt: skip
+        if answers is None or not answers.running:
+            raise RuntimeError("that person's bot is not running; the answer waits for it")
+        task = answers.give(dataclasses.replace(owed, answer_id=answer_id), Lane.reply)
+        try:
+            reason = await asyncio.wait_for(asyncio.shield(task), INBOX_REPLY_WAIT_S)
+        except TimeoutError:
+            return False  # a crowd is being answered: it goes out in its turn
+        if reason is not None:
+            raise RuntimeError(f"the answer could not be sent ({reason}); kept as failed")
+        return True
+
+    def bot_queues(self) -> dict[int, OutboxStats]:
+        """Each running bot's live queue (the dashboard's follow-up page shows them)."""
+        return {bot_id: outbox.stats() for bot_id, outbox in self.outboxes.items()}
 
     def statuses(self) -> dict[str, PartStatus]:
         return {part.name: part.status() for part in self.parts}

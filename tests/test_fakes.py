@@ -327,6 +327,14 @@ async def test_telegram_rate_limit_enforcement(monkeypatch: pytest.MonkeyPatch) 
                 await bot.send_message(CHAT, "ba")  # per-chat window: 2 per second
             assert api.stats.accepted_sends == 5
 
+            # Edits count against the limits like sends; callback answers do not.
+            await asyncio.sleep(1.05)
+            message = await bot.send_message(CHAT + 9, "bốn")
+            await bot.edit_message_text("bốn (sửa)", CHAT + 9, message.message_id)
+            with pytest.raises(telegram.error.RetryAfter):
+                await bot.edit_message_reply_markup(CHAT + 9, message.message_id)
+            assert api.stats.accepted_limited == 7 and api.stats.accepted_sends == 6
+
 
 async def test_telegram_latency_and_unknown_method(tg_api: FakeTelegramAPI) -> None:
     tg_api.set_latency(0.2)

@@ -16,6 +16,7 @@ from db.models import AuditEntry, InboxKind, InboxMessage, InboxStatus, Official
 from db.seed import seed_all
 from haidang.cli import app
 from haidang.settings import normalise_database_url
+from tests.bot.harness import running_service, until
 from tests.broadcasts.engine import NOW, add_people
 from tests.conftest import Database
 from tests.fakes.telegram_api import FakeTelegramAPI
@@ -107,3 +108,32 @@ def test_reply_without_a_token_is_stored_but_says_so(database_url: str, tmp_path
     assert result.exit_code == 1
     if "TELEGRAM_BOT_TOKEN is not set" not in result.output:
         pytest.fail(result.output)
+
+
+async def test_with_the_bot_running_the_reply_joins_its_queue(
+    database_url: str, tmp_path: Path
+) -> None:
+    """The CLI does not send past the running bot's budget: it stores the answer, and the
+    service sends it through the bot's outbox."""
+    url = normalise_database_url(database_url)
+    message_id = await asyncio.to_thread(_prepare, url)
+    engine = make_engine(url)
+    database = Database("cli", url, engine, make_sessionmaker(engine))
+    async with (
+        FakeTelegramAPI() as api,
+        running_service(
+            database, tmp_path, telegram_bot_token=api.token, telegram_api_base_url=api.base_url
+        ),
+    ):
+        await until(lambda: api.calls_to("getUpdates"), 10)
+        env = {
+            "DATABASE_URL": database_url, "DATA_DIR": str(tmp_path / "cli"),
+            "TELEGRAM_BOT_TOKEN": api.token, "TELEGRAM_API_BASE_URL": api.base_url,
+        }  # fmt: skip
+        args = ["inbox", "reply", str(message_id), "Xã đã nhận tin báo.", "--by", "catba"]
+        result = await asyncio.to_thread(CliRunner().invoke, app, args, env=env)
+        assert result.exit_code == 0, result.output
+        assert "queued for the running telegram bot" in result.output
+        sent = await api.wait_sent(1, chat_id=4242, timeout=10)
+        assert sent[0].text is not None and "Xã đã nhận tin báo." in sent[0].text
+    await engine.dispose()

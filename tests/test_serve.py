@@ -40,6 +40,21 @@ def _env(database_url: str, tmp_path: Path, port: int) -> dict[str, str]:
     return env
 
 
+def serve_logged(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """`haidang serve` in a subprocess with `env`, its output appended to `log`."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "haidang", "serve"], env=env, stdout=out, stderr=out
+        )
+
+
+def telegram_env(database_url: str, tmp_path: Path, api: FakeTelegramAPI) -> dict[str, str]:
+    """The service's environment with its Telegram bot on the fake `api` (and a free port)."""
+    env = _env(database_url, tmp_path, _free_port())
+    env.update(TELEGRAM_BOT_TOKEN=api.token, TELEGRAM_API_BASE_URL=api.base_url)
+    return env
+
+
 def _wait_for_health(port: int, process: subprocess.Popen[str]) -> tuple[int, dict[str, object]]:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

@@ -53,8 +53,8 @@ async def stamp_head(database: Database) -> None:
         )
 
 
-async def without_quiet_hours(database: Database) -> None:
-    """Create both platforms' bot rows with no quiet hours.
+async def without_quiet_hours(database: Database, **bot_settings: Any) -> None:
+    """Create both platforms' bot rows with no quiet hours (and `bot_settings`).
 
     Routine sends wait out 21:00-06:00 local time; a test that runs the real service on
     the wall clock would otherwise pass or fail by the hour it runs at (CI runs at any hour).
@@ -63,18 +63,26 @@ async def without_quiet_hours(database: Database) -> None:
         for platform in Platform:
             bot = await ensure_bot(session, platform)
             bot.quiet_start = bot.quiet_end = None
+            for name, value in bot_settings.items():
+                setattr(bot, name, value)
 
 
 @asynccontextmanager
 async def running_service(
-    database: Database, tmp_path: Path, *, webhook: bool = False, **overrides: Any
+    database: Database,
+    tmp_path: Path,
+    *,
+    webhook: bool = False,
+    bots: dict[str, Any] | None = None,
+    **overrides: Any,
 ) -> AsyncIterator[Service]:
     """Start `haidang serve`'s Service in this loop; stop it cleanly afterwards.
 
-    The bots have no quiet hours (see without_quiet_hours).
+    The bots have no quiet hours (see without_quiet_hours), and the columns in `bots`
+    (a rate, a per-chat gap).
     """
     await stamp_head(database)
-    await without_quiet_hours(database)
+    await without_quiet_hours(database, **(bots or {}))
     port = free_port()
     values: dict[str, Any] = {
         "data_dir": tmp_path / "var",
@@ -109,6 +117,16 @@ async def until(probe: Callable[[], T | None], timeout: float = 5.0) -> T:  # no
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s")
         await asyncio.sleep(0.02)
+
+
+async def until_async(probe: Callable[[], Awaitable[T | None]], timeout: float = 10.0) -> T:  # noqa: ASYNC109
+    """Poll an async `probe` (database state, usually) until it gives a truthy value."""
+    deadline = time.monotonic() + timeout
+    while not (value := await probe()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        await asyncio.sleep(0.05)
+    return value
 
 
 async def eventually(

@@ -17,11 +17,16 @@ from tests.fakes.telegram_api import FakeTelegramAPI
 
 
 async def test_a_flooding_chat_does_not_stall_others(seeded: Database, tmp_path: Path) -> None:
+    # A short per-chat gap: at Telegram's 1 s, thirty answers to one chat take 30 s.
     async with (
         FakeTelegramAPI(latency=0.02) as api,
         running_service(
-            seeded, tmp_path, telegram_bot_token=api.token, telegram_api_base_url=api.base_url
-        ),
+            seeded,
+            tmp_path,
+            telegram_bot_token=api.token,
+            telegram_api_base_url=api.base_url,
+            bots={"per_chat_interval": 0.05},
+        ),  # fmt: skip
     ):
         for n in range(FLOOD_MAX_EVENTS * 3):
             api.user_sends(666, f"spam {n}")

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -25,18 +23,11 @@ from tests.broadcasts.engine import (
 )
 from tests.conftest import Database
 from tests.fakes.telegram_api import FakeTelegramAPI
-from tests.test_serve import _free_port, _until
+from tests.test_serve import _free_port, _until, serve_logged, telegram_env
 
 # (people, the bot's rate): a 30 msg/s Telegram bot as deployed, and a fast one. Each
 # broadcast takes 10-15 s, so the kill lands mid-broadcast.
 CASES = [pytest.param(400, 30.0, id="30-per-s"), pytest.param(2000, 200.0, id="200-per-s")]
-
-
-def _serve(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "haidang", "serve"], env=env, stdout=out, stderr=out
-        )
 
 
 @pytest.mark.parametrize(("people", "rate"), CASES)
@@ -54,13 +45,8 @@ def test_sigkill_mid_urgent_broadcast_then_restart(
     # The fake holds the bot to its rate (429 past it), as Telegram does.
     fake = FakeTelegramAPI(latency=0.005, rate_limit_per_second=int(rate))
     with fake.running_in_thread() as api:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "ZALO_"))}
-        env.update(
-            DATABASE_URL=database_url, DATA_DIR=str(tmp_path / "var"), LOG_LEVEL="INFO",
-            HTTP_PORT=str(_free_port()), TELEGRAM_BOT_TOKEN=api.token,
-            TELEGRAM_API_BASE_URL=api.base_url, PUBLIC_BASE_URL="",
-        )  # fmt: skip
-        first = _serve(env, log)
+        env = telegram_env(database_url, tmp_path, api)
+        first = serve_logged(env, log)
         try:
             _until(lambda: sum(warnings_received(api).values()) >= people // 3, 60, "sends")
         finally:
@@ -70,7 +56,7 @@ def test_sigkill_mid_urgent_broadcast_then_restart(
         assert at_kill < people, "the broadcast finished before the kill; slow it down"
 
         env["HTTP_PORT"] = str(_free_port())
-        second = _serve(env, log)
+        second = serve_logged(env, log)
         try:
             _until(lambda: len(warnings_received(api)) == people, 90, "every person reached")
             time.sleep(1.0)  # let the last outcomes land

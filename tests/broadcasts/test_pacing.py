@@ -4,6 +4,7 @@ per-chat gaps, and 429 pauses of the whole bot."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import random
@@ -11,7 +12,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import pytest
 
-from broadcasts.pacing import Pacer, request_written
+from broadcasts.pacing import LANE_SHARE, Lane, Pacer, request_written
 
 
 class VirtualTime:
@@ -47,6 +48,8 @@ class VirtualTime:
                 break
             assert self._sleepers, "tasks are blocked on something other than the clock"
             wake, _, future = heapq.heappop(self._sleepers)
+            if future.done():  # a sleep that was cancelled (the pacer's nap)
+                continue
             self.now = max(self.now, wake)
             future.set_result(None)
         for task in tasks:
@@ -161,7 +164,9 @@ async def test_one_chat_waits_its_gap_without_holding_up_others() -> None:
         stamps[chat].append(time.now)
 
     await time.run(send("a", 0.0), send("a", 0.001), send("b", 0.002), send("b", 0.5))
-    assert stamps["a"][1] - stamps["a"][0] == pytest.approx(0.3)
+    assert stamps["b"][1] - stamps["b"][0] > 0.3 + pacer.margin
+    # The gap, plus the window's margin (the platform counts arrivals).
+    assert stamps["a"][1] - stamps["a"][0] == pytest.approx(0.3 + pacer.margin)
     assert stamps["b"][0] == pytest.approx(0.002)  # not queued behind a's gap
     assert stamps["b"][1] == pytest.approx(0.5)  # its own gap long over
 
@@ -211,3 +216,122 @@ async def test_real_clock_keeps_the_rate() -> None:
     for _ in range(26):
         await pacer.wait_turn()
     assert 0.48 <= loop.time() - start <= 0.6
+
+
+# --- lanes ---------------------------------------------------------------------------------
+
+
+async def test_slots_go_to_first_answers_then_answers_then_urgent_then_routine() -> None:
+    time = VirtualTime()
+    pacer = pacer_on(time, 10.0)
+    order: list[str] = []
+
+    async def send(name: str, lane: Lane, delay: float) -> None:
+        await time.sleep(delay)
+        await pacer.wait_turn(name, lane)
+        order.append(name)
+
+    # A routine send takes the first slot; everyone else arrives while it is out, the
+    # lower lanes first.
+    await time.run(
+        send("routine-1", Lane.routine, 0.0),
+        send("routine-2", Lane.routine, 0.01),
+        send("urgent", Lane.urgent, 0.02),
+        send("answer", Lane.reply, 0.03),
+        send("newcomer", Lane.first_reply, 0.04),
+    )
+    assert order == ["routine-1", "newcomer", "answer", "urgent", "routine-2"]
+
+
+async def test_a_crowd_of_answers_slows_a_storm_warning_but_never_stops_it() -> None:
+    time = VirtualTime()
+    pacer = pacer_on(time, 30.0)
+    granted: list[tuple[Lane, float]] = []
+
+    async def send(chat: str, lane: Lane) -> None:
+        await pacer.wait_turn(chat, lane)
+        granted.append((lane, time.now))
+
+    crowd = [send(f"person-{n}", Lane.first_reply) for n in range(300)]
+    warning = [send(f"fisher-{n}", Lane.urgent) for n in range(100)]
+    news = [send(f"reader-{n}", Lane.routine) for n in range(30)]
+    await time.run(*crowd, *warning, *news)
+    first_ten_seconds = [lane for lane, at in granted if at < 10.0]
+    # The crowd takes most slots, the warning at least one in LANE_SHARE[urgent].
+    assert first_ten_seconds.count(Lane.urgent) >= len(first_ten_seconds) // LANE_SHARE[Lane.urgent]
+    assert first_ten_seconds.count(Lane.first_reply) >= len(first_ten_seconds) // 2
+    # Routine news waits behind the warning (no share of its own while urgent ones wait
+    # beside nothing else) but is not starved by the crowd either.
+    assert Lane.routine in first_ten_seconds
+    # Every send got a slot, and the bot never went over its limit (less a rounding hair:
+    # a grant lands exactly window + margin after the oldest).
+    assert len(granted) == 430
+    assert most_in_any([at for _, at in granted], 1.0 + pacer.margin - 1e-9) <= 30
+
+
+@pytest.mark.parametrize(
+    ("rate", "gap", "order"),
+    [
+        # a's second part waits its chat's gap while the later arrivals are served...
+        (100.0, 0.5, ["a0", "b", "c", "d", "e", "f", "g", "a1"]),
+        # ...and once the gap is over it goes first: it began before all of them.
+        (10.0, 0.15, ["a0", "b", "a1", "c", "d", "e", "f", "g"]),
+    ],
+)
+async def test_the_next_part_of_an_answer_keeps_its_place(
+    rate: float, gap: float, order: list[str]
+) -> None:
+    time = VirtualTime()
+    pacer = pacer_on(time, rate, per_chat_interval=gap)
+    sent: list[str] = []
+
+    async def answer(chat: str, parts: int) -> None:
+        since = time.now
+        for part in range(parts):
+            await pacer.wait_turn(chat, Lane.first_reply, since=since)
+            sent.append(f"{chat}{part}")
+
+    async def later(chat: str) -> None:
+        await time.sleep(0.01)
+        await pacer.wait_turn(chat, Lane.first_reply)
+        sent.append(chat)
+
+    await time.run(answer("a", 2), *(later(c) for c in "bcdefg"))
+    assert sent == order
+
+
+async def test_a_waiting_chat_holds_up_nobody_and_a_newcomer_is_served_at_once() -> None:
+    time = VirtualTime()
+    pacer = pacer_on(time, 100.0, per_chat_interval=1.0)
+    stamps: dict[str, float] = {}
+
+    async def two_parts() -> None:
+        await pacer.wait_turn("a", Lane.reply)
+        await pacer.wait_turn("a", Lane.reply)  # waits a's gap: the pacer naps
+        stamps["a1"] = time.now
+
+    async def newcomer() -> None:
+        await time.sleep(0.3)
+        await pacer.wait_turn("b", Lane.routine)
+        stamps["b"] = time.now
+
+    await time.run(two_parts(), newcomer())
+    assert stamps["b"] == pytest.approx(0.3)  # not kept waiting until a's gap ends
+    assert stamps["a1"] == pytest.approx(1.0 + pacer.margin)
+
+
+async def test_a_cancelled_wait_uses_no_slot() -> None:
+    time = VirtualTime()
+    pacer = pacer_on(time, 10.0)
+    grants: list[float] = []
+
+    async def impatient() -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(0):  # gives up before its turn
+                await pacer.wait_turn("x", Lane.reply)
+
+    await time.run(take(pacer, time, 1, grants))
+    await impatient()
+    await time.run(take(pacer, time, 1, grants))
+    assert grants == [0.0, pytest.approx(0.1)]
+    assert pacer.waiting(Lane.reply) == 0

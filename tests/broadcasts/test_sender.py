@@ -16,7 +16,7 @@ from sqlalchemy import select
 from bot.telegram import TelegramChannel
 from bot.telegram_http import AiohttpRequest
 from bot.zalo import CheckedRequest, ZaloChannel
-from broadcasts import bulletins
+from broadcasts import bulletins, queue
 from broadcasts.channels import Channel, Outbound
 from broadcasts.sender import Sender, SenderConfig
 from db.models import ChatAddress, Delivery, Official, Platform
@@ -127,12 +127,18 @@ async def test_a_429_storm_pauses_the_bot_and_loses_nothing(seeded: Database) ->
         run_id = await start_run(seeded, await approved_bulletin(seeded))
         api.fail_next(8, status=429, retry_after=1)  # a storm of 429s
         started = time.monotonic()
-        async with running_sender(seeded, channel, bot_id):
+        # The dashboard's figure of what waits: the bot's backlog, counted up to a cap.
+        async with seeded.sessions() as session:
+            assert await queue.backlog(session, bot_id=bot_id, cap=1000) == 100
+            assert await queue.backlog(session, bot_id=bot_id, cap=3) == 3
+        async with running_sender(seeded, channel, bot_id) as sender:
             assert await wait_settled(seeded, run_id, timeout=30) == {"sent": 100}
         assert time.monotonic() - started >= 0.9  # the whole bot waited retry_after
         assert api.stats.responses_429 == 8
+        assert sender.outbox.stats().rate_limited_last_hour == 8
         async with seeded.sessions() as session:
             attempts = (await session.scalars(select(Delivery.attempts))).all()
+            assert await queue.backlog(session, bot_id=bot_id, cap=1000) == 0
         assert set(attempts) == {0}  # a 429 is not an attempt
         # Every person got it exactly once: none lost, none doubled.
         assert sorted(str(r.chat_id) for r in api.sent) == sorted(chats)

@@ -263,6 +263,7 @@ class Stats:
     accepted_sends: int
     responses_429: int
     rate_limited: int
+    accepted_limited: int = 0  # accepted requests the rate limits count (sends and edits)
 
 
 @dataclass
@@ -337,6 +338,8 @@ class FakeBotAPI:
 
     #: Message-producing methods: counted as sends, rate limited, default target of fail_next.
     SEND_METHODS: frozenset[str] = frozenset()
+    #: Methods the platform counts against its rate limits (the sends, and edits).
+    LIMITED_METHODS: frozenset[str] = frozenset()
     #: Methods that carry a chat_id: default target of fail_chat.
     CHAT_METHODS: frozenset[str] = frozenset()
     WEBHOOK_SECRET_HEADER: str = ""
@@ -371,6 +374,7 @@ class FakeBotAPI:
         self._calls: list[CallRecord] = []
         self._deliveries: list[WebhookDelivery] = []
         self._accepted_sends = 0
+        self._accepted_limited = 0
         self._responses_429 = 0
         self._rate_limited = 0
         # Updates nobody has fetched yet (getUpdates) and updates waiting to be POSTed.
@@ -630,6 +634,7 @@ class FakeBotAPI:
             return Stats(
                 calls=len(self._calls),
                 accepted_sends=self._accepted_sends,
+                accepted_limited=self._accepted_limited,
                 responses_429=self._responses_429,
                 rate_limited=self._rate_limited,
             )
@@ -641,6 +646,7 @@ class FakeBotAPI:
             self._calls.clear()
             self._deliveries.clear()
             self._accepted_sends = self._responses_429 = self._rate_limited = 0
+            self._accepted_limited = 0
 
     async def wait_sent(
         self,
@@ -748,7 +754,7 @@ class FakeBotAPI:
             # latency is the time to answer. Counting after a jittery latency would let
             # no client, however well paced, stay under a strict window.
             rate_error: ApiError | None = None
-            if method in self.SEND_METHODS and request.match_info["token"] == self.token:
+            if method in self.LIMITED_METHODS and request.match_info["token"] == self.token:
                 try:
                     self._apply_rate_limits(chat_id)
                 except ApiError as err:
@@ -843,6 +849,8 @@ class FakeBotAPI:
             self._calls.append(record)
             if error is None and method in self.SEND_METHODS:
                 self._accepted_sends += 1
+            if error is None and method in self.LIMITED_METHODS:
+                self._accepted_limited += 1
             if error is not None and error.status == HTTPStatus.TOO_MANY_REQUESTS:
                 self._responses_429 += 1
 

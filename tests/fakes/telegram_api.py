@@ -204,6 +204,9 @@ class FakeTelegramAPI(FakeBotAPI):
 
     SEND_METHODS = frozenset({"sendMessage", "sendPhoto", "sendAudio", "sendVoice", "sendDocument"})
     CHAT_METHODS = SEND_METHODS | {"sendChatAction", "editMessageText", "editMessageReplyMarkup"}
+    # Edits count against a bot's limits like sends; callback answers and chat actions
+    # are not messages and are left out, as Telegram appears to treat them.
+    LIMITED_METHODS = SEND_METHODS | {"editMessageText", "editMessageReplyMarkup"}
     WEBHOOK_SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 
     def __init__(

@@ -54,6 +54,7 @@ class FakeZaloAPI(FakeBotAPI):
 
     SEND_METHODS = frozenset({"sendMessage", "sendPhoto", "sendSticker", "sendVoice"})
     CHAT_METHODS = SEND_METHODS | {"sendChatAction"}
+    LIMITED_METHODS = SEND_METHODS  # Zalo documents no limits; the sends are what we pace
     WEBHOOK_SECRET_HEADER = "X-Bot-Api-Secret-Token"
 
     def __init__(

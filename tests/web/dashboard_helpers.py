@@ -17,6 +17,7 @@ from haidang.settings import Settings
 from tests.broadcasts.engine import officials_pair
 from tests.conftest import Database
 from web.dashboard import make_router
+from web.dashboard.common import BotQueues
 
 SECRET = "dashboard-test-secret-" + "k" * 20
 PASSWORDS = {
@@ -34,10 +35,15 @@ def settings(**overrides: Any) -> Settings:
 
 
 def make_app(
-    database: Database, send_reply: Callable[[int], Awaitable[None]] | None = None
+    database: Database,
+    send_reply: Callable[[int], Awaitable[bool]] | None = None,
+    bot_queues: BotQueues | None = None,
 ) -> FastAPI:
     app = FastAPI()
-    app.include_router(make_router(database.sessions, settings(), send_reply=send_reply))
+    router = make_router(
+        database.sessions, settings(), send_reply=send_reply, bot_queues=bot_queues
+    )
+    app.include_router(router)
     return app
 
 

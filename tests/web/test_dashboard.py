@@ -143,8 +143,9 @@ async def test_inbox_reply_is_stored_and_handed_to_the_sender(seeded: Database) 
         message_id = message.id
     handed: list[int] = []
 
-    async def send_reply(inbox_message_id: int) -> None:
+    async def send_reply(inbox_message_id: int) -> bool:
         handed.append(inbox_message_id)
+        return True
 
     async with Client(make_app(seeded, send_reply=send_reply)) as official:
         await official.login("xa-cathai")

@@ -24,6 +24,7 @@ from web.dashboard import (
 from web.dashboard.auth import DEVICE_COOKIE, attempt_login, login_name, new_session
 from web.dashboard.common import (
     STATIC_DIR,
+    BotQueues,
     Dashboard,
     LoginRequired,
     NotFound,
@@ -53,15 +54,20 @@ def make_router(
     settings: Settings,
     *,
     send_reply: SendReply | None = None,
+    bot_queues: BotQueues | None = None,
     prefix: str = "/dashboard",
     clock: Callable[[], dt.datetime] = _utc_now,
 ) -> APIRouter:
     """The dashboard's routes, already under `prefix`: include it with no further prefix.
 
     `send_reply(inbox_message_id)` is awaited after an official's reply is committed, to
-    deliver it in chat; without it replies are only stored.
+    deliver it in chat; without it replies are only stored. `bot_queues()` gives the
+    running bots' live queues, shown on the follow-up page.
     """
-    dash = Dashboard(sessions, settings, prefix=prefix, send_reply=send_reply, clock=clock)
+    dash = Dashboard(
+        sessions, settings, prefix=prefix, send_reply=send_reply, clock=clock,
+        bot_queues=bot_queues,
+    )  # fmt: skip
     router = APIRouter(prefix=prefix, include_in_schema=False)
 
     @router.get("")

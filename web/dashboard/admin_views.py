@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from broadcasts import areas, audit, officials
-from db.models import Area, AreaKind, Bot, Official, OfficialRole, Topic
+from db.models import Answer, AnswerState, Area, AreaKind, Bot, Official, OfficialRole, Topic
 from db.text import nfc
 from web.dashboard import texts
 from web.dashboard.common import (
@@ -103,6 +103,16 @@ def _bot_settings(bot: Bot) -> dict[str, object]:
             "enabled": bot.enabled}  # fmt: skip
 
 
+FAILED_ANSWERS_SHOWN = 200
+
+
+def _answer_summary(payload: dict[str, Any]) -> str:
+    """The start of what an answer said (or what it was: a document's voice)."""
+    texts_said = [str(r.get("text", "")) for r in payload.get("replies", [])]
+    said = " / ".join(t for t in texts_said if t) or str(payload.get("what", ""))
+    return said if len(said) <= 160 else said[:157] + "…"
+
+
 def register(router: APIRouter, dash: Dashboard) -> None:
     """Add the administration routes to the dashboard router."""
 
@@ -130,6 +140,36 @@ def register(router: APIRouter, dash: Dashboard) -> None:
         router.add_api_route(f"/admin/{name}", dash.view(page), methods=["GET"], name=page.__name__)
 
     list_route("bots", select(Bot).order_by(Bot.platform, Bot.name))
+
+    @router.get("/admin/answers")
+    @dash.view
+    async def failed_answers(request: Request) -> Response:
+        """Answers to people that could not be sent after their retries, newest first."""
+        async with admin_session(request, write=False) as admin:
+            rows = (
+                await admin.db.execute(
+                    select(Answer, Bot.platform, Bot.name)
+                    .join(Bot, Bot.id == Answer.bot_id)
+                    .where(Answer.state == AnswerState.failed)
+                    .order_by(Answer.failed_at.desc(), Answer.id.desc())
+                    .limit(FAILED_ANSWERS_SHOWN)
+                )
+            ).all()
+        answers = [
+            {
+                "at": answer.failed_at,
+                "bot": f"{texts.PLATFORMS[platform]} · {name}",
+                # Enough of the chat id to tell two people apart, not to reach them.
+                "chat": "…" + answer.chat_id[-3:],
+                "what": _answer_summary(answer.payload),
+                "reason": answer.reason or "",
+            }
+            for answer, platform, name in rows
+        ]
+        return dash.render(
+            request, "dashboard/admin_answers.html", {"answers": answers}, actor=admin.actor
+        )
+
     list_route("topics", select(Topic).order_by(Topic.position, Topic.id))
 
     async def _officials_page(request: Request, error: str | None = None, status: int = 200,

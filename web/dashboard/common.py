@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ParamSpec
@@ -20,6 +20,7 @@ from sqlalchemy import ColumnElement, false, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.datastructures import FormData
 
+from broadcasts.outbox import OutboxStats
 from db.models import Area, AreaKind, Official, OfficialRole, Topic
 from haidang.settings import Settings
 from web.dashboard import texts
@@ -50,7 +51,11 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
 }
 
-SendReply = Callable[[int], Awaitable[None]]
+# Delivers a stored inbox answer in chat: True once sent, False while it waits in the bot's
+# queue (it goes out in turn); raises when it cannot be sent.
+SendReply = Callable[[int], Awaitable[bool]]
+# Each running bot's live queue, by bot id (see broadcasts.outbox.Outbox.stats).
+BotQueues = Callable[[], Mapping[int, OutboxStats]]
 P = ParamSpec("P")
 
 
@@ -116,11 +121,13 @@ class Dashboard:
         prefix: str,
         send_reply: SendReply | None,
         clock: Callable[[], dt.datetime],
+        bot_queues: BotQueues | None = None,
     ) -> None:
         self.sessions = sessions
         self.settings = settings
         self.prefix = prefix
         self.send_reply = send_reply
+        self.bot_queues = bot_queues
         self.clock = clock
         self.tz = settings.tz
         secure = settings.public_base_url is not None and settings.public_base_url.scheme == "https"

@@ -141,7 +141,8 @@ def register(router: APIRouter, dash: Dashboard) -> None:
         notice = "replied"
         if dash.send_reply is not None:
             try:
-                await dash.send_reply(message_id)
+                if not await dash.send_reply(message_id):
+                    notice = "reply_queued"
             except Exception:
                 log.exception("dashboard: sending the reply to inbox message %d failed", message_id)
                 notice = "reply_not_sent"

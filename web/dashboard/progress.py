@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from broadcasts import reports
-from db.models import BroadcastRun, Bulletin, BulletinState, Delivery, DeliveryState
+from db.models import Bot, BroadcastRun, Bulletin, BulletinState, Delivery, DeliveryState
 from web.dashboard import texts
 from web.dashboard.bulletin_views import load_visible
 from web.dashboard.common import Actor, Dashboard
@@ -162,6 +162,33 @@ def progress_payload(report: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+async def bot_queues(db: AsyncSession, dash: Dashboard) -> list[dict[str, Any]]:
+    """Each running bot's live queue, for the page and its poll: why a broadcast slows
+    while a crowd is being answered (answers go first) or the platform pushes back."""
+    if dash.bot_queues is None:
+        return []
+    live = dash.bot_queues()
+    if not live:
+        return []
+    bots = (await db.execute(select(Bot.id, Bot.platform, Bot.name).where(Bot.id.in_(live)))).all()
+    queues = []
+    for bot_id, platform, name in sorted(bots, key=lambda row: (row[1], row[2])):
+        stats = live[bot_id]
+        queues.append(
+            {
+                "bot_id": bot_id,
+                "bot": f"{texts.PLATFORMS[platform]} · {name}",
+                "rate": stats.rate_per_second,
+                "replies_waiting": stats.replies_waiting,
+                "broadcast_waiting": stats.broadcast_waiting,
+                "broadcast_backlog": stats.broadcast_backlog,
+                "rate_limited_last_hour": stats.rate_limited_last_hour,
+                "paused_for": round(stats.paused_for, 1),
+            }
+        )
+    return queues
+
+
 def register(router: APIRouter, dash: Dashboard) -> None:
     """Add the follow-up routes to the dashboard router."""
     minutes = MinuteCounts()
@@ -184,11 +211,13 @@ def register(router: APIRouter, dash: Dashboard) -> None:
         actor, bulletin, (report, rows) = await read_visible(
             request, bulletin_id, functools.partial(reports.follow_up, totals=totals)
         )
+        async with dash.sessions() as db:
+            queues = await bot_queues(db, dash)
         return dash.render(
             request,
             "dashboard/progress.html",
             {"b": bulletin, "p": progress_payload(report), "rows": rows, "chart": CHART,
-             "states": STATES},
+             "states": STATES, "queues": queues},
             actor=actor,
         )  # fmt: skip
 
@@ -197,7 +226,9 @@ def register(router: APIRouter, dash: Dashboard) -> None:
     async def progress_json(request: Request, bulletin_id: int) -> Response:
         read = functools.partial(reports.bulletin_report, totals=totals)
         _, _, report = await read_visible(request, bulletin_id, read)
-        return JSONResponse(progress_payload(report))
+        async with dash.sessions() as db:
+            queues = await bot_queues(db, dash)
+        return JSONResponse({**progress_payload(report), "queues": queues})
 
     @router.get("/bulletins/{bulletin_id}/chart.svg")
     @dash.view

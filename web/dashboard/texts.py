@@ -111,6 +111,9 @@ NOTICES: dict[str, str] = {
     "scheduled": "Đã lên lịch gửi.",
     "cancelled": "Đã hủy bản tin.",
     "replied": "Đã lưu câu trả lời.",
+    "reply_queued": (
+        "Đã lưu câu trả lời; bot đang bận trả lời nhiều người, tin sẽ được gửi khi đến lượt."
+    ),
     "reply_not_sent": "Đã lưu câu trả lời nhưng chưa gửi được qua bot; hệ thống sẽ báo lỗi.",
     "read": "Đã đánh dấu đã đọc.",
     "official_created": "Đã tạo tài khoản.",

@@ -187,6 +187,19 @@
           document.getElementById("ack-rate").textContent =
             p.ack_rate === null ? "—" : (p.ack_rate * 100).toFixed(1).replace(".", ",") + " %";
         }
+        (p.queues || []).forEach(function (q) {
+          var row = document.querySelector('tr.bot-queue[data-bot-id="' + q.bot_id + '"]');
+          if (!row) return;
+          var backlog = q.broadcast_backlog === null ? q.broadcast_waiting : q.broadcast_backlog;
+          var values = { replies_waiting: formatNumber(q.replies_waiting),
+            broadcast_backlog: formatNumber(backlog),
+            rate_limited_last_hour: formatNumber(q.rate_limited_last_hour),
+            paused_for: String(q.paused_for) + " giây" };
+          Object.keys(values).forEach(function (field) {
+            var cell = row.querySelector('[data-field="' + field + '"]');
+            if (cell) cell.textContent = values[field];
+          });
+        });
         box.setAttribute("data-finished", p.finished ? "true" : "false");
         ticks += 1;
         if (ticks % 5 === 0 || p.finished) {

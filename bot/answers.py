@@ -1,0 +1,371 @@
+"""A bot's answers to people: stored with the turn, sent in order through the bot's outbox."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from sqlalchemy import ColumnElement, delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot import texts
+from bot.conversation import Conversation, Inbound, Option, Reply
+from bot.webhooks import one_line
+from broadcasts.channels import SendFailure
+from broadcasts.outbox import Outbox
+from broadcasts.pacing import Lane
+from db.models import Answer, AnswerState
+
+log = logging.getLogger(__name__)
+
+# Outcomes reach the database at least this often, and after every FLUSH_BATCH: what a
+# crash can send twice is what was sent since the last write (README, "Delivery
+# guarantees"), as for broadcasts.
+FLUSH_INTERVAL_S = 0.25
+FLUSH_BATCH = 100
+ADOPT_POLL_S = 1.0  # how often to look for answers written by a process without a bot
+ADOPT_BATCH = 500
+STOP_GRACE_S = 5.0  # at shutdown, how long answers under way may take to finish
+
+
+@dataclass(frozen=True)
+class Call:
+    """One platform call of an answer, raising SendFailure when the platform refuses."""
+
+    call: Callable[[], Awaitable[object]]
+    counted: bool = True  # False: the platform does not count it (a callback answer)
+    optional: bool = False  # its failure does not stop the rest (a toast that came late)
+
+
+@dataclass(frozen=True)
+class Owed:
+    """One answer to send: the replies to one event, and what the platform needs to answer
+    a pressed button (its query and the message carrying it). `answer_id` is its stored
+    row; None for what is not stored (an apology when the database failed, the word to a
+    flooding chat or a group)."""
+
+    chat_id: str
+    replies: tuple[Reply, ...]
+    query_id: str | None = None
+    pressed_message_id: int | None = None
+    answer_id: int | None = None
+    # Calls already made up by the front end (a document's voice once rendered) instead
+    # of replies to render; `what` names them in the record of a failure.
+    calls: tuple[Call, ...] = ()
+    what: str | None = None
+
+
+class Renderer(Protocol):
+    """How a platform turns an answer into calls (implemented by each front end)."""
+
+    def calls(self, owed: Owed) -> list[Call]: ...
+
+    def after(self, owed: Owed) -> None:
+        """Start what follows a sent answer (a document's voice), in the background."""
+        ...
+
+
+def to_payload(owed: Owed) -> dict[str, Any]:
+    """The stored form of an answer (JSON), without its id and chat."""
+    replies = []
+    for reply in owed.replies:
+        item: dict[str, Any] = {"text": reply.text}
+        if reply.options:
+            item["options"] = [[o.label, o.data] for o in reply.options]
+        for name in ("columns", "replace", "notice", "keep_buttons", "audio_document"):
+            value = getattr(reply, name)
+            if value != getattr(_DEFAULT, name):
+                item[name] = value
+        replies.append(item)
+    payload: dict[str, Any] = {"replies": replies}
+    if owed.what is not None:
+        payload["what"] = owed.what
+    if owed.query_id is not None:
+        payload["query_id"] = owed.query_id
+    if owed.pressed_message_id is not None:
+        payload["pressed"] = owed.pressed_message_id
+    return payload
+
+
+def from_payload(answer_id: int, chat_id: str, payload: dict[str, Any]) -> Owed:
+    replies = []
+    for item in payload.get("replies", []):
+        options = tuple(Option(label, data) for label, data in item.get("options", []))
+        extra = {k: item[k] for k in ("columns", "replace", "notice", "keep_buttons") if k in item}
+        replies.append(
+            Reply(item["text"], options, audio_document=item.get("audio_document"), **extra)
+        )
+    return Owed(
+        chat_id=chat_id,
+        replies=tuple(replies),
+        query_id=payload.get("query_id"),
+        pressed_message_id=payload.get("pressed"),
+        answer_id=answer_id,
+    )
+
+
+_DEFAULT = Reply("")
+
+
+async def store(
+    session: AsyncSession, *, bot_id: int, owed: Owed, holder: str | None, now: dt.datetime
+) -> int:
+    """Write an answer to be sent (in the caller's transaction); its id."""
+    row = Answer(
+        bot_id=bot_id, chat_id=owed.chat_id, payload=to_payload(owed), holder=holder,
+        created_at=now,
+    )  # fmt: skip
+    session.add(row)
+    await session.flush()
+    return row.id
+
+
+@dataclass
+class _Outcome:
+    owed: Owed
+    reason: str | None  # None: sent
+
+
+@dataclass
+class _Chain:
+    """One chat's answers, one after another (a later answer never overtakes)."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0
+
+
+class Answers:
+    """Answers one bot's events: runs the conversation turn (the answer is stored in its
+    transaction), then sends each answer's calls in order through the bot's outbox, the
+    chats in parallel; writes outcomes in batches (a sent answer is deleted, a failed one
+    kept with its reason); at start, takes up what a stopped process left unsent.
+
+    One process runs a bot's front end at a time; rows another process wrote without a
+    bot (holder NULL: the CLI) are picked up every ADOPT_POLL_S.
+    """
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        conversation: Conversation,
+        outbox: Outbox,
+        *,
+        bot_id: int,
+        holder: str,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    ) -> None:
+        self._sessions = sessions
+        self.conversation = conversation
+        self.outbox = outbox
+        self._bot_id = bot_id
+        self._holder = holder
+        self._clock = clock
+        self._renderer: Renderer | None = None
+        self._chains: dict[str, _Chain] = {}
+        self._tasks: set[asyncio.Task[str | None]] = set()
+        self._outcomes: list[_Outcome] = []
+        self._flush_lock = asyncio.Lock()
+        self._wake_flusher = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._worker: asyncio.Task[None] | None = None
+        self.sent = 0
+        self.failed = 0
+
+    @property
+    def under_way(self) -> int:
+        """Answers given and not yet finished (sent, failed) in this process."""
+        return len(self._tasks)
+
+    # --- life -------------------------------------------------------------------------
+
+    def attach(self, renderer: Renderer) -> None:
+        """The front end that makes answers into platform calls (set once, at its birth)."""
+        self._renderer = renderer
+
+    async def start(self) -> None:
+        """Begin writing outcomes; take up the answers a stopped process left."""
+        if self._worker is not None:  # a front end that failed half-way starts again
+            return
+        self._stopping.clear()
+        await self._adopt(everything=True)
+        self._worker = asyncio.create_task(self._work(), name=f"answers:{self._bot_id}")
+
+    async def stop(self) -> None:
+        """Let answers under way finish for a moment, write every outcome; what is still
+        unsent stays stored for the next start."""
+        self._stopping.set()
+        self._wake_flusher.set()
+        if self._tasks:
+            _done, pending = await asyncio.wait(set(self._tasks), timeout=STOP_GRACE_S)
+            for task in pending:
+                task.cancel()
+            for task in pending:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if self._worker is not None:
+            await self._worker
+            self._worker = None
+        with contextlib.suppress(Exception):  # logged inside; the rows stay pending
+            await self._flush()
+
+    # --- answering --------------------------------------------------------------------
+
+    async def answer(
+        self, event: Inbound, *, query_id: str | None = None, pressed_message_id: int | None = None
+    ) -> None:
+        """Run the turn for `event` and give its answer to the outbox (not awaited: the
+        caller, an update handler, is free at once)."""
+        stored: list[int] = []
+
+        async def keep(session: AsyncSession, replies: list[Reply]) -> None:
+            owed = Owed(event.chat_id, tuple(replies), query_id, pressed_message_id)
+            now = self._clock()
+            answer_id = await store(
+                session, bot_id=self._bot_id, owed=owed, holder=self._holder, now=now
+            )
+            stored.append(answer_id)
+
+        try:
+            replies = await self.conversation.handle(event, keep)
+        except Exception:
+            # Logged with its traceback and answered; the bot keeps serving everyone else.
+            log.error("update %s failed; apologised", event.update_key, exc_info=True)
+            replies = [Reply(texts.APOLOGY)]
+            stored.clear()  # the turn rolled back, and its answer with it
+        if replies:
+            answer_id = stored[0] if stored else None
+            self.give(Owed(event.chat_id, tuple(replies), query_id, pressed_message_id, answer_id))
+
+    @property
+    def running(self) -> bool:
+        return self._worker is not None and not self._stopping.is_set()
+
+    def give(self, owed: Owed, lane: Lane | None = None) -> asyncio.Task[str | None]:
+        """Send an answer in the background, after the chat's earlier answers; the task
+        ends when it is sent (None) or has failed (the reason); recorded either way."""
+        lane = self.outbox.answer_lane(owed.chat_id) if lane is None else lane
+        chain = self._chains.setdefault(owed.chat_id, _Chain())
+        chain.users += 1
+        task = asyncio.create_task(self._deliver(owed, lane, chain))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _deliver(self, owed: Owed, lane: Lane, chain: _Chain) -> str | None:
+        since = self.outbox.now()  # every part keeps the place the answer began with
+        try:
+            async with chain.lock:
+                reason = await self._send(owed, lane, since)
+        finally:
+            chain.users -= 1
+            if chain.users == 0:
+                self._chains.pop(owed.chat_id, None)
+        self._outcomes.append(_Outcome(owed, reason))
+        if len(self._outcomes) >= FLUSH_BATCH:
+            self._wake_flusher.set()
+        if reason is None:
+            self.sent += 1
+            if self._renderer is not None and not owed.calls:
+                self._renderer.after(owed)
+        else:
+            self.failed += 1
+            log.warning("an answer to a chat could not be sent: %s", reason)
+        return reason
+
+    async def _send(self, owed: Owed, lane: Lane, since: float) -> str | None:
+        """Send the answer's calls in order; None when sent, else why not."""
+        if self._renderer is None and not owed.calls:
+            return "no bot"
+        try:
+            requests = owed.calls or self._renderer.calls(owed)  # type: ignore[union-attr]
+            for request in requests:
+                try:
+                    await self.outbox.send(
+                        owed.chat_id, lane, request.call, counted=request.counted, since=since
+                    )
+                except SendFailure as failure:
+                    if not request.optional:
+                        return failure.reason
+        except Exception as exc:  # a bug in a renderer must not lose the record of it
+            log.error("an answer crashed", exc_info=True)
+            return f"error: {one_line(exc)}"[:120]
+        return None
+
+    # --- outcomes and adoption --------------------------------------------------------
+
+    async def _work(self) -> None:
+        last_adopt = asyncio.get_running_loop().time()
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake_flusher.wait(), FLUSH_INTERVAL_S)
+            self._wake_flusher.clear()
+            try:
+                await self._flush()
+                if asyncio.get_running_loop().time() - last_adopt >= ADOPT_POLL_S:
+                    last_adopt = asyncio.get_running_loop().time()
+                    await self._adopt(everything=False)
+            except Exception:
+                log.error("answers: could not write outcomes; will retry", exc_info=True)
+
+    async def _flush(self) -> None:
+        async with self._flush_lock:
+            batch, self._outcomes = self._outcomes, []
+            if not batch:
+                return
+            now = self._clock()
+            sent = [o.owed.answer_id for o in batch if o.reason is None and o.owed.answer_id]
+            try:
+                async with self._sessions.begin() as session:
+                    if sent:
+                        await session.execute(delete(Answer).where(Answer.id.in_(sent)))
+                    for outcome in batch:
+                        if outcome.reason is not None:
+                            await self._record_failure(session, outcome.owed, outcome.reason, now)
+            except Exception:
+                self._outcomes = batch + self._outcomes  # nothing lost: next time
+                raise
+
+    async def _record_failure(
+        self, session: AsyncSession, owed: Owed, reason: str, now: dt.datetime
+    ) -> None:
+        failed = {"state": AnswerState.failed, "reason": reason[:120], "failed_at": now}
+        if owed.answer_id is not None:
+            await session.execute(update(Answer).where(Answer.id == owed.answer_id).values(failed))
+            return
+        # Never stored (an apology, a voice): recorded now, so an operator sees it too.
+        row = Answer(
+            bot_id=self._bot_id, chat_id=owed.chat_id, payload=to_payload(owed),
+            holder=self._holder, created_at=now, **failed,
+        )  # fmt: skip
+        session.add(row)
+
+    async def _adopt(self, *, everything: bool) -> None:
+        """Take up stored answers nobody is sending: at start, every pending one of this
+        bot that is not ours (a stopped process's); later, those written without a bot."""
+        ours: ColumnElement[bool] = Answer.holder.is_(None)
+        if everything:
+            ours = ours | (Answer.holder != self._holder)
+        while not self._stopping.is_set():
+            async with self._sessions.begin() as session:
+                ids = select(Answer.id).where(
+                    Answer.bot_id == self._bot_id, Answer.state == AnswerState.pending, ours
+                )
+                # The condition again in the UPDATE: of two processes, one takes each row.
+                take = (
+                    update(Answer)
+                    .where(Answer.id.in_(ids.order_by(Answer.id).limit(ADOPT_BATCH)), ours)
+                    .values(holder=self._holder)
+                    .returning(Answer.id, Answer.chat_id, Answer.payload)
+                )
+                taken: list[tuple[int, str, dict[str, Any]]] = [
+                    (row[0], row[1], row[2]) for row in (await session.execute(take)).all()
+                ]
+            for answer_id, chat_id, payload in sorted(taken, key=lambda row: row[0]):
+                self.give(from_payload(answer_id, chat_id, payload))
+            if len(taken) < ADOPT_BATCH:
+                return
