@@ -43,7 +43,7 @@ async def paid_channel(request: str, base_url: str, token: str) -> AsyncIterator
     """`aiohttp`: the service's stack (build_application); `httpx`: PTB's default transport
     with the same pool, for comparison. Either way every send asks for the paid limit."""
     if request == "aiohttp":
-        async with build_application(token, base_url, polling=False).bot as bot:
+        async with build_application(token, base_url).bot as bot:
             yield TelegramChannel(bot).for_paid_broadcast()
     else:
         transport = HTTPXRequest(connection_pool_size=CONNECTION_POOL)

@@ -74,7 +74,7 @@ async def channel_for(kind: str, base_url: str, token: str) -> AsyncIterator[Cha
     over our AiohttpRequest); `telegram-httpx`: a plain PTB Bot over PTB's default
     HTTPXRequest, for comparison; `null`: no I/O at all."""
     if kind == "telegram":
-        application = build_application(token, base_url, polling=False)
+        application = build_application(token, base_url)
         async with application.bot as bot:
             yield TelegramChannel(bot)
     elif kind == "telegram-httpx":

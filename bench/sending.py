@@ -99,7 +99,7 @@ async def run_ours(args: argparse.Namespace, fake: FakeProcess) -> Result:
         try:
             bot_id, run_id = await fanned_out_run(sessions, args.deliveries)
             base_url = f"http://127.0.0.1:{fake.info['port']}"
-            application = build_application(fake.info["token"], base_url, polling=False)
+            application = build_application(fake.info["token"], base_url)
             async with application.bot as bot:
                 config = sender_config(bot_id, args.rate)
                 sender = Sender(sessions, TelegramChannel(bot), config, tz=TZ, holder="bench")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -14,12 +15,13 @@ from sqlalchemy import ColumnElement, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import texts
-from bot.conversation import Conversation, Inbound, Option, Reply
+from bot.conversation import Conversation, EventKind, Inbound, Option, Reply
 from bot.webhooks import one_line
 from broadcasts.channels import SendFailure
 from broadcasts.outbox import Outbox
 from broadcasts.pacing import Lane
-from db.models import Answer, AnswerState
+from db.engine import insert_for
+from db.models import Answer, AnswerState, PendingEvent
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +33,9 @@ FLUSH_BATCH = 100
 ADOPT_POLL_S = 1.0  # how often to look for answers written by a process without a bot
 ADOPT_BATCH = 500
 STOP_GRACE_S = 5.0  # at shutdown, how long answers under way may take to finish
+# Turns taken at once: each holds a database transaction (on SQLite they take the write
+# lock one by one anyway); the rest wait, kept in pending_events.
+MAX_TURNS = 32
 
 
 @dataclass(frozen=True)
@@ -112,6 +117,31 @@ def from_payload(answer_id: int, chat_id: str, payload: dict[str, Any]) -> Owed:
 _DEFAULT = Reply("")
 
 
+@dataclass(frozen=True)
+class Received:
+    """An event as it arrived, with what answering a pressed button needs."""
+
+    event: Inbound
+    query_id: str | None = None
+    pressed_message_id: int | None = None
+
+
+def _event_json(received: Received) -> dict[str, Any]:
+    event = dataclasses.asdict(received.event)
+    event["kind"] = received.event.kind.value
+    return {
+        "event": event,
+        "query_id": received.query_id,
+        "pressed": received.pressed_message_id,
+    }
+
+
+def _event_from_json(stored: dict[str, Any]) -> Received:
+    fields = dict(stored["event"])
+    fields["kind"] = EventKind(fields["kind"])
+    return Received(Inbound(**fields), stored.get("query_id"), stored.get("pressed"))
+
+
 async def store(
     session: AsyncSession, *, bot_id: int, owed: Owed, holder: str | None, now: dt.datetime
 ) -> int:
@@ -140,12 +170,13 @@ class _Chain:
 
 
 class Answers:
-    """Answers one bot's events: runs the conversation turn (the answer is stored in its
-    transaction), then sends each answer's calls in order through the bot's outbox, the
-    chats in parallel; writes outcomes in batches (a sent answer is deleted, a failed one
-    kept with its reason); at start, takes up what a stopped process left unsent.
+    """Answers one bot's events: keeps each event from its arrival (`receive`), runs the
+    conversation turn (the answer is stored in its transaction), then sends each answer's
+    calls in order through the bot's outbox, the chats in parallel; writes outcomes in
+    batches (a sent answer and a handled event are deleted, a failed answer kept with its
+    reason); at start, takes up what a stopped process left unturned or unsent.
 
-    One process runs a bot's front end at a time; rows another process wrote without a
+    One process runs a bot's front end at a time; answers another process wrote without a
     bot (holder NULL: the CLI) are picked up every ADOPT_POLL_S.
     """
 
@@ -168,6 +199,9 @@ class Answers:
         self._renderer: Renderer | None = None
         self._chains: dict[str, _Chain] = {}
         self._tasks: set[asyncio.Task[str | None]] = set()
+        self._turns: set[asyncio.Task[None]] = set()
+        self._turn_slots = asyncio.Semaphore(MAX_TURNS)
+        self._handled: list[int] = []  # pending events whose turn was taken
         self._outcomes: list[_Outcome] = []
         self._flush_lock = asyncio.Lock()
         self._wake_flusher = asyncio.Event()
@@ -192,6 +226,7 @@ class Answers:
         if self._worker is not None:  # a front end that failed half-way starts again
             return
         self._stopping.clear()
+        await self._take_up_events()
         await self._adopt(everything=True)
         self._worker = asyncio.create_task(self._work(), name=f"answers:{self._bot_id}")
 
@@ -200,13 +235,8 @@ class Answers:
         unsent stays stored for the next start."""
         self._stopping.set()
         self._wake_flusher.set()
-        if self._tasks:
-            _done, pending = await asyncio.wait(set(self._tasks), timeout=STOP_GRACE_S)
-            for task in pending:
-                task.cancel()
-            for task in pending:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        await _finish(self._turns)  # a turn cut short is taken again at the next start
+        await _finish(self._tasks)  # an answer cut short is sent at the next start
         if self._worker is not None:
             await self._worker
             self._worker = None
@@ -215,11 +245,50 @@ class Answers:
 
     # --- answering --------------------------------------------------------------------
 
-    async def answer(
-        self, event: Inbound, *, query_id: str | None = None, pressed_message_id: int | None = None
-    ) -> None:
-        """Run the turn for `event` and give its answer to the outbox (not awaited: the
-        caller, an update handler, is free at once)."""
+    async def receive(self, arrivals: Sequence[Received]) -> None:
+        """Keep what arrived (one transaction), then take each turn in the background.
+
+        Call it before the platform learns the updates arrived (the next getUpdates, the
+        webhook's 200): from then on a crash cannot lose them. What is already kept (a
+        redelivery while its turn is under way) is not taken twice.
+        """
+        if not arrivals:
+            return
+        now = self._clock()
+        by_key = {r.event.update_key[:80]: r for r in arrivals}
+        rows = [
+            {"bot_id": self._bot_id, "update_key": key, "event": _event_json(r),
+             "holder": self._holder, "received_at": now}
+            for key, r in by_key.items()
+        ]  # fmt: skip
+        async with self._sessions.begin() as session:
+            insert = insert_for(session)
+            kept = await session.execute(
+                insert(PendingEvent)
+                .values(rows)
+                .on_conflict_do_nothing(index_elements=["bot_id", "update_key"])
+                .returning(PendingEvent.id, PendingEvent.update_key)
+            )
+            new = [(row[0], by_key[row[1]]) for row in kept.all()]
+        for pending_id, received in sorted(new, key=lambda item: item[0]):
+            self._take(pending_id, received)
+
+    def _take(self, pending_id: int, received: Received) -> None:
+        task = asyncio.create_task(self._turn(pending_id, received))
+        self._turns.add(task)
+        task.add_done_callback(self._turns.discard)
+
+    async def _turn(self, pending_id: int, received: Received) -> None:
+        async with self._turn_slots:
+            await self._answer(received)
+        self._handled.append(pending_id)
+        if len(self._handled) >= FLUSH_BATCH:
+            self._wake_flusher.set()
+
+    async def _answer(self, received: Received) -> None:
+        """Run the turn for an event and give its answer to the outbox (not awaited)."""
+        event, query_id = received.event, received.query_id
+        pressed_message_id = received.pressed_message_id
         stored: list[int] = []
 
         async def keep(session: AsyncSession, replies: list[Reply]) -> None:
@@ -315,12 +384,17 @@ class Answers:
     async def _flush(self) -> None:
         async with self._flush_lock:
             batch, self._outcomes = self._outcomes, []
-            if not batch:
+            handled, self._handled = self._handled, []
+            if not batch and not handled:
                 return
             now = self._clock()
             sent = [o.owed.answer_id for o in batch if o.reason is None and o.owed.answer_id]
             try:
                 async with self._sessions.begin() as session:
+                    if handled:
+                        await session.execute(
+                            delete(PendingEvent).where(PendingEvent.id.in_(handled))
+                        )
                     if sent:
                         await session.execute(delete(Answer).where(Answer.id.in_(sent)))
                     for outcome in batch:
@@ -328,6 +402,7 @@ class Answers:
                             await self._record_failure(session, outcome.owed, outcome.reason, now)
             except Exception:
                 self._outcomes = batch + self._outcomes  # nothing lost: next time
+                self._handled = handled + self._handled
                 raise
 
     async def _record_failure(
@@ -343,6 +418,25 @@ class Answers:
             holder=self._holder, created_at=now, **failed,
         )  # fmt: skip
         session.add(row)
+
+    async def _take_up_events(self) -> None:
+        """At start: the events a stopped process kept but did not get to (or did not get
+        to delete: a turn already taken is recognised and not answered twice)."""
+        theirs = (PendingEvent.holder.is_(None)) | (PendingEvent.holder != self._holder)
+        take = (
+            update(PendingEvent)
+            .where(PendingEvent.bot_id == self._bot_id, theirs)
+            .values(holder=self._holder)
+            .returning(PendingEvent.id, PendingEvent.event)
+        )
+        async with self._sessions.begin() as session:
+            rows: list[tuple[int, dict[str, Any]]] = [
+                (row[0], row[1]) for row in (await session.execute(take)).all()
+            ]
+        for pending_id, stored in sorted(rows, key=lambda row: row[0]):
+            self._take(pending_id, _event_from_json(stored))
+        if rows:
+            log.info("took up %d events a stopped process had received", len(rows))
 
     async def _adopt(self, *, everything: bool) -> None:
         """Take up stored answers nobody is sending: at start, every pending one of this
@@ -369,3 +463,15 @@ class Answers:
                 self.give(from_payload(answer_id, chat_id, payload))
             if len(taken) < ADOPT_BATCH:
                 return
+
+
+async def _finish(tasks: set[asyncio.Task[Any]]) -> None:
+    """Let tasks finish for up to STOP_GRACE_S, then cancel what is left."""
+    if not tasks:
+        return
+    _done, pending = await asyncio.wait(set(tasks), timeout=STOP_GRACE_S)
+    for task in pending:
+        task.cancel()
+    for task in pending:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

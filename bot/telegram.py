@@ -9,6 +9,7 @@ import logging
 import time
 import warnings
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from fastapi import Request, Response
 from telegram import (
@@ -23,11 +24,11 @@ from telegram import (
 )
 from telegram.constants import ChatAction
 from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
-from telegram.ext import Application, ContextTypes, TypeHandler
-from telegram.warnings import PTBDeprecationWarning
+from telegram.ext import Application
+from telegram.warnings import PTBDeprecationWarning, PTBUserWarning
 
 from bot import texts
-from bot.answers import Answers, Call, Owed
+from bot.answers import Answers, Call, Owed, Received
 from bot.conversation import EventKind, Inbound, Option, ack_option
 from bot.listening import Background
 from bot.telegram_http import AiohttpRequest
@@ -51,6 +52,9 @@ from db.text import split_message
 log = logging.getLogger(__name__)
 
 POLL_FAILURE_REPEAT_S = 300.0  # the same polling failure is logged again after this long
+POLL_TIMEOUT_S = 10  # seconds a getUpdates long poll waits for updates
+POLL_BACKOFF_MAX_S = 30.0
+ALLOWED_UPDATES = ["message", "callback_query"]
 
 WEBHOOK_PATH = "/webhooks/telegram"
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 - a header name, not a secret
@@ -150,10 +154,13 @@ def webhook_secret_ok(expected: str, given: str | None) -> bool:
     return given is not None and hmac.compare_digest(expected.encode(), given.encode())
 
 
-def build_application(token: str, api_base_url: str, *, polling: bool) -> Application:  # type: ignore[type-arg]
-    """The PTB application of one bot (its `bot` is what TelegramChannel sends with)."""
+def build_application(token: str, api_base_url: str) -> Application:  # type: ignore[type-arg]
+    """The PTB application of one bot (its `bot` is what TelegramChannel sends with).
+
+    Updates do not go through PTB's updater and handlers: see TelegramFrontEnd._poll.
+    """
     base = api_base_url.rstrip("/")
-    builder = (
+    return (
         Application.builder()
         .token(token)
         .base_url(f"{base}/bot")
@@ -161,13 +168,22 @@ def build_application(token: str, api_base_url: str, *, polling: bool) -> Applic
         # Sends and replies over aiohttp: httpx costs about 1 ms of CPU a request, too
         # much for paid broadcasts at 1000 msg/s (long polling keeps PTB's default).
         .request(AiohttpRequest(connection_pool_size=CONNECTION_POOL))
-        # Updates run concurrently; the core serialises each chat, so one person
-        # flooding the bot never holds up anyone else.
-        .concurrent_updates(True)
+        .updater(None)
+        .build()
     )
-    if not polling:
-        builder = builder.updater(None)
-    return builder.build()
+
+
+def received(update: Update, bot_id: int) -> Received | None:
+    """The event of an update with what answering a pressed button needs; None for an
+    update we ignore. Raises NotAnUpdate (see to_inbound)."""
+    event = to_inbound(update, bot_id)
+    if event is None:
+        return None
+    query = update.callback_query
+    if query is None:
+        return Received(event)
+    pressed = query.message.message_id if isinstance(query.message, Message) else None
+    return Received(event, query.id, pressed)
 
 
 class TelegramFrontEnd:
@@ -186,9 +202,7 @@ class TelegramFrontEnd:
         webhook_secret: str | None = None,
         file_ids: FileIds | None = None,
     ) -> None:
-        self.application = build_application(token, api_base_url, polling=webhook_url is None)
-        self.application.add_handler(TypeHandler(Update, self._on_update))
-        self.application.add_error_handler(self._on_error)
+        self.application = build_application(token, api_base_url)
         self._answers = answers
         answers.attach(self)
         self._bot_id = bot_id
@@ -201,6 +215,7 @@ class TelegramFrontEnd:
         self._channel = TelegramChannel(self.application.bot, file_ids=file_ids)
         self._background = Background()  # voices being rendered and sent after a reply
         self._poll_failure: tuple[str, float] | None = None  # the last reason logged, when
+        self._poller: asyncio.Task[None] | None = None
 
     @property
     def mode(self) -> str:
@@ -222,25 +237,71 @@ class TelegramFrontEnd:
         await self._answers.start()
         if self._webhook_url is not None:
             await app.bot.set_webhook(
-                url=self._webhook_url,
-                secret_token=self._secret,
-                allowed_updates=["message", "callback_query"],
+                url=self._webhook_url, secret_token=self._secret, allowed_updates=ALLOWED_UPDATES
             )
-            await app.start()
         else:
             await app.bot.delete_webhook()
-            await app.start()
-            if app.updater is None:
-                raise RuntimeError("polling needs an updater")
-            await app.updater.start_polling(
-                allowed_updates=["message", "callback_query"], timeout=10,
-                error_callback=self._polling_failed,
-            )  # fmt: skip
+            self._poller = asyncio.create_task(self._poll(), name="telegram-poll")
         self._running = True
 
+    async def _poll(self) -> None:
+        """Long polling, by hand rather than PTB's updater: Telegram counts an update as
+        received once the next getUpdates asks past it, so each batch is kept (Answers.
+        receive) before that next call, and a crash cannot lose what was fetched."""
+        offset: int | None = None
+        backoff = 1.0
+        while True:
+            try:
+                batch = await self._get_updates(offset)
+                arrivals, next_offset = self._read_batch(batch, offset)
+                await self._answers.receive(arrivals)
+            except TelegramError as exc:
+                self._polling_failed(exc)
+            except Exception as exc:  # the database, or a batch that is no list
+                # The batch is fetched again (the offset did not move), kept next time.
+                log.warning("telegram: updates not kept (%s); retrying", one_line(exc))
+            else:
+                offset, backoff = next_offset, 1.0
+                continue
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, POLL_BACKOFF_MAX_S)
+
+    async def _get_updates(self, offset: int | None) -> Any:
+        # The raw updates (get_updates parses a whole batch at once, and one malformed
+        # update would then fail every poll, for ever); PTB warns that get_updates exists.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PTBUserWarning)
+            return await self.application.bot.do_api_request(
+                "getUpdates",
+                api_kwargs={
+                    "offset": offset, "timeout": POLL_TIMEOUT_S,
+                    "allowed_updates": ALLOWED_UPDATES,
+                },
+                read_timeout=POLL_TIMEOUT_S + 10,
+            )  # fmt: skip
+
+    def _read_batch(self, batch: Any, offset: int | None) -> tuple[list[Received], int | None]:
+        """The events of a batch of raw updates, and the offset that confirms them all;
+        a malformed update is dropped with one line in the log."""
+        if not isinstance(batch, list):
+            raise NotAnUpdate(f"getUpdates gave {type(batch).__name__}, not a list")
+        arrivals: list[Received] = []
+        for raw in batch:
+            update_id = raw.get("update_id") if isinstance(raw, dict) else None
+            if isinstance(update_id, int) and not isinstance(update_id, bool):
+                offset = max(offset or 0, update_id + 1)
+            try:
+                arrival = received(Update.de_json(raw, self.application.bot), self._bot_id)
+            except Exception as exc:  # PTB builds objects unchecked: any error, one line
+                log.warning("telegram: update dropped: %s", one_line(exc))
+                continue
+            if arrival is not None:
+                arrivals.append(arrival)
+        return arrivals, offset
+
     def _polling_failed(self, error: TelegramError) -> None:
-        # Without this callback PTB logs every failed poll at ERROR with a traceback: the
-        # platform blocked mid-run would fill the log. PTB keeps polling with backoff.
+        # The platform blocked mid-run would otherwise fill the log: one line per reason,
+        # again after POLL_FAILURE_REPEAT_S; polling goes on with backoff.
         reason = f"{type(error).__name__}: {error}"
         now = time.monotonic()
         last = self._poll_failure
@@ -249,14 +310,14 @@ class TelegramFrontEnd:
             self._poll_failure = (reason, now)
 
     async def stop(self) -> None:
-        app = self.application
-        if app.updater is not None and app.updater.running:
-            await app.updater.stop()
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
+            self._poller = None
         await self._background.close()
         await self._answers.stop()
-        if app.running:
-            await app.stop()
-        await app.shutdown()
+        await self.application.shutdown()
         self._running = False
 
     def channel(self) -> TelegramChannel:
@@ -274,32 +335,17 @@ class TelegramFrontEnd:
         except BadBody as refused:
             return refused.response
         try:
-            update = Update.de_json(body, self.application.bot)
-            # Checked here, not only when processed: a malformed update is dropped with
-            # one line in the log before it is queued.
-            to_inbound(update, self._bot_id)
+            # Checked here: a malformed update is dropped with one line in the log.
+            arrival = received(Update.de_json(body, self.application.bot), self._bot_id)
         except Exception as exc:  # valid JSON but no Update (a missing update_id, wrong types)
             return dropped("telegram", exc)
-        await self.application.update_queue.put(update)
+        if arrival is not None:
+            try:
+                await self._answers.receive([arrival])
+            except Exception as exc:  # not kept: Telegram redelivers after a 5xx
+                log.warning("telegram: webhook update not kept (%s)", one_line(exc))
+                return Response(status_code=503)
         return Response(status_code=200)
-
-    async def _on_update(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        try:
-            event = to_inbound(update, self._bot_id)
-        except NotAnUpdate as exc:  # by long polling: the webhook checked its own already
-            log.warning("telegram: update dropped: %s", one_line(exc))
-            return
-        if event is None:
-            return
-        query = update.callback_query
-        pressed = (
-            query.message.message_id
-            if query is not None and isinstance(query.message, Message)
-            else None
-        )
-        await self._answers.answer(
-            event, query_id=query.id if query is not None else None, pressed_message_id=pressed
-        )
 
     # --- answers (bot.answers.Renderer) ---------------------------------------------------
 
@@ -362,12 +408,6 @@ class TelegramFrontEnd:
         what = f"voice of document {document_id}"
         owed = Owed(str(chat_id), (), calls=(Call(call),), what=what)
         self._answers.give(owed, Lane.reply)
-
-    async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
-        # Network trouble while polling and similar: PTB retries; we only keep a record.
-        # One line, safe to write whatever the error carries (see one_line).
-        error = context.error
-        log.warning("telegram: %s", one_line(error) if error is not None else "unknown error")
 
 
 def send_failure(exc: TelegramError) -> SendFailure:

@@ -17,7 +17,7 @@ from zalo_bot.request._request_data import RequestData
 from zalo_bot.request._request_parameter import RequestParameter
 
 from bot import texts
-from bot.answers import Answers, Call, Owed
+from bot.answers import Answers, Call, Owed, Received
 from bot.conversation import EventKind, Inbound, Option
 from bot.telegram import webhook_secret_ok
 from bot.webhooks import (
@@ -246,7 +246,31 @@ class ZaloFrontEnd:
                 backoff = min(backoff * 2, 30.0)
                 continue
             backoff = 1.0
-            self._spawn(self._on_update(update))
+            await self._take(update)
+
+    async def _take(self, update: Update | None) -> None:
+        """An update from long polling: checked, then kept (see _keep)."""
+        try:
+            event = to_inbound(update, self._bot_id)
+        except NotAnUpdate as exc:
+            log.warning("zalo: update dropped: %s", one_line(exc))
+            return
+        if event is not None:
+            await self._keep(Received(event))
+
+    async def _keep(self, arrival: Received) -> None:
+        """Keep an update from polling before asking for the next: Zalo hands an update out
+        once, so until it is kept the poller asks for nothing else."""
+        delay = 1.0
+        while True:
+            try:
+                await self._answers.receive([arrival])
+                return
+            except Exception as exc:
+                log.warning("zalo: update %s not kept yet (%s)", arrival.event.update_key,
+                            one_line(exc))  # fmt: skip
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         # Each update in its own task: one slow or flooding chat never blocks the others.
@@ -272,27 +296,12 @@ class ZaloFrontEnd:
         except Exception as exc:  # malformed body from someone who knows the secret
             return dropped("zalo", exc)
         if event is not None:
-            self._spawn(self._answer(event))
+            try:
+                await self._answers.receive([Received(event)])
+            except Exception as exc:  # not kept: Zalo redelivers after a 5xx
+                log.warning("zalo: webhook update not kept (%s)", one_line(exc))
+                return Response(status_code=503)
         return Response(status_code=200)
-
-    async def _on_update(self, update: Update | None) -> None:
-        """An update from long polling (the webhook checks its own before spawning)."""
-        try:
-            event = to_inbound(update, self._bot_id)
-        except NotAnUpdate as exc:
-            log.warning("zalo: update dropped: %s", one_line(exc))
-            return
-        if event is not None:
-            await self._answer(event)
-
-    async def _answer(self, event: Inbound) -> None:
-        # This runs in a task nobody awaits until shutdown: whatever escapes here would
-        # surface only as asyncio's "Task exception was never retrieved" with a traceback,
-        # long after the update. Caught, it is one line naming the update.
-        try:
-            await self._answers.answer(event)
-        except Exception as exc:
-            log.warning("zalo: update %s not answered: %s", event.update_key, one_line(exc))
 
     # --- answers (bot.answers.Renderer) ---------------------------------------------------
 

@@ -330,6 +330,26 @@ class Answer(Base):
     failed_at: Mapped[dt.datetime | None]
 
 
+class PendingEvent(Base):
+    """What a person sent, kept from the moment it arrived until its turn was taken.
+
+    Stored before the platform is told it was received (the next getUpdates, a webhook's
+    200), so a crash between the two loses nothing: the next start takes it up (a turn
+    already taken is recognised by processed_updates). Deleted once handled.
+    """
+
+    __tablename__ = "pending_events"
+    __table_args__ = (UniqueConstraint("bot_id", "update_key"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    bot_id: Mapped[int] = mapped_column(ForeignKey("bots.id"))
+    update_key: Mapped[str] = mapped_column(String(80))
+    # The channel-neutral event and what answering a pressed button needs: bot.answers.
+    event: Mapped[dict[str, Any]] = mapped_column(JSON)
+    holder: Mapped[str | None] = mapped_column(String(120))
+    received_at: Mapped[dt.datetime]
+
+
 # --- officials -----------------------------------------------------------------------------
 
 

@@ -30,7 +30,7 @@ async def channel(
     api: FakeTelegramAPI, database: Database, bot_id: int
 ) -> AsyncIterator[TelegramChannel]:
     """A fresh channel as a (re)started process builds it: new bot, empty memory."""
-    application = build_application(api.token, api.base_url, polling=False)
+    application = build_application(api.token, api.base_url)
     async with application.bot:
         yield TelegramChannel(application.bot, file_ids=StoredFileIds(database.sessions, bot_id))
 

@@ -1,5 +1,6 @@
-"""kill -9 of `haidang serve` while a crowd waits for its answers: after a restart every
-person is answered, and what is said twice stays within a second of sending."""
+"""kill -9 of `haidang serve` while a crowd waits for its answers (some of whose messages
+were fetched but not yet turned): after a restart every person is answered, and what is
+said twice stays within a second of sending."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from sqlalchemy import func, select
 from broadcasts.subscribers import ensure_bot
 from db import schema
 from db.engine import make_engine, make_sessionmaker
-from db.models import Answer, Platform
+from db.models import Answer, PendingEvent, Platform
 from db.seed import seed_all
 from haidang.settings import normalise_database_url
 from tests.fakes.telegram_api import FakeTelegramAPI
@@ -39,13 +40,16 @@ def _prepared(url: str) -> None:
     asyncio.run(build())
 
 
-def _waiting_answers(url: str) -> int:
+def _waiting(url: str) -> int:
+    """Answers owed plus events kept whose turn has not been taken."""
+
     async def count() -> int:
         engine = make_engine(url)
         async with make_sessionmaker(engine)() as session:
-            waiting = await session.scalar(select(func.count()).select_from(Answer))
+            answers = await session.scalar(select(func.count()).select_from(Answer))
+            events = await session.scalar(select(func.count()).select_from(PendingEvent))
         await engine.dispose()
-        return int(waiting or 0)
+        return int(answers or 0) + int(events or 0)
 
     return asyncio.run(count())
 
@@ -67,20 +71,15 @@ def test_answers_survive_a_kill_mid_crowd(database_url: str, tmp_path: Path) -> 
             _until(lambda: bool(api.calls_to("getUpdates")), 60, "the bot to poll")
             for chat in CROWD:
                 api.user_sends(chat, "/start c11914")
+            # Killed with answers still owed and, on a busy machine, turns still untaken.
             _until(lambda: len(answers()) >= 8, 60, "the first answers")
-
-            def every_turn_taken() -> bool:  # each answer stored or sent
-                time.sleep(0.4)  # twice a second: the fake, a thread here, keeps its clock
-                return len(answers()) + _waiting_answers(url) >= len(CROWD)
-
-            _until(every_turn_taken, 60, "every turn")
         finally:
             first.send_signal(signal.SIGKILL)
             first.wait(10)
         at_kill = sum(answers().values())
         assert at_kill < len(CROWD), "everyone was answered before the kill; slow it down"
-        # What was owed is in the database, not lost with the process.
-        assert _waiting_answers(url) >= len(CROWD) - at_kill - RATE
+        # What was owed, or not yet turned, is in the database, not lost with the process.
+        assert _waiting(url) >= len(CROWD) - at_kill - RATE
 
         env["HTTP_PORT"] = str(_free_port())
         second = serve_logged(env, log)
@@ -97,5 +96,5 @@ def test_answers_survive_a_kill_mid_crowd(database_url: str, tmp_path: Path) -> 
     # A crash repeats what was sent but not yet written (outcomes are written every
     # quarter second): at most a second of sending, README "Delivery guarantees".
     assert 0 <= duplicates <= RATE, (duplicates, said)
-    assert _waiting_answers(url) == 0
+    assert _waiting(url) == 0
     print(f"killed after {at_kill} answers; {duplicates} said twice (bound {RATE})")

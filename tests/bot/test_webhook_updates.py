@@ -13,24 +13,27 @@ import logging
 from typing import Any, cast
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.requests import Request
 from zalo_bot import Update as ZaloUpdate
 
-from bot.answers import Answers
-from bot.conversation import Conversation, EventKind, Inbound, Reply
+from bot.answers import Answers, Owed
+from bot.conversation import Conversation, Inbound, Reply
 from bot.telegram import TelegramFrontEnd
 from bot.webhooks import NotAnUpdate, checked_id, checked_int, checked_text, one_line
 from bot.zalo import ZaloFrontEnd
 from broadcasts.outbox import Outbox
-from tests.conftest import UNHANDLED
+from broadcasts.subscribers import ensure_bot
+from db.models import PendingEvent, Platform
+from tests.conftest import UNHANDLED, Database
 
 TELEGRAM_SECRET = "telegram-secret-123"
 ZALO_SECRET = "zalo-secret-123"
 
 
 class _Stub:
-    """A conversation core that must not be reached by what these tests send."""
+    """A conversation core that records what reaches it and answers nothing."""
 
     voices = None
 
@@ -39,12 +42,12 @@ class _Stub:
 
     async def handle(self, event: Inbound, keep: object = None) -> list[Reply]:
         self.events.append(event)
-        return [Reply("xin chào")]
+        return []
 
 
-def _answers(core: _Stub, bot_id: int) -> Answers:
-    # No database: nothing here stores an answer (the stub core keeps none) or starts.
-    sessions = cast(async_sessionmaker[AsyncSession], None)
+def _answers(core: _Stub, bot_id: int, database: Database | None) -> Answers:
+    # Without a database nothing may be kept: the updates those tests send are dropped.
+    sessions = database.sessions if database else cast(async_sessionmaker[AsyncSession], None)
     return Answers(sessions, cast(Conversation, core), Outbox(30), bot_id=bot_id, holder="test")
 
 
@@ -71,10 +74,10 @@ def _request(path: str, header: str, secret: str, body: bytes) -> Request:
     return Request(scope, receive)
 
 
-def _telegram(core: _Stub) -> TelegramFrontEnd:
+def _telegram(core: _Stub, database: Database | None = None, bot_id: int = 1) -> TelegramFrontEnd:
     return TelegramFrontEnd(
         token="123456:fake", api_base_url="http://127.0.0.1:9",
-        answers=_answers(core, 1), bot_id=1,
+        answers=_answers(core, bot_id, database), bot_id=bot_id,
         webhook_url="http://127.0.0.1:9/webhooks/telegram", webhook_secret=TELEGRAM_SECRET,
     )  # fmt: skip
 
@@ -82,7 +85,7 @@ def _telegram(core: _Stub) -> TelegramFrontEnd:
 def _zalo(core: _Stub) -> ZaloFrontEnd:
     return ZaloFrontEnd(
         token="123:fake", api_base_url="http://127.0.0.1:9",
-        answers=_answers(core, 2), bot_id=2,
+        answers=_answers(core, 2, None), bot_id=2,
         webhook_url="http://127.0.0.1:9/webhooks/zalo", webhook_secret=ZALO_SECRET,
     )  # fmt: skip
 
@@ -126,7 +129,8 @@ TELEGRAM_DROPPED = [
 async def test_telegram_malformed_update_is_one_warning_and_200(
     caplog: pytest.LogCaptureFixture, name: str, body: dict[str, Any], fragment: str
 ) -> None:
-    front = _telegram(_Stub())
+    core = _Stub()
+    front = _telegram(core)
     raw = json.dumps(body).encode()  # ensure_ascii: a lone surrogate travels as "\ud800"
     request = _request(
         "/webhooks/telegram", "X-Telegram-Bot-Api-Secret-Token", TELEGRAM_SECRET, raw
@@ -136,11 +140,16 @@ async def test_telegram_malformed_update_is_one_warning_and_200(
     assert answer.status_code == 200  # Telegram redelivers anything else, forever
     record = _one_warning_line(caplog, fragment)
     assert record.getMessage().startswith("telegram: webhook update dropped: ")
-    assert front.application.update_queue.empty()  # dropped, not queued
+    assert not front._answers._turns and not core.events  # dropped, not kept
 
 
-async def test_telegram_well_formed_update_is_queued(caplog: pytest.LogCaptureFixture) -> None:
-    front = _telegram(_Stub())
+async def test_telegram_well_formed_update_is_kept_before_the_200_then_turned(
+    database: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with database.sessions.begin() as session:
+        bot_id = (await ensure_bot(session, Platform.telegram)).id
+    core = _Stub()
+    front = _telegram(core, database, bot_id)
     body = {"update_id": 1, "message": {**TELEGRAM_MESSAGE, "text": "/start"}}
     request = _request(
         "/webhooks/telegram", "X-Telegram-Bot-Api-Secret-Token", TELEGRAM_SECRET,
@@ -148,7 +157,12 @@ async def test_telegram_well_formed_update_is_queued(caplog: pytest.LogCaptureFi
     )  # fmt: skip
     with caplog.at_level(logging.DEBUG):
         answer = await front.webhook(request)
-    assert answer.status_code == 200 and front.application.update_queue.qsize() == 1
+    assert answer.status_code == 200
+    async with database.sessions() as session:  # kept, from before the 200
+        (kept,) = (await session.scalars(select(PendingEvent))).all()
+    assert kept.update_key == "1" and kept.event["event"]["text"] == "/start"
+    await asyncio.gather(*front._answers._turns)
+    assert [e.text for e in core.events] == ["/start"]
     assert not [r for r in caplog.records if r.name.startswith("bot")]
 
 
@@ -181,7 +195,7 @@ async def test_zalo_malformed_update_is_one_warning_and_200(
     assert answer.status_code == 200  # Zalo redelivers anything else
     record = _one_warning_line(caplog, fragment)
     assert record.getMessage().startswith("zalo: webhook update dropped: ")
-    assert not front._handlers and not core.events  # nothing spawned for it
+    assert not front._answers._turns and not core.events  # nothing kept or turned
 
 
 async def test_zalo_polled_malformed_update_is_one_warning(
@@ -191,7 +205,7 @@ async def test_zalo_polled_malformed_update_is_one_warning(
     front = _zalo(core)
     update = ZaloUpdate.de_json({"message": {**ZALO_MESSAGE, "text": {"x": 1}}}, front.bot)
     with caplog.at_level(logging.DEBUG):
-        await front._on_update(update)
+        await front._take(update)
     _one_warning_line(caplog, "zalo: update dropped: NotAnUpdate: message.text is dict")
     assert not core.events
 
@@ -199,43 +213,35 @@ async def test_zalo_polled_malformed_update_is_one_warning(
 async def test_zalo_failure_while_answering_is_one_warning_not_a_task_exception(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """An update is answered in a task nobody awaits: what escapes it must be caught."""
-    core = _Stub()
-    front = _zalo(core)
+    """An answer is sent in a task nobody awaits: what escapes it must be caught."""
+    front = _zalo(_Stub())
 
     async def broken_send(*args: object, **kwargs: object) -> None:
         raise RuntimeError("transport\nbroke")  # not a ZaloError: _say does not catch it
 
     monkeypatch.setattr(front.bot, "send_message", broken_send)
-    event = Inbound(bot_id=2, chat_id="zc-1", kind=EventKind.text, update_key="m:1", text="hi")
     with caplog.at_level(logging.DEBUG):
-        front._spawn(front._answer(event))
-        await asyncio.gather(*front._handlers)
-        await asyncio.gather(*front._answers._tasks)  # the answer, sent in its own task
+        reason = await front._answers.give(Owed("zc-1", (Reply("xin chào"),)))
         gc.collect()  # asyncio would log "Task exception was never retrieved" here
     # The crash is logged (with its traceback: a bug) and the answer counted as failed,
     # its reason in one line, to be kept for operators.
+    assert reason == "error: RuntimeError: transport broke"
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert warnings == [
-        "an answer to a chat could not be sent: error: RuntimeError: transport broke"
-    ]
-    assert front._answers.failed == 1 and front._answers._outcomes[0].reason is not None
+    assert warnings == [f"an answer to a chat could not be sent: {reason}"]
+    assert front._answers.failed == 1 and front._answers._outcomes[0].reason == reason
     assert not UNHANDLED.records
 
 
 async def test_telegram_polled_malformed_update_is_one_warning(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from telegram import Update
-
     core = _Stub()
     front = _telegram(core)
-    body = {"update_id": 1, "message": {**TELEGRAM_MESSAGE, "text": ["hi"]}}
-    update = Update.de_json(body, front.application.bot)
+    batch = [{"update_id": 1, "message": {**TELEGRAM_MESSAGE, "text": ["hi"]}}]
     with caplog.at_level(logging.DEBUG):
-        await front._on_update(update, cast(Any, None))
+        arrivals, offset = front._read_batch(batch, None)
     _one_warning_line(caplog, "telegram: update dropped: NotAnUpdate: message.text is list")
-    assert not core.events
+    assert arrivals == [] and offset == 2  # confirmed with the next poll, never fetched again
 
 
 def test_one_line_folds_newlines_and_escapes_surrogates() -> None:

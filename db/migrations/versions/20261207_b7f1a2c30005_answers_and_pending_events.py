@@ -1,12 +1,14 @@
-"""answers
+"""answers and pending events
 
 Revision ID: b7f1a2c30005
 Revises: b7f1a2c30004
-Create Date: 2026-12-06 23:59:11.908843
+Create Date: 2026-12-07 00:56:47.199667
 
 A bot's answers to people are stored with the conversation turn they answer and sent
 through the bot's outbox, so a crash or a run of 429s loses none; what finally fails
-stays here, with its reason, for operators.
+stays in `answers`, with its reason, for operators. What people send is kept in
+`pending_events` from its arrival until its turn is taken, so a crash between the
+platform's receipt and the turn loses nothing either.
 """
 
 from collections.abc import Sequence
@@ -40,8 +42,21 @@ def upgrade() -> None:
     with op.batch_alter_table('answers', schema=None) as batch_op:
         batch_op.create_index('ix_answers_waiting', ['bot_id', 'state', 'holder'], unique=False)
 
+    op.create_table('pending_events',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('bot_id', sa.Integer(), nullable=False),
+    sa.Column('update_key', sa.String(length=80), nullable=False),
+    sa.Column('event', sa.JSON(), nullable=False),
+    sa.Column('holder', sa.String(length=120), nullable=True),
+    sa.Column('received_at', db.types.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['bot_id'], ['bots.id'], name=op.f('fk_pending_events_bot_id_bots')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_pending_events')),
+    sa.UniqueConstraint('bot_id', 'update_key', name=op.f('uq_pending_events_bot_id_update_key'))
+    )
+
 
 def downgrade() -> None:
+    op.drop_table('pending_events')
     with op.batch_alter_table('answers', schema=None) as batch_op:
         batch_op.drop_index('ix_answers_waiting')
 
