@@ -757,7 +757,10 @@ class Conversation:
             turn.session, bulletin_id=bulletin_id, subscriber=turn.subscriber, now=turn.now
         )
         message = {True: texts.ACK_THANKS, False: texts.ACK_ALREADY, None: texts.ACK_UNKNOWN}
-        turn.say(message[outcome], notice=True)
+        # A toast, which Telegram does not count against the bot's limits, and the button
+        # stays: after a storm warning thousands press it at once, and removing each
+        # button would cost the bot a slot the warning needs for someone not yet warned.
+        turn.say(message[outcome], notice=True, keep_buttons=True)
 
     async def _ack_latest(self, turn: _Turn) -> None:
         """ "đã nhận" typed (Zalo has no buttons): acknowledge the newest urgent bulletin."""
