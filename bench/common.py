@@ -150,6 +150,16 @@ async def add_audience(
         ).bindparams(now),
         {**counted, "areas": len(area_ids)},
     )
+    if dialect == "postgresql":
+        # Explicit ids leave the sequences behind: without this the service's next new
+        # subscriber (a person writing /start) would collide with id 1 and fail.
+        for table in ("subscribers", "chat_addresses"):
+            await session.execute(
+                text(
+                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                    f"(SELECT max(id) FROM {table}))"
+                )
+            )
     if topic_ids:
         topics = ", ".join(str(int(t)) for t in topic_ids)
         await session.execute(
