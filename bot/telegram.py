@@ -214,7 +214,7 @@ class TelegramFrontEnd:
         # once is sent by file id afterwards, whoever asks.
         self._channel = TelegramChannel(self.application.bot, file_ids=file_ids)
         self._background = Background()  # voices being rendered and sent after a reply
-        self._poll_failure: tuple[str, float] | None = None  # the last reason logged, when
+        self._poll_failure: tuple[str, float] | None = None  # the last kind logged, when
         self._poller: asyncio.Task[None] | None = None
 
     @property
@@ -300,14 +300,15 @@ class TelegramFrontEnd:
         return arrivals, offset
 
     def _polling_failed(self, error: TelegramError) -> None:
-        # The platform blocked mid-run would otherwise fill the log: one line per reason,
-        # again after POLL_FAILURE_REPEAT_S; polling goes on with backoff.
-        reason = f"{type(error).__name__}: {error}"
+        # The platform blocked mid-run would otherwise fill the log: one line per kind of
+        # failure (a network error is one kind, whether the server hung up mid-poll or no
+        # longer takes connections), again after POLL_FAILURE_REPEAT_S; polling goes on.
+        kind = type(error).__name__
         now = time.monotonic()
         last = self._poll_failure
-        if last is None or last[0] != reason or now - last[1] >= POLL_FAILURE_REPEAT_S:
-            log.warning("telegram: polling failed (%s); retrying", reason)
-            self._poll_failure = (reason, now)
+        if last is None or last[0] != kind or now - last[1] >= POLL_FAILURE_REPEAT_S:
+            log.warning("telegram: polling failed (%s: %s); retrying", kind, error)
+            self._poll_failure = (kind, now)
 
     async def stop(self) -> None:
         if self._poller is not None:
