@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import texts
 from bot.conversation import Conversation, EventKind, Inbound, Option, Reply
+from bot.listening import finish
 from bot.webhooks import one_line
 from broadcasts.channels import SendFailure
 from broadcasts.outbox import Outbox
@@ -235,8 +236,8 @@ class Answers:
         unsent stays stored for the next start."""
         self._stopping.set()
         self._wake_flusher.set()
-        await _finish(self._turns)  # a turn cut short is taken again at the next start
-        await _finish(self._tasks)  # an answer cut short is sent at the next start
+        await finish(self._turns, STOP_GRACE_S)  # a turn cut short is taken again at the next start
+        await finish(self._tasks, STOP_GRACE_S)  # an answer cut short is sent at the next start
         if self._worker is not None:
             await self._worker
             self._worker = None
@@ -463,15 +464,3 @@ class Answers:
                 self.give(from_payload(answer_id, chat_id, payload))
             if len(taken) < ADOPT_BATCH:
                 return
-
-
-async def _finish(tasks: set[asyncio.Task[Any]]) -> None:
-    """Let tasks finish for up to STOP_GRACE_S, then cancel what is left."""
-    if not tasks:
-        return
-    _done, pending = await asyncio.wait(set(tasks), timeout=STOP_GRACE_S)
-    for task in pending:
-        task.cancel()
-    for task in pending:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task

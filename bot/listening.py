@@ -116,11 +116,16 @@ class Background:
 
     async def close(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109
         """Let running work finish for up to `timeout` seconds, then cancel the rest."""
-        if not self._tasks:
-            return
-        _done, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
-        for task in pending:
-            task.cancel()
-        for task in pending:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await finish(self._tasks, timeout)
+
+
+async def finish(tasks: set[asyncio.Task[Any]], timeout: float) -> None:  # noqa: ASYNC109
+    """Let `tasks` finish for up to `timeout` seconds, then cancel what is left."""
+    if not tasks:
+        return
+    _done, pending = await asyncio.wait(set(tasks), timeout=timeout)
+    for task in pending:
+        task.cancel()
+    for task in pending:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
