@@ -494,15 +494,16 @@ def print_crowd(figures: CrowdFigures, log: Log, label: str, queue: Queue) -> No
         f"{log.responses_429}"
     )
     if log.deliveries:
-        # The fake POSTs updates one at a time, each after the previous one's answer: how
+        # The fake POSTs a chat's updates one after another, and like the platform over
+        # one connection (Zalo) or up to setWebhook's max_connections (Telegram: 40): how
         # fast the service answers its webhook bounds how fast a crowd reaches it.
         stamps = sorted(t for t, _ in log.deliveries)
         failed = sum(1 for _, status in log.deliveries if status != 200)
         print(
             f"  webhook: {len(stamps)} updates POSTed, the last answered "
             f"{stamps[-1] - figures.first_wrote:.1f} s after the first person wrote "
-            f"({(stamps[-1] - stamps[0]) / max(len(stamps) - 1, 1) * 1000:.0f} ms a POST, "
-            f"one at a time); {failed} not answered 200"
+            f"({(stamps[-1] - stamps[0]) / max(len(stamps) - 1, 1) * 1000:.0f} ms between "
+            f"answered POSTs); {failed} not answered 200"
         )
     print(
         f"  no answer was waiting for a slot during {dry:.1f} s of those "

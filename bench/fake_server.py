@@ -234,7 +234,7 @@ class Crowd:
             "presses": self.presses,
             "press_errors": self.press_errors[:20],
             "stalls": self.stalls.seen,
-            # Webhook POSTs, one at a time and in order: (answered at, HTTP status or None)
+            # Webhook POSTs as answered: (when, HTTP status or None)
             "deliveries": [[d.timestamp, d.status] for d in self.api.webhook_deliveries],
             "limited": self.limited.stamps,
             "stats": {

@@ -382,6 +382,9 @@ class FakeBotAPI:
         self._outbox: deque[tuple[str, str | None, JSONDict]] = deque()
         self._webhook_url: str | None = None
         self._webhook_secret: str | None = None
+        # POSTs of updates in flight at once: 1 unless the platform lets a webhook say more
+        # (Telegram's setWebhook max_connections, 40 by default).
+        self._webhook_connections = 1
         # Loop-side objects, created by start() inside the serving loop.
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
@@ -944,18 +947,53 @@ class FakeBotAPI:
             loop.call_soon_threadsafe(callback)
 
     async def _deliver_forever(self) -> None:
+        """POST queued updates, up to ``_webhook_connections`` at once (Telegram's
+        max_connections), a chat's updates one after another and in order: an update
+        waits while an earlier one of its chat is still being delivered."""
         assert self._outbox_event is not None
-        while True:
-            self._outbox_event.clear()
-            with self._lock:
-                batch = list(self._outbox)
-                self._outbox.clear()
-            if not batch:
+        in_flight: set[asyncio.Task[None]] = set()
+        busy: set[str] = set()
+
+        def done(task: asyncio.Task[None], chat: str | None) -> None:
+            in_flight.discard(task)
+            if chat is not None:
+                busy.discard(chat)
+            self._wake_outbox()
+
+        try:
+            while True:
+                self._outbox_event.clear()
+                with self._lock:
+                    index = 0
+                    while len(in_flight) < self._webhook_connections and index < len(self._outbox):
+                        url, secret, update = self._outbox[index]
+                        chat = self._update_chat(update)
+                        if chat is not None and chat in busy:
+                            index += 1
+                            continue
+                        del self._outbox[index]
+                        if chat is not None:
+                            busy.add(chat)
+                        task = asyncio.create_task(self._deliver(url, secret, update))
+                        in_flight.add(task)
+                        task.add_done_callback(lambda t, c=chat: done(t, c))
                 await self._outbox_event.wait()
-                continue
-            # One at a time and in order, like the real APIs with a single connection.
-            for url, secret, update in batch:
-                await self._deliver(url, secret, update)
+        finally:
+            for task in in_flight:
+                task.cancel()
+            await asyncio.gather(*in_flight, return_exceptions=True)
+
+    def _update_chat(self, update: JSONDict) -> str | None:
+        """The chat an update belongs to (its deliveries keep their order); None: any."""
+        for key in ("message", "edited_message", "callback_query"):
+            part = update.get(key)
+            if isinstance(part, dict):
+                if key == "callback_query":
+                    part = part.get("message") or {}
+                chat = part.get("chat") if isinstance(part, dict) else None
+                if isinstance(chat, dict) and "id" in chat:
+                    return str(chat["id"])
+        return None
 
     async def _deliver(self, url: str, secret: str | None, update: JSONDict) -> None:
         assert self._session is not None

@@ -859,7 +859,12 @@ class FakeTelegramAPI(FakeBotAPI):
             raise ApiError(400, "Bad Request: secret token contains unallowed characters")
         drop = params.get_bool("drop_pending_updates")
         allowed = params.get_json("allowed_updates")
+        connections = params.get_int("max_connections")
+        if connections is not None and not 1 <= connections <= 100:
+            raise ApiError(400, "Bad Request: invalid max_connections specified")
         with self._lock:
+            # Telegram POSTs over up to max_connections connections at once (default 40).
+            self._webhook_connections = 40 if connections is None else connections
             if isinstance(allowed, list):
                 self._allowed_updates = frozenset(allowed) or None
             self._webhook_last_error = None
@@ -882,7 +887,7 @@ class FakeTelegramAPI(FakeBotAPI):
                 "pending_update_count": len(self._pending) + len(self._outbox),
             }
             if self._webhook_url is not None:
-                info["max_connections"] = 40
+                info["max_connections"] = self._webhook_connections
                 info["ip_address"] = "127.0.0.1"
                 if self._allowed_updates:
                     info["allowed_updates"] = sorted(self._allowed_updates)
