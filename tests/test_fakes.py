@@ -282,6 +282,51 @@ async def test_telegram_webhook_posts_updates_with_secret(
         await runner.cleanup()
 
 
+async def test_telegram_webhook_uses_max_connections_and_keeps_a_chats_order(
+    tg_api: FakeTelegramAPI, tg_bot: telegram.Bot
+) -> None:
+    """Like Telegram, the fake POSTs over up to max_connections at once, but a chat's next
+    update only after its previous one was answered."""
+    open_now = 0
+    most_open = 0
+    seen: list[tuple[int, str]] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        nonlocal open_now, most_open
+        body = await request.json()
+        open_now += 1
+        most_open = max(most_open, open_now)
+        await asyncio.sleep(0.05)  # a slow receiver: POSTs overlap if the fake lets them
+        seen.append((body["message"]["chat"]["id"], body["message"]["text"]))
+        open_now -= 1
+        return web.Response(status=200)
+
+    app = web.Application()
+    app.router.add_post("/hook", handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
+    try:
+        assert await tg_bot.set_webhook(url, max_connections=5)
+        assert (await tg_bot.get_webhook_info()).max_connections == 5
+        for n in range(3):
+            for chat in range(1, 11):
+                tg_api.register_chat(1000 + chat)
+                tg_api.user_sends(1000 + chat, f"tin {n}")
+        await tg_api.wait_deliveries(30)
+        assert most_open == 5
+        for chat in range(1, 11):
+            assert [t for c, t in seen if c == 1000 + chat] == ["tin 0", "tin 1", "tin 2"]
+        with pytest.raises(telegram.error.BadRequest, match="max_connections"):
+            await tg_bot.set_webhook(url, max_connections=101)
+        assert await tg_bot.set_webhook(url)
+        assert (await tg_bot.get_webhook_info()).max_connections == 40
+    finally:
+        await runner.cleanup()
+
+
 async def test_telegram_commands_and_edits(tg_api: FakeTelegramAPI, tg_bot: telegram.Bot) -> None:
     commands = [BotCommand("start", "Bắt đầu"), BotCommand("dangky", "Đăng ký nhận bản tin")]
     assert await tg_bot.set_my_commands(commands)
