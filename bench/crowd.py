@@ -49,7 +49,7 @@ from bench.common import (
     topic_ids,
     use_service_gc,
 )
-from bench.fake_server import FakeProcess, Stalls
+from bench.fake_server import FakeProcess, Stalls, add_priority_option
 from bot import texts
 from broadcasts import runs
 from broadcasts.subscribers import ensure_bot
@@ -952,11 +952,7 @@ def main() -> None:
         "--text", default="/start c11914", help="what each person writes (a QR poster's link)"
     )
     parser.add_argument("--voice", action="store_true", help="render and send the voice too")
-    parser.add_argument(
-        "--fake-priority", choices=["realtime", "default"], default="realtime",
-        help="realtime (default, needs root): the fake under SCHED_FIFO, so its arrival "
-        "stamps do not wait for a core of a loaded machine (see README)",
-    )  # fmt: skip
+    add_priority_option(parser)
     parser.add_argument("--keep-logs", metavar="DIR", help="write the fake's records there")
     args = parser.parse_args()
     # The service's warnings are counted and summed up per scenario (TALLY), not printed.

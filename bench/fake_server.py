@@ -348,6 +348,15 @@ async def serve(args: argparse.Namespace) -> None:
         watcher.cancel()
 
 
+def add_priority_option(parser: argparse.ArgumentParser) -> None:
+    """`--fake-priority`, for the benches that measure against the fake's rate limits."""
+    parser.add_argument(
+        "--fake-priority", choices=["realtime", "default"], default="realtime",
+        help="realtime (default, needs root): the fake under SCHED_FIFO, so its arrival "
+        "stamps do not wait for a core of a loaded machine (see bench/README.md)",
+    )  # fmt: skip
+
+
 class FakeProcess:
     """bench/fake_server.py in a subprocess, driven over its stdin and stdout.
 

@@ -30,7 +30,7 @@ from bench.common import (
     sqlite_url,
     use_service_gc,
 )
-from bench.fake_server import FakeProcess
+from bench.fake_server import FakeProcess, add_priority_option
 from bot.telegram import CONNECTION_POOL, TelegramChannel, build_application
 from broadcasts.sender import Sender
 from haidang.runtime import PAID_BROADCAST_IN_FLIGHT, PAID_BROADCAST_RATE
@@ -123,6 +123,7 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument("--repeat", type=int, default=1, help="runs (1)")
     parser.add_argument("--default-gc", action="store_true", help="without tune_gc")
+    add_priority_option(parser)
     args = parser.parse_args()
     print(f"$ {command_line()}")
     print(
@@ -134,7 +135,10 @@ def main() -> None:
     )
     results = []
     for _ in range(args.repeat):
-        fake = FakeProcess(latency=args.latency, rate_limit=args.limit)
+        fake = FakeProcess(
+            latency=args.latency, rate_limit=args.limit, realtime=args.fake_priority == "realtime"
+        )
+        print(f"fake at {fake.priority}", flush=True)
         try:
             results.append(asyncio.run(one_run(args, fake)))
         finally:

@@ -34,7 +34,7 @@ from bench.common import (
     steady_rate,
     use_service_gc,
 )
-from bench.fake_server import FakeProcess
+from bench.fake_server import FakeProcess, add_priority_option
 from bot.telegram import TelegramChannel, build_application
 from broadcasts.sender import Sender
 from db.models import Delivery
@@ -204,8 +204,10 @@ async def main_async(args: argparse.Namespace) -> None:
         # The platform in its own process, as in production: in a thread of the bench it
         # shared the GIL with the sender, and its arrival stamps jittered with our work.
         fake = FakeProcess(
-            latency=args.latency_median, sigma=args.latency_sigma, rate_limit=args.limit
-        )
+            latency=args.latency_median, sigma=args.latency_sigma, rate_limit=args.limit,
+            realtime=args.fake_priority == "realtime",
+        )  # fmt: skip
+        print(f"{run.__name__}: fake at {fake.priority}", flush=True)
         try:
             results.append(await run(args, fake))
         finally:
@@ -226,6 +228,7 @@ def main() -> None:
     parser.add_argument("--ptb-chunk", type=int, default=100, help="gather chunk size (100)")
     parser.add_argument("--ptb-max-retries", type=int, default=0, help="AIORateLimiter (0)")
     parser.add_argument("--only", choices=["ours", "ptb"], help="run one side only")
+    add_priority_option(parser)
     args = parser.parse_args()
     if args.limit is None:
         args.limit = round(args.rate)
