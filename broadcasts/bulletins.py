@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Select, delete, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from broadcasts import areas, audit
@@ -393,17 +393,22 @@ async def cancel(
     return int(cancelled.rowcount or 0)  # type: ignore[attr-defined]
 
 
+def _past_expiry(now: dt.datetime) -> Select[int]:
+    return select(Bulletin.id).where(
+        Bulletin.expires_at.is_not(None),
+        Bulletin.expires_at <= now,
+        Bulletin.state.not_in(FINAL_STATES),
+    )
+
+
+async def any_to_expire(session: AsyncSession, now: dt.datetime) -> bool:
+    """Whether `expire_due` would expire something now (a read)."""
+    return bool(await session.scalar(select(exists(_past_expiry(now)))))
+
+
 async def expire_due(session: AsyncSession, now: dt.datetime) -> list[int]:
     """Bulletins past their expiry: state expired, schedules off, unsent deliveries expired."""
-    due = (
-        await session.scalars(
-            select(Bulletin.id).where(
-                Bulletin.expires_at.is_not(None),
-                Bulletin.expires_at <= now,
-                Bulletin.state.not_in(FINAL_STATES),
-            )
-        )
-    ).all()
+    due = (await session.scalars(_past_expiry(now))).all()
     if not due:
         return []
     await session.execute(

@@ -39,6 +39,14 @@ async def release(session: AsyncSession, name: str, holder: str) -> None:
     await session.execute(delete(Lease).where(Lease.name == name, Lease.holder == holder))
 
 
+async def current(session: AsyncSession, name: str) -> tuple[str, dt.datetime] | None:
+    """The lease's holder and expiry as last written (a read), None when nobody took it."""
+    row = (
+        await session.execute(select(Lease.holder, Lease.expires_at).where(Lease.name == name))
+    ).first()
+    return None if row is None else (row[0], row[1])
+
+
 async def held(session: AsyncSession, name: str, now: dt.datetime) -> bool:
     """Whether some process holds the lease now (it renews it while it runs)."""
     until = await session.scalar(select(Lease.expires_at).where(Lease.name == name))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import cast
 
-from sqlalchemy import func, literal, select, update
+from sqlalchemy import ColumnElement, Select, exists, func, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from broadcasts.audiences import recipients
@@ -134,6 +134,43 @@ async def _subscriber_slices(session: AsyncSession, chunk: int) -> list[tuple[in
     return [(start, start + chunk) for start in range(low, high + 1, chunk)]
 
 
+def _finished_runs() -> Select[int]:
+    """Runs still marked sending with nothing pending or sending left."""
+    open_states = [DeliveryState.pending, DeliveryState.sending]
+    still_open = select(Delivery.run_id).where(Delivery.state.in_(open_states)).distinct()
+    return select(BroadcastRun.id).where(
+        BroadcastRun.state == RunState.sending, BroadcastRun.id.not_in(still_open)
+    )
+
+
+def _bulletin_transitions() -> list[tuple[BulletinState, ColumnElement[bool], BulletinState]]:
+    """(state before, condition, state after) for bulletins with no open run."""
+    open_runs = select(BroadcastRun.bulletin_id).where(
+        BroadcastRun.state.in_([RunState.pending, RunState.sending])
+    )
+    scheduled = select(Schedule.bulletin_id).where(Schedule.active.is_(True))
+    went_out = select(BroadcastRun.bulletin_id).where(BroadcastRun.state == RunState.done)
+    idle = Bulletin.id.not_in(open_runs)
+    return [
+        (BulletinState.sending, idle & Bulletin.id.in_(scheduled), BulletinState.scheduled),
+        (BulletinState.sending, idle & Bulletin.id.not_in(scheduled), BulletinState.sent),
+        (BulletinState.scheduled,
+         idle & Bulletin.id.not_in(scheduled) & Bulletin.id.in_(went_out), BulletinState.sent),
+        (BulletinState.scheduled, idle & Bulletin.id.not_in(scheduled), BulletinState.approved),
+    ]  # fmt: skip
+
+
+async def anything_to_finish(session: AsyncSession) -> bool:
+    """Whether `finish_runs` would change anything now (a read: the scheduler's tick
+    takes the write lock only when it would)."""
+    checks = [exists(_finished_runs())]
+    checks += [
+        exists(select(Bulletin.id).where(Bulletin.state == before, condition))
+        for before, condition, _ in _bulletin_transitions()
+    ]
+    return bool(await session.scalar(select(or_(*checks))))
+
+
 async def finish_runs(session: AsyncSession, now: dt.datetime) -> list[int]:
     """Close finished runs, then bring bulletin states in line with runs and schedules.
 
@@ -143,38 +180,17 @@ async def finish_runs(session: AsyncSession, now: dt.datetime) -> list[int]:
     (every firing was missed), so an official can schedule it anew. Returns the runs
     closed now.
     """
-    open_states = [DeliveryState.pending, DeliveryState.sending]
-    still_open = select(Delivery.run_id).where(Delivery.state.in_(open_states)).distinct()
-    done = (
-        await session.scalars(
-            select(BroadcastRun.id).where(
-                BroadcastRun.state == RunState.sending, BroadcastRun.id.not_in(still_open)
-            )
-        )
-    ).all()
+    done = (await session.scalars(_finished_runs())).all()
     if done:
         await session.execute(
             update(BroadcastRun)
             .where(BroadcastRun.id.in_(done))
             .values(state=RunState.done, finished_at=now)
         )
-    open_runs = select(BroadcastRun.bulletin_id).where(
-        BroadcastRun.state.in_([RunState.pending, RunState.sending])
-    )
-    scheduled = select(Schedule.bulletin_id).where(Schedule.active.is_(True))
-    went_out = select(BroadcastRun.bulletin_id).where(BroadcastRun.state == RunState.done)
-    idle = (Bulletin.id.not_in(open_runs),)
-    transitions = [
-        (BulletinState.sending, Bulletin.id.in_(scheduled), BulletinState.scheduled),
-        (BulletinState.sending, Bulletin.id.not_in(scheduled), BulletinState.sent),
-        (BulletinState.scheduled, Bulletin.id.not_in(scheduled) & Bulletin.id.in_(went_out),
-         BulletinState.sent),
-        (BulletinState.scheduled, Bulletin.id.not_in(scheduled), BulletinState.approved),
-    ]  # fmt: skip
-    for before, condition, after in transitions:
+    for before, condition, after in _bulletin_transitions():
         await session.execute(
             update(Bulletin)
-            .where(Bulletin.state == before, condition, *idle)
+            .where(Bulletin.state == before, condition)
             .values(state=after, updated_at=now)
         )
     return list(done)

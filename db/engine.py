@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import event
@@ -65,6 +67,17 @@ def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     if engine.dialect.name == "sqlite":
         engine = engine.execution_options(sqlite_begin="IMMEDIATE")
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+@asynccontextmanager
+async def reading(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """A unit of work that only reads. On SQLite it begins DEFERRED instead of IMMEDIATE,
+    so it does not queue for the write lock behind the writers (WAL lets a reader run
+    beside one); a write in it could fail on the read-to-write upgrade, so do none."""
+    async with sessions() as session:
+        if session.get_bind().dialect.name == "sqlite":
+            await session.connection(execution_options={"sqlite_begin": "DEFERRED"})
+        yield session
 
 
 def insert_for(session: AsyncSession) -> Any:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from broadcasts import areas, bulletins, officials, schedules, subscribers
 from broadcasts.schedules import ScheduleError, Scheduler
@@ -590,3 +590,51 @@ async def test_a_failing_tick_is_logged_and_survived(
     failures = [r for r in caplog.records if r.name == "broadcasts.schedules"]
     assert len(failures) == 1
     assert failures[0].exc_info is not None
+
+
+async def test_a_tick_with_nothing_to_write_does_not_wait_for_a_writer(
+    seeded: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Most ticks only read, so a long write elsewhere (SQLite's one write lock, a row lock
+    on PostgreSQL: a crowd's turns) does not hold the scheduler up; the lease is still
+    renewed, every third of its time."""
+    ticks = 0
+
+    def clock() -> dt.datetime:
+        nonlocal ticks
+        ticks += 1  # one reading of the clock per tick
+        return dt.datetime.now(UTC)
+
+    async def expiry() -> dt.datetime:
+        async with seeded.sessions() as session:
+            lease = await session.get_one(Lease, "scheduler")
+            assert lease.holder == "a"
+            return lease.expires_at
+
+    part = Scheduler(
+        seeded.sessions, tz=TZ, holder="a", tick_seconds=0.1, clock=clock,
+        lease_ttl=dt.timedelta(seconds=6),
+    )  # fmt: skip
+    with caplog.at_level(logging.WARNING):
+        await part.start()
+        try:
+            first = await expiry()
+            # Renewed 2 s after it was taken: the next renewal is 2 s away again.
+            await _wait_for(lambda: _changed(expiry, first), 4.0)
+            async with seeded.sessions.begin() as session:
+                before = ticks
+                # Another writer holds the lease row (and on SQLite the write lock).
+                await session.execute(
+                    update(Lease).where(Lease.name == "scheduler").values(holder="a")
+                )
+                await asyncio.sleep(0.8)
+                during = ticks - before
+            assert during >= 4, f"{during} ticks in 0.8 s while a writer held the database"
+            assert part.status().detail == "active (lease held)"
+        finally:
+            await part.stop()
+    assert not [r for r in caplog.records if "skipped" in r.getMessage()]
+
+
+async def _changed(read: Callable[[], Awaitable[dt.datetime]], first: dt.datetime) -> bool:
+    return await read() != first
