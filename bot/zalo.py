@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
+import math
+import time
 from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -22,7 +26,6 @@ from bot.conversation import EventKind, Inbound, Option
 from bot.telegram import webhook_secret_ok
 from bot.webhooks import (
     BadBody,
-    NotAnUpdate,
     checked_id,
     checked_optional_text,
     dropped,
@@ -42,6 +45,23 @@ SECRET_HEADER = "X-Bot-Api-Secret-Token"  # noqa: S105 - a header name, not a se
 MAX_TEXT = 2000  # Zalo's sendMessage limit
 POLL_TIMEOUT_S = 25
 NO_UPDATE_CODES = {408}  # getUpdates answers "timeout" as ok:false 408 when nothing came
+# Long polls in flight at once. Zalo's getUpdates hands out one update per request and a
+# poller asks again only once its update is kept, so one poller takes in one update per
+# round trip (~10/s at 80 ms). Eight take in some 60 a second at 80 ms (a round trip, up
+# to GATHER_S, a keep), twice the 30 msg/s a bot may answer, so a crowd waits on the
+# sending limit, not on intake; and a crash loses at most eight updates handed out but not
+# yet kept (README, "Delivery guarantees"). More would add little but that loss and
+# connections the platform documents nothing about.
+POLLERS = 8
+# How long the keeper waits, after an update comes in, for polls already in flight to
+# bring theirs, so that two updates of a chat that concurrent polls brought back swapped
+# are sorted by date before they are kept. Network jitter between two answers sent a few
+# ms apart is that small; every poller in the batch waits this long before it may ask
+# again, so a longer window would slow intake (each poll cycle is a round trip + this).
+GATHER_S = 0.03
+POLL_BACKOFF_MAX_S = 30.0
+POLL_FAILURE_REPEAT_S = 300.0  # the same polling failure is logged again after this long
+KEEP_BACKOFF_MAX_S = 30.0
 
 
 class ZaloApiError(ZaloError):  # type: ignore[misc]  # the SDK ships no type hints
@@ -90,9 +110,10 @@ async def _traced(request: httpx.Request) -> None:
 def checked_bot(token: str, api_base_url: str) -> Bot:
     """An SDK bot whose API errors raise (see CheckedRequest)."""
     bot = Bot(token, base_url=api_base_url.rstrip("/"))
-    # Two requests as the SDK keeps them: one for long polls, one for everything else.
+    # Two requests as the SDK keeps them: one for long polls (a connection per poller),
+    # one for everything else.
     bot._request = (
-        CheckedRequest(read_timeout=10),  # get_update adds the poll timeout to it
+        CheckedRequest(read_timeout=10, connection_pool_size=POLLERS),
         CheckedRequest(httpx_kwargs={"event_hooks": {"request": [_traced]}}),
     )
     return bot
@@ -143,6 +164,34 @@ def to_inbound(update: Update | None, bot_id: int) -> Inbound | None:
     return Inbound(kind=EventKind.other, **common)
 
 
+def message_date(raw: Any) -> float | None:
+    """The `date` of a raw update's message (ms since the epoch); None when it is missing
+    or no finite number."""
+    message = raw.get("message") if isinstance(raw, dict) else None
+    date = message.get("date") if isinstance(message, dict) else None
+    if isinstance(date, bool) or not isinstance(date, int | float) or not math.isfinite(date):
+        return None
+    return float(date)
+
+
+@dataclass
+class _Arrival:
+    """An update a poller brought, waiting to be kept; the poller waits on `kept`."""
+
+    received: Received
+    date: float | None  # the message's date (ms since the epoch); None: none usable
+    seq: int  # the order it reached the keeper in
+    kept: asyncio.Future[None]
+
+
+def in_turn_order(batch: list[_Arrival]) -> list[_Arrival]:
+    """The batch by (message date, arrival); an update without a usable date keeps its
+    place in arrival order (nothing says where else it belongs)."""
+    by_arrival = sorted(batch, key=lambda a: a.seq)
+    dated = iter(sorted((a for a in batch if a.date is not None), key=lambda a: (a.date, a.seq)))
+    return [next(dated) if a.date is not None else a for a in by_arrival]
+
+
 class ZaloFrontEnd:
     """Runs one Zalo bot: polling loop or webhook, numbered menus, checked API calls."""
 
@@ -166,7 +215,13 @@ class ZaloFrontEnd:
         self._bot_id = bot_id
         self._webhook_url = webhook_url
         self._secret = webhook_secret
-        self._poller: asyncio.Task[None] | None = None
+        self._pollers: list[asyncio.Task[None]] = []
+        self._keeper: asyncio.Task[None] | None = None
+        # What the pollers brought, for the keeper; None: stop, nothing more will come.
+        self._arrived: asyncio.Queue[_Arrival | None] = asyncio.Queue()
+        self._stopping = asyncio.Event()
+        self._arrivals = itertools.count()
+        self._poll_failure: tuple[str, float] | None = None  # the last kind logged, when
         self._handlers: set[asyncio.Task[None]] = set()
         self._running = False
         self._account: str | None = None
@@ -203,15 +258,29 @@ class ZaloFrontEnd:
         else:
             with contextlib.suppress(ZaloApiError):  # "no webhook set" is fine here
                 await self.call("deleteWebhook")
-            self._poller = asyncio.create_task(self._poll(), name="zalo-poll")
+            self._stopping.clear()
+            self._arrived = asyncio.Queue()
+            self._keeper = asyncio.create_task(self._keep_arrivals(), name="zalo-keep")
+            self._pollers = [
+                asyncio.create_task(self._poll(), name=f"zalo-poll-{n}") for n in range(POLLERS)
+            ]
         self._running = True
 
     async def stop(self) -> None:
+        """Stop polling; what the pollers brought and is not kept yet is kept first (one
+        try if the database fails: Zalo will not hand it out again)."""
         self._running = False
-        if self._poller is not None:
-            self._poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._poller
+        for poller in self._pollers:
+            poller.cancel()
+        await asyncio.gather(*self._pollers, return_exceptions=True)
+        self._pollers = []
+        if self._keeper is not None:
+            self._stopping.set()
+            self._arrived.put_nowait(None)  # after the last arrival: no poller is left
+            (failed,) = await asyncio.gather(self._keeper, return_exceptions=True)
+            if isinstance(failed, Exception):
+                log.error("zalo: the keeper of polled updates failed", exc_info=failed)
+            self._keeper = None
         if self._handlers:
             await asyncio.gather(*self._handlers, return_exceptions=True)
         await self._answers.stop()
@@ -222,55 +291,112 @@ class ZaloFrontEnd:
         return ZaloChannel(self.bot)
 
     async def _poll(self) -> None:
+        """One of POLLERS long polls: fetch an update, hand it to the keeper, and ask for
+        the next only once it is kept (Zalo hands an update out once: until it is kept, a
+        crash would lose it, so each poller holds at most one such update)."""
         backoff = 1.0
         while True:
             try:
-                update = await self.bot.get_update(timeout=POLL_TIMEOUT_S)
+                raw = await self.bot._post(
+                    "getUpdates", {"timeout": POLL_TIMEOUT_S}, read_timeout=POLL_TIMEOUT_S + 10
+                )
             except ZaloApiError as exc:
-                if exc.error_code not in NO_UPDATE_CODES:
-                    log.warning("zalo: getUpdates: %s", exc)
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, 30.0)
+                if exc.error_code in NO_UPDATE_CODES:
+                    continue
+                self._polling_failed(exc)
+            except Exception as exc:  # network, 5xx, a body that is no JSON, the unforeseen
+                self._polling_failed(exc)
+            else:
+                backoff = 1.0
+                received = self._read(raw)
+                if received is not None:
+                    arrival = _Arrival(
+                        received, message_date(raw), next(self._arrivals),
+                        asyncio.get_running_loop().create_future(),
+                    )  # fmt: skip
+                    self._arrived.put_nowait(arrival)
+                    await arrival.kept
                 continue
-            except ZaloError as exc:
-                log.warning("zalo: getUpdates failed: %s", exc)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 30.0)
-                continue
-            except Exception as exc:
-                # The SDK parses the update inside get_update (KeyError, TypeError on a
-                # malformed one); uncaught, it would end this loop and polling with it.
-                # The update is gone from the queue once handed out, so it cannot recur.
-                log.warning("zalo: getUpdates gave no update: %s", one_line(exc))
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 30.0)
-                continue
-            backoff = 1.0
-            await self._take(update)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, POLL_BACKOFF_MAX_S)
 
-    async def _take(self, update: Update | None) -> None:
-        """An update from long polling: checked, then kept (see _keep)."""
+    def _read(self, raw: Any) -> Received | None:
+        """A raw update from getUpdates, checked; None for what we ignore. A malformed one
+        is dropped with one line in the log: it is gone from Zalo once handed out, so it
+        cannot come back (parsed here, not in the SDK's get_update, which would log it
+        with a traceback and keep the date from us)."""
         try:
-            event = to_inbound(update, self._bot_id)
-        except NotAnUpdate as exc:
+            event = to_inbound(Update.de_json(raw, self.bot), self._bot_id)
+        except Exception as exc:  # the SDK builds objects unchecked: any error, one line
             log.warning("zalo: update dropped: %s", one_line(exc))
-            return
-        if event is not None:
-            await self._keep(Received(event))
+            return None
+        return Received(event) if event is not None else None
 
-    async def _keep(self, arrival: Received) -> None:
-        """Keep an update from polling before asking for the next: Zalo hands an update out
-        once, so until it is kept the poller asks for nothing else."""
+    def _polling_failed(self, error: Exception) -> None:
+        # POLLERS polls meet the same failure at once, and a platform down for an hour
+        # would fill the log: one line per kind of failure (an API error code, or the
+        # exception's type), again after POLL_FAILURE_REPEAT_S; polling goes on.
+        if isinstance(error, ZaloApiError):
+            kind = f"error {error.error_code}"
+        else:
+            kind = type(error).__name__
+        now = time.monotonic()
+        last = self._poll_failure
+        if last is None or last[0] != kind or now - last[1] >= POLL_FAILURE_REPEAT_S:
+            log.warning("zalo: polling failed (%s: %s); retrying", kind, one_line(error))
+            self._poll_failure = (kind, now)
+
+    async def _keep_arrivals(self) -> None:
+        """The one keeper of polled updates: gathers what came in within GATHER_S, keeps it
+        in one transaction in turn order (the turns are taken in the order kept, and a
+        chat's turns one after another), then lets its pollers ask again."""
+        while True:
+            batch, stopping = await self._gather()
+            if batch:
+                await self._keep(in_turn_order(batch))
+                for arrival in batch:
+                    if not arrival.kept.done():  # its poller may be cancelled (stop)
+                        arrival.kept.set_result(None)
+            if stopping:
+                return
+
+    async def _gather(self) -> tuple[list[_Arrival], bool]:
+        """The next batch, and whether stop() came (nothing follows its sentinel)."""
+        first = await self._arrived.get()
+        if first is None:
+            return [], True
+        batch = [first]
+        deadline = asyncio.get_running_loop().time() + GATHER_S
+        # Each poller has at most one update waiting: with all of them in, none can come.
+        while len(batch) < POLLERS:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    arrival = await self._arrived.get()
+            except TimeoutError:
+                break
+            if arrival is None:
+                return batch, True
+            batch.append(arrival)
+        return batch, False
+
+    async def _keep(self, batch: list[_Arrival]) -> None:
+        """Keep a batch (Answers.receive), retrying with backoff: its pollers wait, so
+        nothing more is taken from Zalo meanwhile. Once stopping, one more try."""
         delay = 1.0
         while True:
             try:
-                await self._answers.receive([arrival])
+                await self._answers.receive([arrival.received for arrival in batch])
                 return
             except Exception as exc:
-                log.warning("zalo: update %s not kept yet (%s)", arrival.event.update_key,
+                log.warning("zalo: %d polled updates not kept yet (%s)", len(batch),
                             one_line(exc))  # fmt: skip
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 30.0)
+            if self._stopping.is_set():
+                log.error("zalo: %d polled updates were not kept before stopping; lost",
+                          len(batch))  # fmt: skip
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), delay)  # stop: try again now
+            delay = min(delay * 2, KEEP_BACKOFF_MAX_S)
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         # Each update in its own task: one slow or flooding chat never blocks the others.
