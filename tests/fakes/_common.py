@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import functools
 import json
 import math
 import random
@@ -954,7 +955,7 @@ class FakeBotAPI:
         in_flight: set[asyncio.Task[None]] = set()
         busy: set[str] = set()
 
-        def done(task: asyncio.Task[None], chat: str | None) -> None:
+        def done(chat: str | None, task: asyncio.Task[None]) -> None:
             in_flight.discard(task)
             if chat is not None:
                 busy.discard(chat)
@@ -976,7 +977,7 @@ class FakeBotAPI:
                             busy.add(chat)
                         task = asyncio.create_task(self._deliver(url, secret, update))
                         in_flight.add(task)
-                        task.add_done_callback(lambda t, c=chat: done(t, c))
+                        task.add_done_callback(functools.partial(done, chat))
                 await self._outbox_event.wait()
         finally:
             for task in in_flight:
