@@ -1,4 +1,5 @@
-"""Where rendered audio lives: the AssetStore protocol, a local directory store, a registry."""
+"""Where rendered audio, photos and documents live: the AssetStore protocol, a local
+directory store, local copies for stores without local files, and a registry."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import re
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO, Final, Protocol, runtime_checkable
@@ -14,6 +16,7 @@ from typing import Any, BinaryIO, Final, Protocol, runtime_checkable
 __all__ = [
     "AssetStore",
     "InvalidKeyError",
+    "LocalCopyStore",
     "LocalStore",
     "StoreFactory",
     "available_stores",
@@ -48,7 +51,7 @@ def check_key(key: str) -> str:
 
 @runtime_checkable
 class AssetStore(Protocol):
-    """Blob storage for rendered audio, addressed by relative POSIX keys.
+    """Blob storage for rendered audio, photos and documents, addressed by relative POSIX keys.
 
     Methods block (disk or network): call them from a worker thread in async code
     when the object may be large. ``open``/``size`` raise FileNotFoundError for a
@@ -133,6 +136,101 @@ class LocalStore:
         self._path(key).unlink(missing_ok=True)
 
 
+class LocalCopyStore:
+    """An AssetStore over ``store`` whose ``path_for`` always names a local file, for code
+    that must hand a file path on (a Telegram upload reads ``Media.path``).
+
+    For a store with local files (LocalStore) that is the store's own path. Otherwise the
+    object is copied once into ``cache_dir`` and the copy's path returned; a ``put_file``
+    through this wrapper copies the source in as well, so what this process renders is
+    never downloaded back. Copies are kept by key: our keys are content-addressed (a
+    forced re-render rewrites a key with a render of the same content), and a put or
+    delete through this wrapper replaces or drops the copy. Copies not used for
+    ``max_age`` seconds are removed (looked for at most once an hour).
+
+    ``path_for`` may download (blocking); it returns None when the object does not exist
+    and raises OSError when the store cannot be read.
+    """
+
+    PRUNE_EVERY_S: Final = 3600.0
+
+    def __init__(self, store: AssetStore, cache_dir: Path | str, *, max_age: float = 7 * 86400):
+        self.store = store
+        self.cache = LocalStore(cache_dir)
+        self.max_age = max_age
+        self._pruned_at = time.monotonic()
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"LocalCopyStore({self.store!r}, {str(self.cache.root)!r})"
+
+    def put_file(self, key: str, source_path: Path) -> None:
+        self.store.put_file(key, source_path)
+        if self.store.path_for(key) is None:
+            self._copy_in(key, source_path)
+
+    def open(self, key: str) -> BinaryIO:
+        return self.store.open(key)
+
+    def path_for(self, key: str) -> Path | None:
+        own = self.store.path_for(key)
+        if own is not None:
+            return own
+        copy = self.cache._path(key)
+        try:
+            os.utime(copy)  # in use: not pruned
+            return copy
+        except FileNotFoundError:
+            pass
+        try:
+            with self.store.open(key) as source:
+                self._copy_in(key, source)
+        except FileNotFoundError:
+            return None
+        self._prune()
+        return copy
+
+    def size(self, key: str) -> int:
+        return self.store.size(key)
+
+    def exists(self, key: str) -> bool:
+        return self.store.exists(key)
+
+    def delete(self, key: str) -> None:
+        self.store.delete(key)
+        self.cache.delete(key)
+
+    def _copy_in(self, key: str, source: Path | BinaryIO) -> None:
+        # A copy can be made again, so no fsync: temp file and rename, for whole files only.
+        target = self.cache._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                if isinstance(source, Path):
+                    with source.open("rb") as data:
+                        shutil.copyfileobj(data, out, _COPY_CHUNK)
+                else:
+                    shutil.copyfileobj(source, out, _COPY_CHUNK)
+            os.replace(tmp_name, target)
+        except BaseException:
+            Path(tmp_name).unlink(missing_ok=True)
+            raise
+
+    def _prune(self) -> None:
+        with self._lock:
+            if time.monotonic() - self._pruned_at < self.PRUNE_EVERY_S:
+                return
+            self._pruned_at = time.monotonic()
+        oldest = time.time() - self.max_age
+        for path in self.cache.root.rglob("*"):
+            try:
+                if path.is_file() and path.stat().st_mtime < oldest:
+                    path.unlink()
+            except OSError:
+                pass  # gone meanwhile, or not ours to remove: the next pass tries again
+
+
 def fsync_directory(directory: Path) -> None:
     # Makes the rename durable; some platforms cannot open a directory, which is harmless.
     try:
@@ -149,12 +247,20 @@ def fsync_directory(directory: Path) -> None:
 
 StoreFactory = Callable[..., AssetStore]
 
-_factories: dict[str, StoreFactory] = {"local": LocalStore}
+
+def _s3_store(**options: Any) -> AssetStore:
+    # Imported on first use: boto3 takes a while to import, and the local default needs none.
+    from audio.s3store import S3Store
+
+    return S3Store(**options)
+
+
+_factories: dict[str, StoreFactory] = {"local": LocalStore, "s3": _s3_store}
 _factories_lock = threading.Lock()
 
 
 def register_store(kind: str, factory: StoreFactory, *, replace: bool = False) -> None:
-    """Make ``factory`` available as ``make_store(kind, ...)`` (e.g. an S3 store later).
+    """Make ``factory`` available as ``make_store(kind, ...)`` (e.g. another object store).
 
     Raises ValueError if ``kind`` is taken, unless ``replace`` is true.
     """
@@ -165,7 +271,8 @@ def register_store(kind: str, factory: StoreFactory, *, replace: bool = False) -
 
 
 def make_store(kind: str, **options: Any) -> AssetStore:
-    """Build the store registered as ``kind`` ("local": ``root=``) with keyword ``options``.
+    """Build the store registered as ``kind`` with keyword ``options``: "local" takes
+    ``root=``, "s3" takes audio.s3store.S3Store's (``bucket=``, ``prefix=``, ``endpoint_url=`` …).
 
     Raises LookupError for an unknown kind; the factory's own errors pass through.
     """

@@ -83,10 +83,12 @@ class DocumentVoices:
                 self.rendered += 1
         by_format = {asset.format: asset for asset in assets}
         ogg, aac = by_format["ogg"], by_format["aac"]
+        # A store in object storage may fetch the file to a local copy here: not on the loop.
+        path = await asyncio.to_thread(self._store.path_for, ogg.store_key)
         return Media(
             MediaKind.voice,
             ogg.store_key,  # Telegram's file id for the upload is cached under this key
-            self._store.path_for(ogg.store_key),
+            path,
             studio.public_url(self.public_base_url, aac),
             title=title,
         )

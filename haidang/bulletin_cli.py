@@ -14,7 +14,6 @@ from typing import Annotated, Any, TypeVar
 import typer
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from audio.store import make_store
 from broadcasts import bulletins, reports, schedules
 from db.models import DeliveryState, Platform, SubscriberRole
 from haidang.cli_support import active_official as _official
@@ -23,6 +22,7 @@ from haidang.cli_support import now as _now
 from haidang.cli_support import run as run_committed
 from haidang.media import MediaError, store_photo
 from haidang.settings import Settings
+from haidang.stores import audio_store
 
 bulletin_app = typer.Typer(
     help="Bulletins: write, approve, schedule, cancel and follow delivery (for scripts).",
@@ -98,8 +98,8 @@ def create(
     photo_key = None
     if photo is not None:
         try:
-            photo_key = store_photo(make_store("local", root=settings.audio_dir), photo)
-        except MediaError as exc:
+            photo_key = store_photo(audio_store(settings), photo)
+        except (MediaError, OSError) as exc:  # OSError: the store could not take it
             raise _fail(str(exc)) from None
 
     async def work(session: AsyncSession) -> tuple[int, str]:

@@ -116,6 +116,8 @@ def _secrets(settings: Settings) -> list[str]:
         settings.telegram_webhook_secret,
         settings.zalo_bot_token,
         settings.zalo_webhook_secret,
+        settings.s3_access_key_id,
+        settings.s3_secret_access_key,
     ]
     return [value.get_secret_value() for value in values if value is not None]
 
@@ -469,13 +471,13 @@ def audio_render(
     before (nothing is re-rendered then; the paths are those of the existing files).
     """
     from audio import studio, tts
-    from audio.store import make_store
     from haidang.cli_support import now as _now
     from haidang.cli_support import run_with_sessions
     from haidang.media import engine_name, production
+    from haidang.stores import audio_store
 
     settings: Settings = ctx.obj
-    store = make_store("local", root=settings.audio_dir)
+    store = audio_store(settings)
     started = _now()
 
     async def work(sessions: async_sessionmaker[AsyncSession]) -> list[tuple[str, bool]]:
@@ -522,10 +524,10 @@ def audio_programme(
     import datetime as dt
 
     from audio import programmes, tts
-    from audio.store import make_store
     from haidang.cli_support import now as _now
     from haidang.cli_support import run_with_sessions
     from haidang.media import engine_name, production
+    from haidang.stores import audio_store
 
     settings: Settings = ctx.obj
     started = _now()
@@ -533,7 +535,7 @@ def audio_programme(
         day = dt.date.fromisoformat(date) if date else started.astimezone(settings.tz).date()
     except ValueError:
         raise _fail(f"not a date: {date!r} (use YYYY-MM-DD)") from None
-    store = make_store("local", root=settings.audio_dir)
+    store = audio_store(settings)
 
     async def work(sessions: async_sessionmaker[AsyncSession]) -> tuple[str, bool] | None:
         asset = await programmes.build_daily_programme(

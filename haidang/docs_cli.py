@@ -16,6 +16,7 @@ from haidang.cli_support import fail as _fail
 from haidang.cli_support import now as _now
 from haidang.cli_support import run as run_committed
 from haidang.settings import Settings
+from haidang.stores import document_store
 
 docs_app = typer.Typer(
     help="The documents library: import (txt, md, pdf, docx), search, list.",
@@ -74,7 +75,7 @@ def import_(
     already in the library becomes that document's new version. Each imported file is
     also kept as an attachment (the original for download), with any --attach files.
     """
-    store = documents.store_for(ctx.obj.data_dir)
+    store = document_store(ctx.obj)
 
     async def work(session: AsyncSession) -> list[documents.Imported]:
         return await documents.import_files(

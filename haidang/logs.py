@@ -44,8 +44,11 @@ _installed: list[logging.Handler] = []
 # Libraries whose DEBUG output carries personal data (updates, request bodies).
 THIRD_PARTY = ("telegram", "zalo_bot", "aiohttp", "uvicorn", "asyncio")
 # Libraries held at WARNING: httpx logs every request URL at INFO (a Telegram URL carries
-# the bot token), SQLAlchemy echoes every statement with its parameters at INFO.
-AT_WARNING = ("httpx", "httpcore", "apscheduler", "sqlalchemy")
+# the bot token), SQLAlchemy echoes every statement with its parameters at INFO, boto3's
+# botocore every request's signed headers and body at DEBUG (ASSET_STORE=s3).
+AT_WARNING = (
+    "httpx", "httpcore", "apscheduler", "sqlalchemy", "boto3", "botocore", "s3transfer", "urllib3",
+)  # fmt: skip
 
 
 def configure(level: str, secrets: Iterable[str] = ()) -> None:

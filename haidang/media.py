@@ -3,9 +3,11 @@ and the file ids a bot got for uploaded audio, kept in the database."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import io
+import logging
 import tempfile
 from pathlib import Path
 
@@ -19,6 +21,8 @@ from broadcasts.channels import Media, MediaKind
 from broadcasts.sender import BulletinMedia
 from db.models import Bulletin
 from haidang.settings import Settings, TtsEngineChoice
+
+log = logging.getLogger(__name__)
 
 # What Telegram and Zalo both show as a photo, recognised by the file's first bytes (a
 # name or a declared type can lie).
@@ -178,7 +182,9 @@ class StoreMedia:
     """The senders' MediaSource: what goes with a bulletin's text, if anything.
 
     Telegram uploads files (paths); Zalo fetches by URL, which exists only under
-    PUBLIC_BASE_URL (the voice goes as the AAC, since Zalo plays AAC).
+    PUBLIC_BASE_URL (the voice goes as the AAC, since Zalo plays AAC). With an object
+    store, give it haidang.stores.local_copies(store): paths are then local copies.
+    A file the store cannot give is left out (logged): the text must still go.
     """
 
     def __init__(
@@ -198,17 +204,21 @@ class StoreMedia:
         async with self._sessions() as session:
             bulletin = await session.get_one(Bulletin, bulletin_id)
             assets = await studio.bulletin_assets(session, bulletin_id)
-        photo = None
-        if bulletin.photo_path and self._store.exists(bulletin.photo_path):
-            key = bulletin.photo_path
-            photo = Media(MediaKind.photo, key, self._store.path_for(key), self._url(key))
-        voice = None
         ogg, aac, mp3 = assets.get("ogg"), assets.get("aac"), assets.get("mp3")
+        photo_key = bulletin.photo_path
+        # A worker thread: with an object store these are requests (and a first download).
+        paths = await asyncio.to_thread(
+            self._paths, photo_key, [asset.store_key for asset in (ogg, mp3) if asset]
+        )
+        photo = None
+        if photo_key and photo_key in paths:
+            photo = Media(MediaKind.photo, photo_key, paths[photo_key], self._url(photo_key))
+        voice = None
         if ogg is not None:
             voice = Media(
                 MediaKind.voice,
                 ogg.store_key,
-                self._store.path_for(ogg.store_key),
+                paths.get(ogg.store_key),
                 self._url(aac.store_key) if aac is not None else None,
                 title=bulletin.title,
             )
@@ -217,11 +227,26 @@ class StoreMedia:
             loudspeaker = Media(
                 MediaKind.audio,
                 mp3.store_key,
-                self._store.path_for(mp3.store_key),
+                paths.get(mp3.store_key),
                 self._url(mp3.store_key),
                 title=bulletin.title,
             )
         return BulletinMedia(photo=photo, voice=voice, mp3=loudspeaker)
+
+    def _paths(self, photo_key: str | None, audio_keys: list[str]) -> dict[str, Path | None]:
+        """The files' paths (None: no local file); the photo only if it exists (a bulletin
+        may name a photo that is gone), the audio keys always (their rows say they exist)."""
+        paths: dict[str, Path | None] = {}
+        for key in ([photo_key] if photo_key else []) + audio_keys:
+            try:
+                if key == photo_key and not self._store.exists(key):
+                    continue
+                paths[key] = self._store.path_for(key)
+            except OSError as exc:
+                log.warning("media: %s cannot be read from the store: %s", key, exc)
+                if key != photo_key:  # the photo is left out; audio keeps its URL for Zalo
+                    paths[key] = None
+        return paths
 
 
 class StoredFileIds:

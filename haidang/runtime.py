@@ -25,7 +25,6 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from audio import mastering, programmes, studio, tts
-from audio.store import make_store
 from bot.answers import Answers
 from bot.answers import store as store_answer
 from bot.conversation import Conversation
@@ -35,7 +34,7 @@ from bot.telegram import CONNECTION_POOL, TelegramChannel, TelegramFrontEnd
 from bot.telegram import WEBHOOK_PATH as TELEGRAM_WEBHOOK_PATH
 from bot.zalo import WEBHOOK_PATH as ZALO_WEBHOOK_PATH
 from bot.zalo import ZaloFrontEnd
-from broadcasts import documents, inbox, leases
+from broadcasts import inbox, leases
 from broadcasts.channels import ChannelRegistry
 from broadcasts.outbox import Outbox, OutboxStats
 from broadcasts.pacing import Lane
@@ -55,6 +54,7 @@ from db.models import (
 from db.seed import seed_all
 from haidang.media import StoredFileIds, StoreMedia, engine_name, production
 from haidang.settings import Settings
+from haidang.stores import audio_store, document_store, local_copies
 from web.app import Webhook, create_app
 from web.audio import make_router as make_audio_pages
 from web.dashboard import make_admin_check
@@ -124,9 +124,9 @@ class WebPart:
         routers = [
             dashboard,
             make_audio_pages(service.read_sessions, service.store, public, tz=settings.tz),
-            make_library_pages(service.read_sessions, documents.store_for(settings.data_dir)),
+            make_library_pages(service.read_sessions, service.documents_store),
         ]
-        app = create_app(
+        self.app = create_app(
             engine=service.engine,
             parts=service.statuses,
             webhooks=service.webhooks,
@@ -136,7 +136,7 @@ class WebPart:
             may_see_details=make_admin_check(service.sessions, settings),
         )
         config = uvicorn.Config(
-            app,
+            self.app,
             host=settings.http_host,
             port=settings.http_port,
             log_config=None,  # keep our handlers (and their redaction)
@@ -592,11 +592,17 @@ class Service:
             self.tts_engine = engine_name(settings)
         except (LookupError, TypeError, ValueError) as exc:
             raise StartupError(f"TTS_ONLINE_ENGINE / TTS_ENGINE_OPTIONS: {exc}") from None
-        self.store = make_store("local", root=settings.audio_dir)
+        try:  # ASSET_STORE: DATA_DIR, or an S3 bucket shared by every process
+            self.store = audio_store(settings)
+            self.documents_store = document_store(settings)
+        except ValueError as exc:
+            raise StartupError(f"ASSET_STORE / S3_*: {exc}") from None
+        # Telegram uploads read a file path: from an object store, a local copy.
+        uploads = local_copies(self.store, settings)
         public = str(settings.public_base_url) if settings.public_base_url else None
-        self.media = StoreMedia(self.sessions, self.store, public)
+        self.media = StoreMedia(self.sessions, uploads, public)
         voices = DocumentVoices(
-            self.read_sessions, self.sessions, self.store,
+            self.read_sessions, self.sessions, uploads,
             engine_name=self.tts_engine, work_dir=settings.data_dir / "work",
             public_base_url=public,
         )  # fmt: skip

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import json
+import re
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated
@@ -26,6 +27,16 @@ class TtsEngineChoice(enum.StrEnum):
     auto = "auto"  # online engine first, offline engine when it fails or hangs
     gtts = "gtts"  # Google's online voice only
     espeak = "espeak"  # the offline engine only (no network needed)
+
+
+class AssetStoreChoice(enum.StrEnum):
+    local = "local"  # files under DATA_DIR (audio/, documents/): one machine
+    s3 = "s3"  # an S3-compatible bucket (S3_*): shared by every process of a deployment
+
+
+# An S3 bucket name: 3-63 lower-case letters, digits, dots and hyphens (AWS's rule, which
+# the S3-compatible servers follow).
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 
 class Settings(BaseSettings):
@@ -69,6 +80,16 @@ class Settings(BaseSettings):
     audio_compression: bool = True
     audio_compression_ratio: Annotated[float, Field(ge=1.2, le=10.0)] = 2.5
 
+    # Where audio, photos and document files are kept (haidang.stores): DATA_DIR, or an
+    # S3-compatible bucket. The key id and secret are secrets (never logged or shown);
+    # unset, boto3 looks for credentials the usual AWS ways (AWS_* variables, a role).
+    asset_store: AssetStoreChoice = AssetStoreChoice.local
+    s3_endpoint_url: AnyHttpUrl | None = None
+    s3_bucket: str | None = None
+    s3_region: str | None = None
+    s3_access_key_id: SecretStr | None = None
+    s3_secret_access_key: SecretStr | None = None
+
     @field_validator("tts_engine_options", mode="before")
     @classmethod
     def _options_object(cls, value: object) -> object:
@@ -100,7 +121,27 @@ class Settings(BaseSettings):
             raise ValueError(f"no such file: {value}")
         return value
 
-    @field_validator("public_base_url", "zalo_bot_link", mode="before")
+    @field_validator("s3_endpoint_url", mode="after")
+    @classmethod
+    def _no_credentials_in_url(cls, value: AnyHttpUrl | None) -> AnyHttpUrl | None:
+        # The URL is shown in logs and errors; keys belong in S3_ACCESS_KEY_ID/…_SECRET….
+        if value is not None and (value.username or value.password):
+            raise ValueError(
+                "must not carry credentials; use S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY"
+            )
+        return value
+
+    @field_validator("s3_bucket")
+    @classmethod
+    def _bucket_name(cls, value: str | None) -> str | None:
+        if value is not None and not _BUCKET.match(value):
+            raise ValueError("must be an S3 bucket name: 3-63 of a-z, 0-9, '.' and '-'")
+        return value
+
+    @field_validator(
+        "public_base_url", "zalo_bot_link", "s3_endpoint_url", "s3_bucket", "s3_region",
+        mode="before",
+    )  # fmt: skip
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
         # `PUBLIC_BASE_URL=` in a .env means "not set", not an invalid URL.
@@ -123,6 +164,8 @@ class Settings(BaseSettings):
         "telegram_webhook_secret",
         "zalo_bot_token",
         "zalo_webhook_secret",
+        "s3_access_key_id",
+        "s3_secret_access_key",
         mode="before",
     )
     @classmethod
@@ -163,6 +206,10 @@ class Settings(BaseSettings):
     def _defaults_and_production_rules(self) -> Settings:
         if not self.database_url:
             self.database_url = f"sqlite+aiosqlite:///{(self.data_dir / 'haidang.db').as_posix()}"
+        if self.asset_store is AssetStoreChoice.s3 and self.s3_bucket is None:
+            raise ValueError("ASSET_STORE=s3 needs S3_BUCKET")
+        if (self.s3_access_key_id is None) != (self.s3_secret_access_key is None):
+            raise ValueError("set both S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY, or neither")
         if self.environment is Environment.production:
             if self.secret_key.get_secret_value().strip().lower() in PLACEHOLDER_SECRETS:
                 raise ValueError(

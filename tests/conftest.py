@@ -22,6 +22,7 @@ from db.engine import make_engine, make_sessionmaker
 from db.models import Base
 from db.seed import seed_all
 from haidang.settings import normalise_database_url
+from tests.s3 import S3Server, start_server
 
 # --- the network guard -----------------------------------------------------------------------
 
@@ -213,3 +214,25 @@ def sqlite_count(path: Path, table: str) -> int:
     """Row count read with the standard library, independent of our engine code."""
     with sqlite3.connect(path) as connection:
         return int(connection.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+
+
+# --- object storage ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """moto's S3 server on 127.0.0.1 for the whole run, started by the first test that asks
+    for it; those tests skip, saying why, where it cannot start."""
+    server = start_server()
+    if isinstance(server, str):
+        pytest.skip(f"no S3-protocol server for the S3 store tests: {server}")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_server: S3Server) -> str:
+    """A new, empty bucket on the test S3 server."""
+    return s3_server.new_bucket()

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import email.utils
-import io
 import logging
-import re
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO, Final
+from typing import Final
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, Response, StreamingResponse
+from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -30,6 +26,7 @@ from audio.store import AssetStore, InvalidKeyError, check_key
 from audio.studio import FILES_PATH, MIME_TYPES
 from db.models import Area, AudioAsset
 from web.app import TEMPLATES, app_version
+from web.downloads import Unsatisfiable, parse_range, stored_file
 
 __all__ = ["Unsatisfiable", "make_router", "parse_range"]
 
@@ -39,43 +36,10 @@ ITUNES: Final = "http://www.itunes.com/dtds/podcast-1.0.dtd"
 ATOM: Final = "http://www.w3.org/2005/Atom"
 ET.register_namespace("itunes", ITUNES)
 ET.register_namespace("atom", ATOM)
-_CHUNK: Final = 64 * 1024
 # Keys are content-addressed, but a forced re-render rewrites a key: cache for an hour,
 # revalidate by ETag after.
 _CACHE_CONTROL: Final = "public, max-age=3600"
-_RANGE: Final = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
 DEFAULT_TZ: Final = ZoneInfo("Asia/Ho_Chi_Minh")
-
-
-class Unsatisfiable(Exception):
-    """A Range header none of whose bytes exist (answered 416)."""
-
-
-def parse_range(header: str, size: int) -> tuple[int, int] | None:
-    """The (first, last) byte positions of a single-range ``Range`` header, inclusive.
-
-    None means "serve the whole file": a malformed header, another unit, or several
-    ranges (RFC 9110 lets a server ignore Range). Raises Unsatisfiable when the range
-    starts at or past the end, or asks for an empty suffix.
-    """
-    match = _RANGE.match(header)
-    if match is None:
-        return None
-    first, last = match.group(1), match.group(2)
-    if not first and not last:
-        return None
-    if not first:  # "bytes=-N": the last N bytes
-        length = int(last)
-        if length == 0 or size == 0:
-            raise Unsatisfiable
-        return max(0, size - length), size - 1
-    start = int(first)
-    end = int(last) if last else size - 1
-    if last and end < start:
-        return None  # invalid: ignore the header
-    if start >= size:
-        raise Unsatisfiable
-    return start, min(end, size - 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,21 +167,6 @@ def _feed_xml(
     return body
 
 
-def _stream(fh: BinaryIO, start: int, length: int) -> Iterator[bytes]:
-    """Yield ``length`` bytes from ``start`` (run in a worker thread by Starlette)."""
-    try:
-        fh.seek(start)
-        remaining = length
-        while remaining > 0:
-            chunk = fh.read(min(_CHUNK, remaining))
-            if not chunk:
-                return
-            remaining -= len(chunk)
-            yield chunk
-    finally:
-        fh.close()
-
-
 def make_router(
     sessions: async_sessionmaker[AsyncSession],
     store: AssetStore,
@@ -271,42 +220,15 @@ def make_router(
             )
         if asset is None:
             return Response(audio_texts.FILE_NOT_FOUND, status_code=404, media_type="text/plain")
-        try:
-            fh = await asyncio.to_thread(store.open, key)
-        except FileNotFoundError:
+        response = await stored_file(
+            request, store, key, etag=f'"{asset.sha256}"',
+            media_type=MIME_TYPES.get(asset.format, "application/octet-stream"),
+            headers={"Cache-Control": _CACHE_CONTROL},
+        )  # fmt: skip
+        if response is None:
             log.warning("asset %d is recorded but its file %s is missing", asset.id, key)
             return Response(audio_texts.FILE_NOT_FOUND, status_code=404, media_type="text/plain")
-        # The size of the file actually opened (the key may be rewritten meanwhile).
-        size = await asyncio.to_thread(fh.seek, 0, io.SEEK_END)
-        etag = f'"{asset.sha256}"'
-        headers = {"Accept-Ranges": "bytes", "ETag": etag, "Cache-Control": _CACHE_CONTROL}
-        media_type = MIME_TYPES.get(asset.format, "application/octet-stream")
-        if etag in {t.strip() for t in request.headers.get("if-none-match", "").split(",")}:
-            fh.close()
-            return Response(status_code=304, headers=headers)
-        status, start, end = 200, 0, size - 1
-        range_header = request.headers.get("range")
-        if_range = request.headers.get("if-range")
-        # If-Range with another validator: the client's copy is stale, send everything.
-        if range_header and (if_range is None or if_range.strip() == etag):
-            try:
-                wanted = parse_range(range_header, size)
-            except Unsatisfiable:
-                fh.close()
-                return Response(
-                    status_code=416, headers={**headers, "Content-Range": f"bytes */{size}"}
-                )
-            if wanted is not None:
-                status, (start, end) = 206, wanted
-                headers["Content-Range"] = f"bytes {start}-{end}/{size}"
-        length = max(0, end - start + 1)
-        headers["Content-Length"] = str(length)
-        if request.method == "HEAD":
-            fh.close()
-            return Response(status_code=status, headers=headers, media_type=media_type)
-        return StreamingResponse(
-            _stream(fh, start, length), status_code=status, headers=headers, media_type=media_type
-        )
+        return response
 
     @router.get("/audio/{code}/feed.xml")
     async def feed(code: str, request: Request) -> Response:

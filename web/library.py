@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 import math
 import re
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO, Final
+from typing import Any, Final
 from urllib.parse import quote, urlencode
 
 import jinja2
 from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse, HTMLResponse, Response, StreamingResponse
+from fastapi.responses import FileResponse, HTMLResponse, Response
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup, escape
 from sqlalchemy import select
@@ -24,13 +23,13 @@ from db.models import Document, DocumentAttachment, Topic
 from db.text import fold
 from web import library_texts as texts
 from web.app import app_version
+from web.downloads import stored_file
 
 __all__ = ["PREFIX", "make_router"]
 
 PREFIX: Final = "/library"
 PAGE_SIZE: Final = 20
 MAX_QUERY: Final = 200
-_CHUNK: Final = 64 * 1024
 # Read-only pages with no scripts: nothing on them may load or run anything else.
 SECURITY_HEADERS: Final = {
     "Content-Security-Policy": (
@@ -70,12 +69,6 @@ def content_disposition(name: str, media_type: str) -> str:
     kind = "inline" if media_type.startswith(_INLINE_TYPES) else "attachment"
     fallback = re.sub(r"[^a-z0-9._-]+", "_", fold(name)).strip("_") or "file"
     return f"{kind}; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
-
-
-def _chunks(fh: BinaryIO) -> Iterator[bytes]:
-    with fh:
-        while chunk := fh.read(_CHUNK):
-            yield chunk
 
 
 class _Page:
@@ -251,14 +244,19 @@ def make_router(sessions: async_sessionmaker[AsyncSession], store: AssetStore) -
         }
         try:
             path = store.path_for(row.store_key)
-            if path is not None:
+            if path is not None:  # a local store: Starlette serves the file, Range included
                 if not await asyncio.to_thread(path.is_file):
                     raise FileNotFoundError(row.store_key)
                 return FileResponse(path, media_type=row.media_type, headers=headers)
-            fh = await asyncio.to_thread(store.open, row.store_key)
+            # An object store: streamed through this app (ranges too) rather than a
+            # redirect to a signed URL, so the kiosk needs no route to the storage server
+            # and the answer keeps these security headers.
+            response = await stored_file(
+                request, store, row.store_key, etag=headers.pop("ETag"),
+                media_type=row.media_type, headers=headers,
+            )  # fmt: skip
         except (FileNotFoundError, InvalidKeyError):
             return missing(request, page, page.t["not_found"])
-        headers["Content-Length"] = str(row.size_bytes)
-        return StreamingResponse(_chunks(fh), media_type=row.media_type, headers=headers)
+        return response or missing(request, page, page.t["not_found"])
 
     return router

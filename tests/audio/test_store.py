@@ -151,8 +151,9 @@ def test_registry_builds_local_and_takes_new_kinds(
     local = make_store("local", root=tmp_path / "a")
     assert isinstance(local, LocalStore) and isinstance(local, AssetStore)
     assert local.root == (tmp_path / "a").resolve()
-    with pytest.raises(LookupError, match="unknown asset store 's3'"):
-        make_store("s3", bucket="x")
+    with pytest.raises(LookupError, match="unknown asset store 'ftp'"):
+        make_store("ftp", host="x")
+    assert "s3" in store_module.available_stores()  # audio.s3store, imported on first use
     with pytest.raises(ValueError, match="already registered"):
         register_store("local", LocalStore)
 

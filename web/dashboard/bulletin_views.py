@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 from typing import Any
@@ -13,7 +14,6 @@ from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import FormData
 
-from audio.store import make_store
 from broadcasts import areas, audiences, bulletins, officials, schedules
 from broadcasts.bulletins import BulletinError, ScopeError
 from db.models import (
@@ -27,6 +27,7 @@ from db.models import (
     Topic,
 )
 from db.text import split_message
+from haidang.stores import audio_store
 from web.dashboard import editor, texts
 from web.dashboard.cache import TtlCache
 from web.dashboard.common import (
@@ -40,6 +41,7 @@ from web.dashboard.common import (
     parse_local,
     scope_condition,
 )
+from web.downloads import stored_file
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +125,7 @@ def _date(value: str) -> dt.date | None:
 def register(router: APIRouter, dash: Dashboard) -> None:
     """Add the bulletin routes to the dashboard router."""
     # Where `haidang bulletin create --photo` puts photos too, so both reach the senders.
-    photos = make_store("local", root=dash.settings.audio_dir)
+    photos = audio_store(dash.settings)
     # A recipient count is a pass over the whole audience (0.2-0.4 s at 100,000 on a busy
     # machine): computed at most once a minute per audience, shared by equal audiences.
     previews: TtlCache[audiences.Preview] = TtlCache(60.0)
@@ -295,11 +297,24 @@ def register(router: APIRouter, dash: Dashboard) -> None:
             actor = await dash.actor(request, db)
             bulletin = await load_visible(db, actor, bulletin_id)
             key = bulletin.photo_path
-        path = photos.path_for(key) if key and photos.exists(key) else None
-        if key is None or path is None:
+        if key is None:
             raise NotFound
         media_type = "image/png" if key.endswith(".png") else "image/jpeg"
-        return FileResponse(path, media_type=media_type, headers={"Cache-Control": "private"})
+        headers = {"Cache-Control": "private"}
+        path = photos.path_for(key)
+        if path is not None:  # a local store
+            if not await asyncio.to_thread(path.is_file):
+                raise NotFound
+            return FileResponse(path, media_type=media_type, headers=headers)
+        # An object store: streamed through the dashboard (no signed URL to hand out: the
+        # photo stays behind the official's session). The key is the photo's hash.
+        etag = '"' + key.rsplit("/", 1)[-1].split(".", 1)[0] + '"'
+        response = await stored_file(
+            request, photos, key, etag=etag, media_type=media_type, headers=headers
+        )
+        if response is None:
+            raise NotFound
+        return response
 
     @router.get("/bulletins/{bulletin_id}")
     @dash.view

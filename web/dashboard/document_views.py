@@ -14,6 +14,7 @@ from starlette.datastructures import FormData, UploadFile
 
 from broadcasts import documents, library
 from db.models import Document, DocumentAttachment, OfficialRole
+from haidang.stores import document_store
 from web.dashboard import texts
 from web.dashboard.common import (
     Actor,
@@ -25,6 +26,7 @@ from web.dashboard.common import (
     form_text,
     ordered_topics,
 )
+from web.downloads import stored_file
 from web.library import content_disposition
 
 PAGE_SIZE = 50
@@ -105,7 +107,7 @@ def _notice(imported: documents.Imported) -> str:
 
 def register(router: APIRouter, dash: Dashboard) -> None:
     """Add the documents library routes to the dashboard router."""
-    store = documents.store_for(dash.settings.data_dir)
+    store = document_store(dash.settings)
 
     async def form_page(
         request: Request,
@@ -280,11 +282,17 @@ def register(router: APIRouter, dash: Dashboard) -> None:
             row = await db.get(DocumentAttachment, attachment_id)
         if row is None or row.document_id != document_id:
             raise NotFound
+        headers = {"Content-Disposition": content_disposition(row.name, row.media_type)}
         path = store.path_for(row.store_key)
-        if path is None or not await asyncio.to_thread(path.is_file):
+        if path is not None:  # a local store
+            if not await asyncio.to_thread(path.is_file):
+                raise NotFound
+            return FileResponse(path, media_type=row.media_type, headers=headers)
+        # An object store: streamed through the dashboard (Range too), behind the session.
+        response = await stored_file(
+            request, store, row.store_key, etag=f'"{row.sha256}"',
+            media_type=row.media_type, headers=headers,
+        )  # fmt: skip
+        if response is None:
             raise NotFound
-        return FileResponse(
-            path,
-            media_type=row.media_type,
-            headers={"Content-Disposition": content_disposition(row.name, row.media_type)},
-        )
+        return response

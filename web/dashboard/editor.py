@@ -154,7 +154,11 @@ async def checked(
     if isinstance(upload, UploadFile) and upload.filename:
         values["photo_key"] = await _store_upload(upload, store)
     photo_key = values["photo_key"] or None
-    if photo_key is not None and not (PHOTO_KEY.fullmatch(photo_key) and store.exists(photo_key)):
+    # exists() in a worker thread: for an object store it is a request.
+    if photo_key is not None and (
+        PHOTO_KEY.fullmatch(photo_key) is None
+        or not await asyncio.to_thread(store.exists, photo_key)
+    ):
         raise DashboardError(texts.BAD_CHOICE)
     translations: dict[str, tuple[str, str]] = {}
     for row in values["translations"]:
