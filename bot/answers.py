@@ -21,7 +21,7 @@ from bot.webhooks import one_line
 from broadcasts.channels import SendFailure
 from broadcasts.outbox import Outbox
 from broadcasts.pacing import Lane
-from db.engine import insert_for
+from db.engine import insert_for, reading
 from db.models import Answer, AnswerState, PendingEvent
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,9 @@ FLUSH_INTERVAL_S = 0.25
 FLUSH_BATCH = 100
 ADOPT_POLL_S = 1.0  # how often to look for answers written by a process without a bot
 ADOPT_BATCH = 500
+# How often the process running a bot looks for events kept by processes that do not run
+# it (web replicas: holder NULL). A cheap read; the turn follows at once when one is found.
+UNHELD_POLL_S = 0.25
 STOP_GRACE_S = 5.0  # at shutdown, how long answers under way may take to finish
 # Turns taken at once: each holds a database transaction (on SQLite they take the write
 # lock one by one anyway); the rest wait, kept in pending_events.
@@ -156,6 +159,41 @@ async def store(
     return row.id
 
 
+async def keep_events(
+    sessions: async_sessionmaker[AsyncSession],
+    *,
+    bot_id: int,
+    arrivals: Sequence[Received],
+    holder: str | None,
+    now: dt.datetime,
+) -> list[tuple[int, Received]]:
+    """Keep arrived events in pending_events (one transaction); the newly kept ones with
+    their ids, in id order. A redelivery (same bot and update key) is not kept twice, so
+    an update received by any number of processes is turned once.
+
+    `holder` None: kept by a process that does not run the bot (a web replica); the
+    process holding the bot's lease takes them up within UNHELD_POLL_S.
+    """
+    if not arrivals:
+        return []
+    by_key = {r.event.update_key[:80]: r for r in arrivals}
+    rows = [
+        {"bot_id": bot_id, "update_key": key, "event": _event_json(r), "holder": holder,
+         "received_at": now}
+        for key, r in by_key.items()
+    ]  # fmt: skip
+    async with sessions.begin() as session:
+        insert = insert_for(session)
+        kept = await session.execute(
+            insert(PendingEvent)
+            .values(rows)
+            .on_conflict_do_nothing(index_elements=["bot_id", "update_key"])
+            .returning(PendingEvent.id, PendingEvent.update_key)
+        )
+        new = [(row[0], by_key[row[1]]) for row in kept.all()]
+    return sorted(new, key=lambda item: item[0])
+
+
 @dataclass
 class _Outcome:
     owed: Owed
@@ -177,8 +215,9 @@ class Answers:
     batches (a sent answer and a handled event are deleted, a failed answer kept with its
     reason); at start, takes up what a stopped process left unturned or unsent.
 
-    One process runs a bot's front end at a time; answers another process wrote without a
-    bot (holder NULL: the CLI) are picked up every ADOPT_POLL_S.
+    One process runs a bot's front end at a time (the holder of its lease); events other
+    processes kept without running the bot (holder NULL: web replicas) are taken up every
+    UNHELD_POLL_S, answers they wrote (the CLI, the dashboard) every ADOPT_POLL_S.
     """
 
     def __init__(
@@ -253,25 +292,11 @@ class Answers:
         webhook's 200): from then on a crash cannot lose them. What is already kept (a
         redelivery while its turn is under way) is not taken twice.
         """
-        if not arrivals:
-            return
-        now = self._clock()
-        by_key = {r.event.update_key[:80]: r for r in arrivals}
-        rows = [
-            {"bot_id": self._bot_id, "update_key": key, "event": _event_json(r),
-             "holder": self._holder, "received_at": now}
-            for key, r in by_key.items()
-        ]  # fmt: skip
-        async with self._sessions.begin() as session:
-            insert = insert_for(session)
-            kept = await session.execute(
-                insert(PendingEvent)
-                .values(rows)
-                .on_conflict_do_nothing(index_elements=["bot_id", "update_key"])
-                .returning(PendingEvent.id, PendingEvent.update_key)
-            )
-            new = [(row[0], by_key[row[1]]) for row in kept.all()]
-        for pending_id, received in sorted(new, key=lambda item: item[0]):
+        new = await keep_events(
+            self._sessions, bot_id=self._bot_id, arrivals=arrivals, holder=self._holder,
+            now=self._clock(),
+        )  # fmt: skip
+        for pending_id, received in new:
             self._take(pending_id, received)
 
     def _take(self, pending_id: int, received: Received) -> None:
@@ -369,13 +394,16 @@ class Answers:
     # --- outcomes and adoption --------------------------------------------------------
 
     async def _work(self) -> None:
-        last_adopt = asyncio.get_running_loop().time()
+        last_adopt = last_unheld = asyncio.get_running_loop().time()
         while not self._stopping.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake_flusher.wait(), FLUSH_INTERVAL_S)
             self._wake_flusher.clear()
             try:
                 await self._flush()
+                if asyncio.get_running_loop().time() - last_unheld >= UNHELD_POLL_S:
+                    last_unheld = asyncio.get_running_loop().time()
+                    await self._take_up_unheld()
                 if asyncio.get_running_loop().time() - last_adopt >= ADOPT_POLL_S:
                     last_adopt = asyncio.get_running_loop().time()
                     await self._adopt(everything=False)
@@ -438,6 +466,29 @@ class Answers:
             self._take(pending_id, _event_from_json(stored))
         if rows:
             log.info("took up %d events a stopped process had received", len(rows))
+
+    async def _take_up_unheld(self) -> None:
+        """Take the turns of events kept by processes that do not run this bot (holder
+        NULL: a web replica's webhook), in arrival order. Reads first: nothing to take
+        costs no write (and no SQLite write lock)."""
+        unheld = (PendingEvent.bot_id == self._bot_id) & PendingEvent.holder.is_(None)
+        async with reading(self._sessions) as session:
+            waiting = await session.scalar(select(PendingEvent.id).where(unheld).limit(1))
+        if waiting is None:
+            return
+        # The condition again in the UPDATE: a row is taken by one process only.
+        take = (
+            update(PendingEvent)
+            .where(unheld)
+            .values(holder=self._holder)
+            .returning(PendingEvent.id, PendingEvent.event)
+        )
+        async with self._sessions.begin() as session:
+            rows: list[tuple[int, dict[str, Any]]] = [
+                (row[0], row[1]) for row in (await session.execute(take)).all()
+            ]
+        for pending_id, stored in sorted(rows, key=lambda row: row[0]):
+            self._take(pending_id, _event_from_json(stored))
 
     async def _adopt(self, *, everything: bool) -> None:
         """Take up stored answers nobody is sending: at start, every pending one of this

@@ -186,6 +186,35 @@ def received(update: Update, bot_id: int) -> Received | None:
     return Received(event, query.id, pressed)
 
 
+Keep = Callable[[Sequence[Received]], Awaitable[object]]
+
+
+async def handle_webhook(
+    request: Request, *, secret: str | None, bot_id: int, keep: Keep
+) -> Response:
+    """A webhook POST: the secret checked in constant time (403, unread, when wrong), the
+    update parsed and kept by `keep` before the 200 (503 when it could not be kept:
+    Telegram redelivers). Makes no Bot API call, so a web replica needs no token."""
+    if secret is None or not webhook_secret_ok(secret, request.headers.get(SECRET_HEADER)):
+        return Response(status_code=403)
+    try:
+        body = await read_object(request)
+    except BadBody as refused:
+        return refused.response
+    try:
+        # Checked here: a malformed update is dropped with one line in the log.
+        arrival = received(Update.de_json(body, None), bot_id)
+    except Exception as exc:  # valid JSON but no Update (a missing update_id, wrong types)
+        return dropped("telegram", exc)
+    if arrival is not None:
+        try:
+            await keep([arrival])
+        except Exception as exc:  # not kept: Telegram redelivers after a 5xx
+            log.warning("telegram: webhook update not kept (%s)", one_line(exc))
+            return Response(status_code=503)
+    return Response(status_code=200)
+
+
 class TelegramFrontEnd:
     """Runs one Telegram bot: receives updates, hands them to the core, renders replies."""
 
@@ -327,26 +356,9 @@ class TelegramFrontEnd:
 
     async def webhook(self, request: Request) -> Response:
         """POST /webhooks/telegram: a wrong or missing secret gets 403 and is not read."""
-        if self._secret is None or not webhook_secret_ok(
-            self._secret, request.headers.get(SECRET_HEADER)
-        ):
-            return Response(status_code=403)
-        try:
-            body = await read_object(request)
-        except BadBody as refused:
-            return refused.response
-        try:
-            # Checked here: a malformed update is dropped with one line in the log.
-            arrival = received(Update.de_json(body, self.application.bot), self._bot_id)
-        except Exception as exc:  # valid JSON but no Update (a missing update_id, wrong types)
-            return dropped("telegram", exc)
-        if arrival is not None:
-            try:
-                await self._answers.receive([arrival])
-            except Exception as exc:  # not kept: Telegram redelivers after a 5xx
-                log.warning("telegram: webhook update not kept (%s)", one_line(exc))
-                return Response(status_code=503)
-        return Response(status_code=200)
+        return await handle_webhook(
+            request, secret=self._secret, bot_id=self._bot_id, keep=self._answers.receive
+        )
 
     # --- answers (bot.answers.Renderer) ---------------------------------------------------
 

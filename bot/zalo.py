@@ -8,7 +8,7 @@ import itertools
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -190,6 +190,36 @@ def in_turn_order(batch: list[_Arrival]) -> list[_Arrival]:
     by_arrival = sorted(batch, key=lambda a: a.seq)
     dated = iter(sorted((a for a in batch if a.date is not None), key=lambda a: (a.date, a.seq)))
     return [next(dated) if a.date is not None else a for a in by_arrival]
+
+
+Keep = Callable[[Sequence[Received]], Awaitable[object]]
+
+
+async def handle_webhook(
+    request: Request, *, secret: str | None, bot_id: int, keep: Keep
+) -> Response:
+    """A webhook POST: the secret checked in constant time (403, unread, when wrong), the
+    update parsed and kept by `keep` before the 200 (503 when it could not be kept: Zalo
+    redelivers). Makes no Bot API call, so a web replica needs no token."""
+    if secret is None or not webhook_secret_ok(secret, request.headers.get(SECRET_HEADER)):
+        return Response(status_code=403)
+    try:
+        body: Any = await read_object(request)
+    except BadBody as refused:
+        return refused.response
+    if "result" in body and "ok" in body:
+        body = body["result"]  # some deliveries wrap the update like an API answer
+    try:
+        event = to_inbound(Update.de_json(body, None), bot_id)
+    except Exception as exc:  # malformed body from someone who knows the secret
+        return dropped("zalo", exc)
+    if event is not None:
+        try:
+            await keep([Received(event)])
+        except Exception as exc:  # not kept: Zalo redelivers after a 5xx
+            log.warning("zalo: webhook update not kept (%s)", one_line(exc))
+            return Response(status_code=503)
+    return Response(status_code=200)
 
 
 class ZaloFrontEnd:
@@ -406,28 +436,9 @@ class ZaloFrontEnd:
 
     async def webhook(self, request: Request) -> Response:
         """POST /webhooks/zalo: a wrong or missing secret gets 403 and is not read."""
-        if self._secret is None or not webhook_secret_ok(
-            self._secret, request.headers.get(SECRET_HEADER)
-        ):
-            return Response(status_code=403)
-        try:
-            body: Any = await read_object(request)
-        except BadBody as refused:
-            return refused.response
-        if "result" in body and "ok" in body:
-            body = body["result"]  # some deliveries wrap the update like an API answer
-        try:
-            update = Update.de_json(body, self.bot)
-            event = to_inbound(update, self._bot_id)
-        except Exception as exc:  # malformed body from someone who knows the secret
-            return dropped("zalo", exc)
-        if event is not None:
-            try:
-                await self._answers.receive([Received(event)])
-            except Exception as exc:  # not kept: Zalo redelivers after a 5xx
-                log.warning("zalo: webhook update not kept (%s)", one_line(exc))
-                return Response(status_code=503)
-        return Response(status_code=200)
+        return await handle_webhook(
+            request, secret=self._secret, bot_id=self._bot_id, keep=self._answers.receive
+        )
 
     # --- answers (bot.answers.Renderer) ---------------------------------------------------
 

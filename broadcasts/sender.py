@@ -116,10 +116,13 @@ class Sender:
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         media: MediaSource | None = None,
         outbox: Outbox | None = None,
+        release_lease: bool = True,
     ) -> None:
         """`outbox`: the bot's, shared with its answers to people (one of its own if
         None). A sender faster than it (a paid broadcast, which Telegram bills outside
-        the bot's free limit) paces its sends itself and still pauses the bot on a 429."""
+        the bot's free limit) paces its sends itself and still pauses the bot on a 429.
+        `release_lease` False: stop() leaves the lease to whoever else holds it with the
+        same holder (the bot's front end, which releases it once its answers are done)."""
         self.name = f"sender:{config.bot_id}"
         self._media = media
         self._sessions = sessions
@@ -127,6 +130,7 @@ class Sender:
         self._config = config
         self._tz = tz
         self._holder = holder
+        self._release_lease = release_lease
         self._clock = clock
         self.outbox = outbox or Outbox(config.rate_per_second, config.per_chat_interval)
         self.pacer = self.outbox.pacer
@@ -149,6 +153,10 @@ class Sender:
         # (bulletin, language, role) → (parts, expiry of the bulletin, when to rebuild)
         self._parts: dict[tuple[int, str, str], _Parts] = {}
         self.sent = 0
+
+    @property
+    def bot_id(self) -> int:
+        return self._config.bot_id
 
     @property
     def lease_name(self) -> str:
@@ -459,7 +467,7 @@ class Sender:
         if self._keeper is not None:
             await self._keeper  # so that it cannot take the lease again once released
         await self._flush()
-        if self._holding:
+        if self._holding and self._release_lease:
             async with self._sessions.begin() as session:
                 await leases.release(session, self.lease_name, self._holder)
             self._holding = False

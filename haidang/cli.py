@@ -12,6 +12,8 @@ import typer
 from typer.core import TyperGroup
 from typer.main import get_group
 
+from haidang.roles import Role as ProcessRole
+
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
     from typer._click import Command  # typer vendors click: the types its groups use
@@ -126,8 +128,21 @@ def _secrets(settings: Settings) -> list[str]:
 
 
 @app.command()
-def serve(ctx: typer.Context) -> None:
-    """Run the whole service in one process: web app, bots, scheduler, senders, audio work.
+def serve(
+    ctx: typer.Context,
+    role: Annotated[
+        list[ProcessRole] | None,
+        typer.Option(
+            "--role",
+            help="Run only this part (repeatable): web (dashboard, pages, webhooks), worker "
+            "(bots, senders, audio), scheduler. None: all of them. Split roles need "
+            "PostgreSQL.",
+            case_sensitive=False,
+        ),
+    ] = None,
+) -> None:
+    """Run the service: by default everything in one process (web app, bots, scheduler,
+    senders, audio work); with --role, only those parts (several processes, one PostgreSQL).
 
     Each part starts only where it is configured; the log says which parts are off and why.
     Stops cleanly on Ctrl+C (SIGINT) or SIGTERM.
@@ -135,12 +150,17 @@ def serve(ctx: typer.Context) -> None:
     import asyncio
     import logging
 
+    from haidang.roles import RoleError, chosen_roles
     from haidang.runtime import StartupError
     from haidang.runtime import serve as run_service
 
     settings: Settings = ctx.obj
     try:
-        asyncio.run(run_service(settings))
+        roles = chosen_roles(role or (), sqlite=settings.is_sqlite)
+    except RoleError as exc:
+        raise _fail(str(exc), code=2) from None
+    try:
+        asyncio.run(run_service(settings, roles))
     except StartupError as exc:
         raise _fail(str(exc)) from None
     except Exception:

@@ -1,4 +1,4 @@
-"""Runtime wiring for `haidang serve`: one process running every configured part."""
+"""Runtime wiring for `haidang serve`: the parts of the roles a process runs (all by default)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import signal
 import socket
 import time
 import uuid
-from collections.abc import Generator
+from collections.abc import Collection, Generator
 from typing import Protocol
 
 import uvicorn
@@ -25,22 +25,25 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from audio import mastering, programmes, studio, tts
-from bot.answers import Answers
+from bot.answers import Answers, Received, keep_events
 from bot.answers import store as store_answer
 from bot.conversation import Conversation
 from bot.listening import DocumentVoices
 from bot.replies import inbox_answer
 from bot.telegram import CONNECTION_POOL, TelegramChannel, TelegramFrontEnd
 from bot.telegram import WEBHOOK_PATH as TELEGRAM_WEBHOOK_PATH
+from bot.telegram import handle_webhook as telegram_webhook
+from bot.webhooks import one_line
 from bot.zalo import WEBHOOK_PATH as ZALO_WEBHOOK_PATH
 from bot.zalo import ZaloFrontEnd
+from bot.zalo import handle_webhook as zalo_webhook
 from broadcasts import inbox, leases
 from broadcasts.channels import ChannelRegistry
 from broadcasts.outbox import Outbox, OutboxStats
 from broadcasts.pacing import Lane
 from broadcasts.parts import PartStatus
 from broadcasts.schedules import Scheduler
-from broadcasts.sender import Sender, SenderConfig
+from broadcasts.sender import Sender, SenderConfig, sender_lease
 from broadcasts.subscribers import ensure_bot
 from db import schema
 from db.engine import make_engine, make_sessionmaker
@@ -53,6 +56,7 @@ from db.models import (
 )
 from db.seed import seed_all
 from haidang.media import StoredFileIds, StoreMedia, engine_name, production
+from haidang.roles import ALL_ROLES, Role
 from haidang.settings import Settings
 from haidang.stores import audio_store, document_store, local_copies
 from web.app import Webhook, create_app
@@ -111,25 +115,29 @@ class _Server(uvicorn.Server):
 
 
 class WebPart:
-    """The web app under uvicorn: landing page, /healthz, dashboard, audio pages, webhooks."""
+    """The web app under uvicorn: landing page, /healthz, /readyz, dashboard, audio pages,
+    webhooks. A process without the web role serves only the landing page, /healthz and
+    /readyz (part "health"), so every process can be probed."""
 
-    name = "web"
-
-    def __init__(self, settings: Settings, service: Service) -> None:
+    def __init__(self, settings: Settings, service: Service, *, full: bool = True) -> None:
+        self.name = "web" if full else "health"
         public = str(settings.public_base_url) if settings.public_base_url else None
-        dashboard = make_dashboard(
-            service.sessions, settings, send_reply=service.send_inbox_reply,
-            bot_queues=service.bot_queues,
-        )  # fmt: skip
-        routers = [
-            dashboard,
-            make_audio_pages(service.read_sessions, service.store, public, tz=settings.tz),
-            make_library_pages(service.read_sessions, service.documents_store),
-        ]
+        routers = []
+        if full:
+            dashboard = make_dashboard(
+                service.sessions, settings, send_reply=service.send_inbox_reply,
+                bot_queues=service.bot_queues,
+            )  # fmt: skip
+            routers = [
+                dashboard,
+                make_audio_pages(service.read_sessions, service.store, public, tz=settings.tz),
+                make_library_pages(service.read_sessions, service.documents_store),
+            ]
         self.app = create_app(
             engine=service.engine,
             parts=service.statuses,
-            webhooks=service.webhooks,
+            ready=service.ready,
+            webhooks=service.webhooks if full else None,
             routers=routers,
             data_dir=settings.data_dir,
             min_free_bytes=settings.data_dir_min_free_mb * 1_000_000,
@@ -206,6 +214,13 @@ class ChatPart:
         self._failure: str | None = None  # why the last attempt failed
         self._bot_id: int | None = None
         self._next_try: float | None = None  # monotonic time of the next attempt
+        # The bot's lease (`sender:<bot id>`, shared with its sender): only its holder
+        # runs the front end (polls, takes turns, answers); others stand by for it.
+        self._ttl = dt.timedelta(seconds=settings.bot_lease_ttl_s)
+        self._holding = False
+        self._lost = asyncio.Event()
+        self._keeper: asyncio.Task[None] | None = None
+        self._standby: str | None = None  # who holds the lease while we wait for it
 
     def status(self) -> PartStatus:
         if self.front is not None:
@@ -220,6 +235,10 @@ class ChatPart:
                 f"{q.rate_limited_last_hour} x 429 in the last hour"
             )
             return PartStatus(active=status.active, detail=f"{status.detail}; {queue}")
+        if self._standby is not None:
+            return PartStatus(
+                active=False, detail=f"standby: the bot runs in {self._standby} (lease)"
+            )
         if self._failure is None:
             return PartStatus(active=False, detail="starting")
         wait = max(0, round((self._next_try or 0) - time.monotonic()))
@@ -235,7 +254,7 @@ class ChatPart:
         self._service.outboxes[bot_id] = Outbox(rate, gap)
         self._bot_id = bot_id
         first_try = asyncio.Event()
-        self._task = asyncio.create_task(self._connect(bot_id, first_try), name=self.name)
+        self._task = asyncio.create_task(self._run(bot_id, first_try), name=self.name)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(first_try.wait(), self.FIRST_TRY_S)
 
@@ -268,12 +287,81 @@ class ChatPart:
             webhook_secret=secret,
         )
 
-    async def _connect(self, bot_id: int, first_try: asyncio.Event) -> None:
+    @property
+    def standby(self) -> bool:
+        """Waiting for the bot's lease, which another live process holds."""
+        return self._standby is not None
+
+    async def _run(self, bot_id: int, first_try: asyncio.Event) -> None:
+        """Wait for the bot's lease, run the bot while holding it; should the lease be lost
+        (this process stalled past its TTL and another took the bot), stop the bot here
+        and stand by again."""
+        while True:
+            await self._await_lease(bot_id, first_try)
+            self._lost.clear()
+            self._keeper = asyncio.create_task(self._keep_lease(bot_id), name=f"{self.name}:lease")
+            front = await self._connect(bot_id, first_try)
+            if front is not None:
+                await self._lost.wait()
+            log.error("%s: the bot's lease was taken by another process; standing by", self.name)
+            await self._keeper
+            self.front = None
+            self._service.channels.unregister(bot_id)
+            await self._service.senders.remove(bot_id)
+            if self._connecting is not None:
+                await self._connecting.stop()
+                self._connecting = None
+
+    async def _take_lease(self, bot_id: int) -> bool:
+        async with self._service.sessions.begin() as session:
+            return await leases.acquire(
+                session, sender_lease(bot_id), self._service.holder, dt.datetime.now(dt.UTC),
+                self._ttl,
+            )  # fmt: skip
+
+    async def _await_lease(self, bot_id: int, first_try: asyncio.Event) -> None:
+        """Until this process holds the bot's lease: at once when free, else within a
+        fifth of its TTL after the holder stops renewing it (it died) and it expires."""
+        while True:
+            try:
+                if await self._take_lease(bot_id):
+                    self._holding, self._standby = True, None
+                    return
+                async with self._service.sessions() as session:
+                    current = await leases.current(session, sender_lease(bot_id))
+                self._standby = current[0] if current else "another process"
+            except Exception as exc:  # the database: try again
+                log.warning("%s: cannot read the bot's lease (%s)", self.name, one_line(exc))
+            first_try.set()
+            await asyncio.sleep(min(1.0, self._ttl.total_seconds() / 5))
+
+    async def _keep_lease(self, bot_id: int) -> None:
+        """Renew the lease every third of its TTL; set _lost when another process has it."""
+        period = self._ttl.total_seconds() / 3
+        while True:
+            await asyncio.sleep(period)
+            try:
+                holding = await self._take_lease(bot_id)
+            except Exception as exc:  # a database hiccup: the lease outlives a few of them
+                log.warning("%s: cannot renew the bot's lease (%s)", self.name, one_line(exc))
+                continue
+            if not holding:
+                self._holding = False
+                self._lost.set()
+                return
+
+    async def _connect(
+        self, bot_id: int, first_try: asyncio.Event
+    ) -> TelegramFrontEnd | ZaloFrontEnd | None:
+        """Start the front end, retrying with a growing delay; None when the lease was
+        lost meanwhile."""
         # One front end for every attempt: its start() may be called again after a
         # failure (the libraries initialise only what is not yet initialised).
         front = self._connecting = self._front_end(bot_id)
         delay = self.RETRY_FIRST_S
         while True:
+            if self._lost.is_set():
+                return None
             try:
                 await front.start()
                 break
@@ -284,7 +372,8 @@ class ChatPart:
                 self._failure = reason
                 self._next_try = time.monotonic() + delay
             first_try.set()
-            await asyncio.sleep(delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._lost.wait(), delay)
             delay = min(delay * 2, self.RETRY_MAX_S)
         if isinstance(front, TelegramFrontEnd) and front.application.bot.username:
             # The dashboard's QR posters print t.me/<username>?start=c<commune code>.
@@ -298,19 +387,85 @@ class ChatPart:
         self._failure = None
         first_try.set()
         await self._service.senders.add(bot_id)
+        return front
 
     async def stop(self) -> None:
         if self._task is not None and not self._task.done():
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self._keeper is not None and not self._keeper.done():
+            self._keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keeper
         if self._connecting is not None:
             await self._connecting.stop()
+        # Given back only now, once this process's answers are done: a successor takes
+        # the bot at once, and takes up nothing this process was still turning.
+        if self._holding and self._bot_id is not None:
+            with contextlib.suppress(Exception):  # the lease expires anyway
+                async with self._service.sessions.begin() as session:
+                    await leases.release(session, sender_lease(self._bot_id), self._service.holder)
+            self._holding = False
 
     async def webhook(self, request: Request) -> Response:
-        if self.front is None:
+        if self.front is not None:
+            return await self.front.webhook(request)  # the bot runs here: turned at once
+        if self._bot_id is None:
             return Response(status_code=503)  # not started yet: the platform retries
-        return await self.front.webhook(request)
+        # Another process runs the bot: keep the update for it (see WebhookPart).
+        return await _relay(self.platform, request, self._settings, self._service, self._bot_id)
+
+
+async def _relay(
+    platform: Platform, request: Request, settings: Settings, service: Service, bot_id: int
+) -> Response:
+    """A webhook update received where the bot does not run: checked and kept with no
+    holder (exactly once: the bot and update key are unique); the process holding the
+    bot's lease takes its turn (bot.answers.UNHELD_POLL_S)."""
+
+    async def keep(arrivals: Collection[Received]) -> None:
+        await keep_events(
+            service.sessions, bot_id=bot_id, arrivals=list(arrivals), holder=None,
+            now=dt.datetime.now(dt.UTC),
+        )  # fmt: skip
+
+    handle = telegram_webhook if platform is Platform.telegram else zalo_webhook
+    secret = webhook_secret(settings, platform)
+    return await handle(request, secret=secret, bot_id=bot_id, keep=keep)
+
+
+class WebhookPart:
+    """A bot's webhook in a process that does not run the bot (the web role alone): checks
+    the secret, keeps each update for the worker holding the bot's lease, answers 200.
+    Never calls the platform's API: it needs the webhook secret (or SECRET_KEY, from
+    which the default is derived), not the token."""
+
+    def __init__(self, platform: Platform, settings: Settings, service: Service) -> None:
+        self.name = platform.value
+        self.platform = platform
+        self._settings = settings
+        self._service = service
+        self._bot_id: int | None = None
+
+    def status(self) -> PartStatus:
+        if self._bot_id is None:
+            return PartStatus(active=False, detail="starting")
+        return PartStatus(
+            active=True, detail="webhook: updates kept for the worker running the bot"
+        )
+
+    async def start(self) -> None:
+        async with self._service.sessions.begin() as session:
+            self._bot_id = (await ensure_bot(session, self.platform)).id
+
+    async def stop(self) -> None:
+        return None
+
+    async def webhook(self, request: Request) -> Response:
+        if self._bot_id is None:
+            return Response(status_code=503)
+        return await _relay(self.platform, request, self._settings, self._service, self._bot_id)
 
 
 def _failure_reason(exc: BaseException) -> str:
@@ -538,10 +693,13 @@ class SendersPart:
             per_chat_interval=bot.per_chat_interval,
             quiet_start=bot.quiet_start,
             quiet_end=bot.quiet_end,
+            lease_ttl=dt.timedelta(seconds=service.settings.bot_lease_ttl_s),
         )
+        # The bot's front end holds the same lease and gives it back after its answers.
         sender = Sender(
             service.sessions, channel, config, tz=service.settings.tz,
             holder=service.holder, media=service.media, outbox=service.outboxes.get(bot_id),
+            release_lease=False,
         )  # fmt: skip
         await sender.start()
         if self.stopped():  # stop() ran while this sender was being made
@@ -551,6 +709,13 @@ class SendersPart:
 
     def stopped(self) -> bool:
         return self._stopped
+
+    async def remove(self, bot_id: int) -> None:
+        """Stop the sender of a bot this process no longer runs (its lease was lost)."""
+        gone = [s for s in self.senders if s.bot_id == bot_id]
+        self.senders = [s for s in self.senders if s.bot_id != bot_id]
+        self._bots.discard(bot_id)
+        await asyncio.gather(*(sender.stop() for sender in gone))
 
     async def stop(self) -> None:
         self._stopped = True
@@ -563,24 +728,44 @@ def _secret(value: SecretStr | None) -> str:
     return value.get_secret_value()
 
 
-def _chat_parts(settings: Settings, service: Service) -> list[Part]:
+def _chat_parts(settings: Settings, service: Service, roles: Collection[Role]) -> list[Part]:
+    """A worker runs each bot whose token is set; the web role alone serves the webhook
+    of each bot that uses one (PUBLIC_BASE_URL set) and whose token or secret is set."""
     parts: list[Part] = []
-    for platform, token, variable in (
-        (Platform.telegram, settings.telegram_bot_token, "TELEGRAM_BOT_TOKEN"),
-        (Platform.zalo, settings.zalo_bot_token, "ZALO_BOT_TOKEN"),
-    ):
-        if token is None:
-            parts.append(OffPart(platform.value, f"{variable} not set"))
-        else:
-            parts.append(ChatPart(platform, settings, service))
+    for platform, token, secret, variable in (
+        (Platform.telegram, settings.telegram_bot_token, settings.telegram_webhook_secret,
+         "TELEGRAM_BOT_TOKEN"),
+        (Platform.zalo, settings.zalo_bot_token, settings.zalo_webhook_secret, "ZALO_BOT_TOKEN"),
+    ):  # fmt: skip
+        if Role.worker in roles:
+            if token is None:
+                parts.append(OffPart(platform.value, f"{variable} not set"))
+            else:
+                parts.append(ChatPart(platform, settings, service))
+        elif Role.web in roles:
+            if settings.public_base_url is None:
+                parts.append(
+                    OffPart(platform.value, "polled by a worker (PUBLIC_BASE_URL not set)")
+                )
+            elif token is None and secret is None:
+                parts.append(OffPart(platform.value, f"{variable} and its webhook secret not set"))
+            else:
+                parts.append(WebhookPart(platform, settings, service))
     return parts
 
 
 class Service:
     """Everything `haidang serve` runs, built once from Settings."""
 
-    def __init__(self, settings: Settings, engine: AsyncEngine | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        engine: AsyncEngine | None = None,
+        roles: Collection[Role] = ALL_ROLES,
+    ) -> None:
         self.settings = settings
+        self.roles = frozenset(roles)
+        self._running = False  # every part started, not yet stopping (/readyz)
         self.engine: AsyncEngine = engine or make_engine(settings.database_url)
         self.sessions: async_sessionmaker[AsyncSession] = make_sessionmaker(self.engine)
         # Deferred transactions on SQLite, for work that reads long and writes briefly.
@@ -610,10 +795,10 @@ class Service:
         # Who holds leases from this process: readable in the leases table by an operator.
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.senders = SendersPart(self)
-        chat_parts = _chat_parts(settings, self)
+        chat_parts = _chat_parts(settings, self, self.roles)
         self.webhooks: dict[str, Webhook] = {}
         for part in chat_parts:
-            if isinstance(part, ChatPart):
+            if isinstance(part, ChatPart | WebhookPart):
                 path = (
                     TELEGRAM_WEBHOOK_PATH
                     if part.platform is Platform.telegram
@@ -622,12 +807,14 @@ class Service:
                 self.webhooks[path] = part.webhook
         # The web app starts first, so webhooks have somewhere to land when registered;
         # senders start last, once every bot's channel is registered, and stop first.
+        # Without the web role, the web part serves only /healthz and /readyz.
+        worker = Role.worker in self.roles
         self.parts: list[Part] = [
-            WebPart(settings, self),
+            WebPart(settings, self, full=Role.web in self.roles),
             *chat_parts,
-            AudioPart(self),
-            SchedulerPart(self),
-            self.senders,
+            *([AudioPart(self)] if worker else []),
+            *([SchedulerPart(self)] if Role.scheduler in self.roles else []),
+            *([self.senders] if worker else []),
         ]
 
     async def send_inbox_reply(self, message_id: int) -> bool:
@@ -667,6 +854,11 @@ class Service:
     def statuses(self) -> dict[str, PartStatus]:
         return {part.name: part.status() for part in self.parts}
 
+    def ready(self) -> bool:
+        """Whether this process's roles are up (/readyz): every part started and the
+        service not stopping. A bot on standby (another worker holds it) is ready."""
+        return self._running
+
     async def prepare(self) -> None:
         """Refuse an out-of-date schema; seed the map and topics where missing."""
         try:
@@ -700,10 +892,13 @@ class Service:
                 started.append(part)
                 status = part.status()
                 log.info("%s: %s (%s)", part.name, "on" if status.active else "off", status.detail)
-            log.info("Hải Đăng is running; press Ctrl+C to stop")
+            roles = ", ".join(sorted(self.roles))
+            log.info("Hải Đăng is running (roles: %s); press Ctrl+C to stop", roles)
+            self._running = True
             await stop.wait()
             log.info("stopping")
         finally:
+            self._running = False
             for part in reversed(started):
                 try:
                     await part.stop()
@@ -726,11 +921,11 @@ def tune_gc() -> None:
     gc.set_threshold(20_000, 20, 20)
 
 
-async def serve(settings: Settings) -> None:
-    """Run the service until SIGINT or SIGTERM."""
+async def serve(settings: Settings, roles: Collection[Role] = ALL_ROLES) -> None:
+    """Run the parts of `roles` until SIGINT or SIGTERM."""
     tune_gc()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await Service(settings).run(stop)
+    await Service(settings, roles=roles).run(stop)

@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     timezone: str = "Asia/Ho_Chi_Minh"
     log_level: str = "INFO"
     secret_key: SecretStr = SecretStr(DEV_SECRET_KEY)
+    # How long a bot's lease (`sender:<bot id>`: its front end, answers and sender) outlives
+    # the process holding it: a worker that dies is replaced within about this long.
+    bot_lease_ttl_s: Annotated[float, Field(ge=1.0, le=300.0)] = 10.0
 
     telegram_bot_token: SecretStr | None = None
     telegram_api_base_url: AnyHttpUrl = AnyHttpUrl("https://api.telegram.org")

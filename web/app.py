@@ -67,6 +67,7 @@ def create_app(
     *,
     engine: AsyncEngine,
     parts: Callable[[], Mapping[str, PartStatus]],
+    ready: Callable[[], bool] | None = None,
     webhooks: Mapping[str, Webhook] | None = None,
     routers: Sequence[APIRouter] = (),
     data_dir: Path | None = None,
@@ -79,6 +80,8 @@ def create_app(
     `routers` are further pages, e.g. web.audio.make_router's public audio pages.
     /healthz checks the database and the free space in `data_dir`; anyone sees its status,
     only this machine and whom `may_see_details` admits see versions, bots and parts.
+    /readyz answers 200 while `ready()` (this process's roles are up) and the database
+    answers, else 503: for a load balancer or an orchestrator's readiness probe.
     """
     app = FastAPI(title="Hải Đăng", version=app_version(), docs_url=None, redoc_url=None)
     for path, handler in (webhooks or {}).items():
@@ -145,6 +148,17 @@ def create_app(
             body["disk"] = disk
         return JSONResponse(body, status_code=code, headers=headers)
 
+    async def readyz(request: Request) -> JSONResponse:
+        is_ready = ready() if ready is not None else True
+        if is_ready:
+            is_ready, _ = await database_reachable()
+        return JSONResponse(
+            {"status": "ready" if is_ready else "not ready"},
+            status_code=200 if is_ready else 503,
+            headers={"Cache-Control": "no-store"},
+        )
+
+    app.add_api_route("/readyz", readyz, methods=["GET"], include_in_schema=False)
     # Before the routers: the dashboard's router must not claim ADMIN_HEALTH_PATH.
     for path in ("/healthz", ADMIN_HEALTH_PATH):
         app.add_api_route(path, healthz, methods=["GET"], include_in_schema=False)

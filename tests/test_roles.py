@@ -1,0 +1,242 @@
+"""`haidang serve --role …`: the choice refused where it cannot work, and five real processes
+(two web, two workers, a scheduler) on one PostgreSQL database with a worker killed mid-run."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from broadcasts.sender import SenderConfig
+from db.engine import make_engine
+from db.models import Platform
+from haidang.roles import ALL_ROLES, Role, RoleError, chosen_roles
+from haidang.settings import normalise_database_url
+from tests.broadcasts.engine import migrated_with_urgent_bulletin, warnings_received
+from tests.fakes.telegram_api import FakeTelegramAPI
+from tests.test_serve import _env, _free_port
+
+ASKED = "Bà con đồng ý chứ?"  # the answer to /start asks for consent
+SECRET = "telegram-secret-123"
+LEASE_TTL_S = 3.0
+RATE = 20.0  # the bot's msg/s: the warning to WARNED people takes a few seconds
+
+
+def test_no_role_is_every_role_and_repeats_are_allowed() -> None:
+    assert chosen_roles([], sqlite=True) == ALL_ROLES
+    assert chosen_roles([Role.web, Role.worker, Role.scheduler, Role.web], sqlite=True) == (
+        ALL_ROLES
+    )
+    assert chosen_roles([Role.web, Role.web], sqlite=False) == {Role.web}
+    assert chosen_roles([Role.web, Role.worker], sqlite=False) == {Role.web, Role.worker}
+
+
+def test_split_roles_are_refused_on_sqlite() -> None:
+    with pytest.raises(RoleError, match="PostgreSQL"):
+        chosen_roles([Role.worker], sqlite=True)
+
+
+def test_serve_refuses_a_split_on_sqlite_with_a_clear_error(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "haidang", "serve", "--role", "web", "--role", "worker"],
+        env=_env(f"sqlite:///{tmp_path / 'x.db'}", tmp_path, _free_port()),
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert "error: `--role web --role worker` runs part of the service" in result.stderr
+    assert "PostgreSQL" in result.stderr and "Traceback" not in result.stderr
+    unknown = subprocess.run(
+        [sys.executable, "-m", "haidang", "serve", "--role", "sender"],
+        env=_env(f"sqlite:///{tmp_path / 'x.db'}", tmp_path, _free_port()),
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert unknown.returncode == 2
+    assert "sender" in unknown.stderr and "web" in unknown.stderr
+
+
+# --- several processes on PostgreSQL ----------------------------------------------------------
+
+
+def _get(port: int, path: str) -> tuple[int, dict[str, object]]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=3) as reply:
+            return reply.status, json.loads(reply.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def _until(predicate: Callable[[], bool], timeout: float, what: str) -> float:
+    """Wait for `predicate`; the seconds it took."""
+    started = time.monotonic()
+    while not predicate():
+        if time.monotonic() - started > timeout:
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.1)
+    return time.monotonic() - started
+
+
+def _ready(port: int) -> bool:
+    try:
+        return _get(port, "/readyz")[0] == 200
+    except OSError:
+        return False
+
+
+def _bot_lease_holder(url: str) -> str | None:
+    from sqlalchemy import text
+
+    async def read() -> str | None:
+        engine = make_engine(url)
+        try:
+            async with engine.connect() as connection:
+                holder = await connection.scalar(
+                    text(
+                        "SELECT holder FROM leases"
+                        " WHERE name LIKE 'sender:%' AND expires_at > now()"
+                    )
+                )
+                return None if holder is None else str(holder)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(read())
+
+
+def _answers(api: FakeTelegramAPI, chats: list[int]) -> Counter[int]:
+    """How many times each chat was asked for consent (the answer to /start)."""
+    asked: Counter[int] = Counter()
+    for chat in chats:
+        asked[chat] = sum(1 for r in api.sent_to(chat) if r.text and ASKED in r.text)
+    return asked
+
+
+def test_web_and_worker_replicas_share_one_database(
+    backend: str, database_url: str, tmp_path: Path
+) -> None:
+    if backend != "postgresql":
+        pytest.skip("PostgreSQL only: several processes share one database (SQLite is one process)")
+    url = normalise_database_url(database_url)
+    warned = [str(40_000 + n) for n in range(120)]
+    migrated_with_urgent_bulletin(url, {Platform.telegram: warned}, rate=RATE)
+    first = [50_000 + n for n in range(40)]
+    second = [60_000 + n for n in range(40)]
+    processes: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    with FakeTelegramAPI().running_in_thread() as api:
+        for warned_chat in warned:
+            api.register_chat(int(warned_chat))
+        web_ports = [_free_port(), _free_port()]
+        public = f"http://127.0.0.1:{web_ports[0]}"
+
+        def start(name: str, role: str, port: int, *, token: bool) -> None:
+            env = _env(database_url, tmp_path / name, port)
+            env.update(
+                PUBLIC_BASE_URL=public, TELEGRAM_WEBHOOK_SECRET=SECRET,
+                BOT_LEASE_TTL_S=str(LEASE_TTL_S),
+            )  # fmt: skip
+            if token:  # web replicas and the scheduler get no token: they never call the API
+                env.update(TELEGRAM_BOT_TOKEN=api.token, TELEGRAM_API_BASE_URL=api.base_url)
+            with (logs / f"{name}.log").open("wb") as out:
+                process = subprocess.Popen(
+                    [sys.executable, "-m", "haidang", "serve", "--role", role],
+                    env=env, stdout=out, stderr=out,
+                )  # fmt: skip
+            processes[name] = (process, port)
+
+        try:
+            start("web1", "web", web_ports[0], token=False)
+            start("web2", "web", web_ports[1], token=False)
+            start("worker1", "worker", _free_port(), token=True)
+            start("worker2", "worker", _free_port(), token=True)
+            start("scheduler", "scheduler", _free_port(), token=False)
+            for name, (process, port) in processes.items():
+
+                def up(port: int = port, process: subprocess.Popen[bytes] = process) -> bool:
+                    return _ready(port) or process.poll() is not None
+
+                _until(up, 60, name)
+                assert process.poll() is None, (logs / f"{name}.log").read_text()
+            _until(lambda: api.webhook_url is not None, 20, "a worker to set the webhook")
+
+            # Each web replica receives half of the first crowd.
+            for index, chat in enumerate(first):
+                if index == len(first) // 2:
+                    api._set_webhook(
+                        f"http://127.0.0.1:{web_ports[1]}/webhooks/telegram", SECRET,
+                        drop_pending=False,
+                    )  # fmt: skip
+                api.user_sends(chat, "/start")
+            _until(lambda: all(_answers(api, first).values()), 60, "the first crowd's answers")
+            time.sleep(1.0)  # outcomes written (every 0.25 s): the kill repeats none of them
+
+            # Kill the worker running the bot, mid-warning; the second crowd keeps writing.
+            holder = _bot_lease_holder(url)
+            assert holder is not None
+            pid = int(holder.split(":")[1])
+            victim = next(n for n, (p, _) in processes.items() if p.pid == pid)
+            assert victim.startswith("worker")
+            assert 0 < sum(warnings_received(api).values()) < len(warned), "kill mid-warning"
+            processes[victim][0].send_signal(signal.SIGKILL)
+            processes[victim][0].wait(10)
+            killed_at = time.monotonic()
+            for index, chat in enumerate(second):
+                api._set_webhook(
+                    f"http://127.0.0.1:{web_ports[index % 2]}/webhooks/telegram", SECRET,
+                    drop_pending=False,
+                )  # fmt: skip
+                api.user_sends(chat, "/start")
+            survivor = "worker2" if victim == "worker1" else "worker1"
+            survivor_port = processes[survivor][1]
+
+            def survivor_runs_the_bot() -> bool:
+                parts = _get(survivor_port, "/healthz")[1]["parts"]
+                assert isinstance(parts, dict)
+                return bool(parts["telegram"]["active"])
+
+            _until(survivor_runs_the_bot, LEASE_TTL_S + 10, "the other worker to take the bot")
+            took_over = time.monotonic() - killed_at
+            _until(lambda: all(_answers(api, second).values()), 60, "the second crowd's answers")
+            _until(lambda: set(warnings_received(api)) == set(warned), 60, "the warning everywhere")
+            time.sleep(1.0)  # anything said twice would be said by now
+        finally:
+            for process, _ in processes.values():
+                if process.poll() is None:
+                    process.send_signal(signal.SIGTERM)
+            for process, _ in processes.values():
+                try:
+                    process.wait(30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+        deliveries = api.webhook_deliveries
+
+    # Both replicas received updates, every one answered 200 and turned exactly once.
+    by_replica = Counter(d.url.split("/webhooks")[0].rsplit(":", 1)[1] for d in deliveries)
+    assert set(by_replica) == {str(p) for p in web_ports}, by_replica
+    assert all(d.status == 200 for d in deliveries), [d for d in deliveries if d.status != 200]
+    assert set(_answers(api, first).values()) == {1}, _answers(api, first)
+    assert set(_answers(api, second).values()) == {1}, _answers(api, second)
+    # Taken over within the lease's time (plus the worker's start of the bot).
+    assert took_over < LEASE_TTL_S + 5, took_over
+    # The warning reached everyone; what the killed sender sent twice stays in the bound.
+    received = warnings_received(api)
+    duplicates = sum(received.values()) - len(warned)
+    assert duplicates <= SenderConfig(bot_id=0, rate_per_second=RATE).duplicate_bound, received
+    for name, (process, _) in processes.items():
+        text = (logs / f"{name}.log").read_text()
+        if name != victim:
+            assert process.returncode == 0, text
+            assert "Traceback" not in text, text
+        if not name.startswith("worker"):
+            assert api.token not in text
+    print(f"took over in {took_over:.1f} s; {duplicates} warnings sent twice; {by_replica}")
