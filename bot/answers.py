@@ -21,7 +21,7 @@ from bot.webhooks import one_line
 from broadcasts.channels import SendFailure
 from broadcasts.outbox import Outbox
 from broadcasts.pacing import Lane
-from db.engine import insert_for, reading
+from db.engine import connection_lost, insert_for, reading
 from db.models import Answer, AnswerState, PendingEvent
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,12 @@ STOP_GRACE_S = 5.0  # at shutdown, how long answers under way may take to finish
 # Turns taken at once: each holds a database transaction (on SQLite they take the write
 # lock one by one anyway); the rest wait, kept in pending_events.
 MAX_TURNS = 32
+# A turn whose database connection was lost (PostgreSQL restarted, the connection killed)
+# is taken again after this long, doubling up to TURN_RETRY_MAX_S, until it goes through:
+# the event stays kept meanwhile, and the person gets the proper answer, not an apology.
+TURN_RETRY_FIRST_S = 0.5
+TURN_RETRY_MAX_S = 10.0
+WORK_RETRY_MAX_S = 5.0  # the longest pause of the outcome writer after failures in a row
 
 
 @dataclass(frozen=True)
@@ -229,7 +235,10 @@ class Answers:
         bot_id: int,
         holder: str,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        turn_slots: asyncio.Semaphore | None = None,
     ) -> None:
+        """`turn_slots`: the limit of turns at once, shared by the bots of a process so
+        that together they stay within its connection pool (MAX_TURNS of its own if None)."""
         self._sessions = sessions
         self.conversation = conversation
         self.outbox = outbox
@@ -240,8 +249,16 @@ class Answers:
         self._chains: dict[str, _Chain] = {}
         self._tasks: set[asyncio.Task[str | None]] = set()
         self._turns: set[asyncio.Task[None]] = set()
-        self._turn_slots = asyncio.Semaphore(MAX_TURNS)
+        self._turn_slots = turn_slots or asyncio.Semaphore(MAX_TURNS)
         self._handled: list[int] = []  # pending events whose turn was taken
+        # Held by this process and known to it: events being turned or whose deletion is
+        # not yet written, answers stored and not yet recorded as sent or failed. After a
+        # lost connection, rows held here but missing from these sets (a commit that went
+        # through although its answer never came back) are taken up (_take_up_own).
+        self._live_events: set[int] = set()
+        self._live_answers: set[int] = set()
+        self._receiving = 0  # receive() calls under way: their rows are not known yet
+        self._suspect = False  # a connection was lost: look for rows held and not known
         self._outcomes: list[_Outcome] = []
         self._flush_lock = asyncio.Lock()
         self._wake_flusher = asyncio.Event()
@@ -292,27 +309,49 @@ class Answers:
         webhook's 200): from then on a crash cannot lose them. What is already kept (a
         redelivery while its turn is under way) is not taken twice.
         """
-        new = await keep_events(
-            self._sessions, bot_id=self._bot_id, arrivals=arrivals, holder=self._holder,
-            now=self._clock(),
-        )  # fmt: skip
+        self._receiving += 1
+        try:
+            new = await keep_events(
+                self._sessions, bot_id=self._bot_id, arrivals=arrivals, holder=self._holder,
+                now=self._clock(),
+            )  # fmt: skip
+        except Exception as exc:
+            # The caller keeps them again; a commit that went through regardless is taken
+            # up by _take_up_own (the redelivery is not kept twice).
+            self._suspect = self._suspect or connection_lost(exc)
+            raise
+        finally:
+            self._receiving -= 1
         for pending_id, received in new:
             self._take(pending_id, received)
 
     def _take(self, pending_id: int, received: Received) -> None:
+        self._live_events.add(pending_id)
         task = asyncio.create_task(self._turn(pending_id, received))
         self._turns.add(task)
         task.add_done_callback(self._turns.discard)
 
     async def _turn(self, pending_id: int, received: Received) -> None:
-        async with self._turn_slots:
-            await self._answer(received)
+        delay = TURN_RETRY_FIRST_S
+        while True:
+            # A turn waiting to be retried holds no slot (and no connection).
+            async with self._turn_slots:
+                done = await self._answer(received)
+            if done:
+                break
+            self._suspect = True
+            if self._stopping.is_set():
+                return  # still kept in pending_events: the next start takes it
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), delay)
+            delay = min(delay * 2, TURN_RETRY_MAX_S)
         self._handled.append(pending_id)
         if len(self._handled) >= FLUSH_BATCH:
             self._wake_flusher.set()
 
-    async def _answer(self, received: Received) -> None:
-        """Run the turn for an event and give its answer to the outbox (not awaited)."""
+    async def _answer(self, received: Received) -> bool:
+        """Run the turn for an event and give its answer to the outbox (not awaited).
+        False when the database connection was lost: nothing was answered, try again."""
         event, query_id = received.event, received.query_id
         pressed_message_id = received.pressed_message_id
         stored: list[int] = []
@@ -324,10 +363,18 @@ class Answers:
                 session, bot_id=self._bot_id, owed=owed, holder=self._holder, now=now
             )
             stored.append(answer_id)
+            self._live_answers.add(answer_id)  # known before its commit (_take_up_own)
 
         try:
             replies = await self.conversation.handle(event, keep)
-        except Exception:
+        except Exception as exc:
+            self._live_answers.difference_update(stored)
+            if connection_lost(exc):
+                log.warning(
+                    "update %s: database connection lost (%s); trying again",
+                    event.update_key, one_line(exc),
+                )  # fmt: skip
+                return False
             # Logged with its traceback and answered; the bot keeps serving everyone else.
             log.error("update %s failed; apologised", event.update_key, exc_info=True)
             replies = [Reply(texts.APOLOGY)]
@@ -335,6 +382,7 @@ class Answers:
         if replies:
             answer_id = stored[0] if stored else None
             self.give(Owed(event.chat_id, tuple(replies), query_id, pressed_message_id, answer_id))
+        return True
 
     @property
     def running(self) -> bool:
@@ -346,6 +394,8 @@ class Answers:
         lane = self.outbox.answer_lane(owed.chat_id) if lane is None else lane
         chain = self._chains.setdefault(owed.chat_id, _Chain())
         chain.users += 1
+        if owed.answer_id is not None:
+            self._live_answers.add(owed.answer_id)
         task = asyncio.create_task(self._deliver(owed, lane, chain))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -395,20 +445,33 @@ class Answers:
 
     async def _work(self) -> None:
         last_adopt = last_unheld = asyncio.get_running_loop().time()
+        wait = FLUSH_INTERVAL_S
         while not self._stopping.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake_flusher.wait(), FLUSH_INTERVAL_S)
+                await asyncio.wait_for(self._wake_flusher.wait(), wait)
             self._wake_flusher.clear()
             try:
                 await self._flush()
+                if self._suspect and not self._receiving:
+                    self._suspect = False
+                    await self._take_up_own()
                 if asyncio.get_running_loop().time() - last_unheld >= UNHELD_POLL_S:
                     last_unheld = asyncio.get_running_loop().time()
                     await self._take_up_unheld()
                 if asyncio.get_running_loop().time() - last_adopt >= ADOPT_POLL_S:
                     last_adopt = asyncio.get_running_loop().time()
                     await self._adopt(everything=False)
-            except Exception:
-                log.error("answers: could not write outcomes; will retry", exc_info=True)
+            except Exception as exc:
+                # Nothing is lost (outcomes stay in memory, rows stay held); back off.
+                if connection_lost(exc):
+                    self._suspect = True
+                    log.warning("answers: database connection lost (%s); will retry",
+                                one_line(exc))  # fmt: skip
+                else:
+                    log.error("answers: could not write outcomes; will retry", exc_info=True)
+                wait = min(wait * 2, WORK_RETRY_MAX_S)
+            else:
+                wait = FLUSH_INTERVAL_S
 
     async def _flush(self) -> None:
         async with self._flush_lock:
@@ -433,6 +496,8 @@ class Answers:
                 self._outcomes = batch + self._outcomes  # nothing lost: next time
                 self._handled = handled + self._handled
                 raise
+            self._live_events.difference_update(handled)
+            self._live_answers.difference_update(o.owed.answer_id for o in batch)
 
     async def _record_failure(
         self, session: AsyncSession, owed: Owed, reason: str, now: dt.datetime
@@ -466,6 +531,36 @@ class Answers:
             self._take(pending_id, _event_from_json(stored))
         if rows:
             log.info("took up %d events a stopped process had received", len(rows))
+
+    async def _take_up_own(self) -> None:
+        """After a lost connection: the events and answers this process holds but does not
+        know of (a keep, a turn or a take whose commit went through while its answer was
+        lost with the connection), taken up as at a start."""
+        mine = (PendingEvent.bot_id == self._bot_id) & (PendingEvent.holder == self._holder)
+        ours = (
+            (Answer.bot_id == self._bot_id)
+            & (Answer.holder == self._holder)
+            & (Answer.state == AnswerState.pending)
+        )
+        async with reading(self._sessions) as session:
+            events = (await session.execute(select(PendingEvent.id, PendingEvent.event)
+                                            .where(mine))).all()  # fmt: skip
+            answers = (
+                await session.execute(select(Answer.id, Answer.chat_id, Answer.payload).where(ours))
+            ).all()
+        lost_events = sorted((row[0], row[1]) for row in events if row[0] not in self._live_events)
+        for pending_id, stored in lost_events:
+            self._take(pending_id, _event_from_json(stored))
+        lost_answers = sorted(
+            (row[0], row[1], row[2]) for row in answers if row[0] not in self._live_answers
+        )
+        for answer_id, chat_id, payload in lost_answers:
+            self.give(from_payload(answer_id, chat_id, payload))
+        if lost_events or lost_answers:
+            log.warning(
+                "after a lost database connection: took up %d events and %d answers",
+                len(lost_events), len(lost_answers),
+            )  # fmt: skip
 
     async def _take_up_unheld(self) -> None:
         """Take the turns of events kept by processes that do not run this bot (holder

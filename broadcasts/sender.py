@@ -13,14 +13,23 @@ from dataclasses import dataclass
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from broadcasts import bulletins, leases, queue
 from broadcasts.channels import Channel, FailureKind, Media, Outbound, SendFailure
 from broadcasts.outbox import Outbox
 from broadcasts.pacing import Lane, Pacer, Slot
-from db.models import BroadcastRun, Bulletin, DeliveryState, Priority, RunState, SubscriberRole
+from db.engine import connection_lost
+from db.models import (
+    BroadcastRun,
+    Bulletin,
+    Delivery,
+    DeliveryState,
+    Priority,
+    RunState,
+    SubscriberRole,
+)
 from db.text import split_message
 
 log = logging.getLogger(__name__)
@@ -37,6 +46,7 @@ URGENT_MARK, ROUTINE_MARK = "🚨", "📢"
 MEDIA_RECHECK_S = 5.0  # how soon to look again for a voice that was not rendered yet
 BACKLOG_COUNT_S = 5.0  # how often the bot's waiting deliveries are counted (dashboard)
 BACKLOG_CAP = 100_000  # counted up to this many
+RETRY_MAX_S = 10.0  # the longest wait between tries of a database step that keeps failing
 
 
 @dataclass(frozen=True)
@@ -152,6 +162,12 @@ class Sender:
         self._cancelled_runs: set[int] = set()
         # (bulletin, language, role) → (parts, expiry of the bulletin, when to rebuild)
         self._parts: dict[tuple[int, str, str], _Parts] = {}
+        # Deliveries claimed here whose outcome is not written yet. A claim whose commit
+        # went through while its answer was lost with the connection leaves rows `sending`
+        # that nobody sends: the holder of the bot's lease gives back every `sending` row
+        # of the bot not in this set (_release_lost_claims) before it claims again.
+        self._mine: set[int] = set()
+        self._claim_lost = False
         self.sent = 0
 
     @property
@@ -197,8 +213,16 @@ class Sender:
             self._flush_wanted.clear()
             try:
                 await self._flush_if_due()
-            except Exception:
-                log.error("%s: could not write outcomes; will retry", self.name, exc_info=True)
+            except Exception as exc:  # kept in memory: written by a later try
+                self._log_db_failure("could not write outcomes; will retry", exc)
+                await self._sleep(1.0)
+
+    def _log_db_failure(self, what: str, exc: Exception) -> None:
+        if connection_lost(exc):  # expected when PostgreSQL restarts: no traceback
+            log.warning("%s: %s (database connection lost: %s)", self.name, what,
+                        str(exc).splitlines()[0][:200])  # fmt: skip
+        else:
+            log.error("%s: %s", self.name, what, exc_info=exc)
 
     # --- the loop ------------------------------------------------------------------------
 
@@ -208,8 +232,8 @@ class Sender:
         while not self._stopping.is_set():
             try:
                 await self._housekeeping()
-            except Exception:
-                log.error("%s: housekeeping failed; retrying", self.name, exc_info=True)
+            except Exception as exc:
+                self._log_db_failure("housekeeping failed; retrying", exc)
             self._housekept.set()
             await self._sleep(1.0)
 
@@ -225,6 +249,8 @@ class Sender:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._housekept.wait(), 1.0)
                     continue
+                if ahead is None and self._claim_lost and self._holding:
+                    await self._release_lost_claims()
                 task, ahead = ahead, None
                 claimed = await task if task is not None else await self._claim()
                 if not claimed:
@@ -235,14 +261,47 @@ class Sender:
                 for index, delivery in enumerate(claimed):
                     if index == halfway and self._holding and not self._stopping.is_set():
                         ahead = asyncio.create_task(self._claim(), name=f"{self.name}:claim")
-                    await self._dispatch(delivery)
+                    await self._dispatch_surely(delivery)
                     if len(self._outcomes) >= FLUSH_BATCH:
                         self._flush_wanted.set()
-            except Exception:
+            except Exception as exc:
                 # A database hiccup must not kill the sender: log, back off, go on.
-                log.error("%s: loop error; retrying", self.name, exc_info=True)
+                self._log_db_failure("loop error; retrying", exc)
                 await self._sleep(1.0)
         await self._drain()
+
+    async def _dispatch_surely(self, delivery: queue.Claimed) -> None:
+        """Dispatch a claimed delivery, trying again while the database fails (its
+        messages are read from it); once stopping, give the row back to the queue (it
+        was not sent) rather than leave it claimed."""
+        delay = 1.0
+        while True:
+            try:
+                await self._dispatch(delivery)
+                return
+            except Exception as exc:
+                if self._stopping.is_set():
+                    self._finish(delivery, DeliveryState.pending, next_attempt_at=self._clock())
+                    return
+                self._log_db_failure(f"delivery {delivery.id} not sent yet; retrying", exc)
+            await self._sleep(delay)
+            delay = min(delay * 2, RETRY_MAX_S)
+
+    async def _release_lost_claims(self) -> None:
+        """Give back the bot's `sending` rows this sender does not know of (see _mine):
+        only the holder of the bot's lease sends, so nobody else is sending them."""
+        lost = [Delivery.bot_id == self._config.bot_id, Delivery.state == DeliveryState.sending]
+        if self._mine:
+            lost.append(Delivery.id.not_in(self._mine))
+        async with self._sessions.begin() as session:
+            released = await session.execute(
+                update(Delivery).where(*lost).values(state=DeliveryState.pending, lease_until=None)
+            )
+        self._claim_lost = False
+        count = int(released.rowcount or 0)  # type: ignore[attr-defined]
+        if count:
+            log.warning("%s: %d claimed deliveries given back after a lost connection",
+                        self.name, count)  # fmt: skip
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -285,15 +344,21 @@ class Sender:
         now = self._clock()
         local = now.astimezone(self._tz).time()
         quiet = in_quiet_hours(local, self._config.quiet_start, self._config.quiet_end)
-        async with self._sessions.begin() as session:
-            return await queue.claim(
-                session,
-                bot_id=self._config.bot_id,
-                now=now,
-                limit=self.batch_size,
-                lease=self._config.delivery_lease,
-                urgent_only=quiet,  # routine sends wait for the morning; urgent never waits
-            )
+        try:
+            async with self._sessions.begin() as session:
+                claimed = await queue.claim(
+                    session,
+                    bot_id=self._config.bot_id,
+                    now=now,
+                    limit=self.batch_size,
+                    lease=self._config.delivery_lease,
+                    urgent_only=quiet,  # routine sends wait for the morning; urgent never waits
+                )
+        except Exception:
+            self._claim_lost = True  # its commit may have gone through: _release_lost_claims
+            raise
+        self._mine.update(delivery.id for delivery in claimed)
+        return claimed
 
     async def _dispatch(self, delivery: queue.Claimed) -> None:
         if delivery.run_id in self._cancelled_runs:
@@ -460,13 +525,22 @@ class Sender:
             except Exception:
                 self._outcomes = batch + self._outcomes  # try again next time; nothing lost
                 raise
+            self._mine.difference_update(outcome.id for outcome in batch)
 
     async def _drain(self) -> None:
         if self._in_flight:
             await asyncio.gather(*self._in_flight, return_exceptions=True)
         if self._keeper is not None:
             await self._keeper  # so that it cannot take the lease again once released
-        await self._flush()
+        for attempt in range(5):  # a database restarting: wait for it a little
+            try:
+                await self._flush()
+                break
+            except Exception as exc:
+                if attempt == 4:
+                    raise  # the rows stay `sending`: the next holder sweeps them
+                self._log_db_failure("could not write outcomes at stop; retrying", exc)
+                await asyncio.sleep(2**attempt)
         if self._holding and self._release_lease:
             async with self._sessions.begin() as session:
                 await leases.release(session, self.lease_name, self._holder)

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -55,6 +55,17 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     return create_async_engine(url, **kwargs)
+
+
+def connection_lost(error: BaseException) -> bool:
+    """Whether `error` is the database connection going away (PostgreSQL restarted, the
+    connection killed or dropped mid-transaction, no free connection in the pool, the
+    server not reachable yet): the transaction rolled back (unless the connection died in
+    its COMMIT, which may have gone through: callers that retry must recognise that), and
+    trying again on a new connection works once the server answers."""
+    if isinstance(error, exc.DBAPIError) and error.connection_invalidated:
+        return True
+    return isinstance(error, exc.InterfaceError | exc.TimeoutError | OSError)
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -25,7 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from audio import mastering, programmes, studio, tts
-from bot.answers import Answers, Received, keep_events
+from bot.answers import MAX_TURNS, Answers, Received, keep_events
 from bot.answers import store as store_answer
 from bot.conversation import Conversation
 from bot.listening import DocumentVoices
@@ -56,6 +56,7 @@ from db.models import (
 )
 from db.seed import seed_all
 from haidang.media import StoredFileIds, StoreMedia, engine_name, production
+from haidang.pool import PoolBudget, pool_budget
 from haidang.roles import ALL_ROLES, Role
 from haidang.settings import Settings
 from haidang.stores import audio_store, document_store, local_copies
@@ -274,7 +275,7 @@ class ChatPart:
             extra["file_ids"] = ids
         answers = Answers(
             service.sessions, service.conversation, service.outboxes[bot_id],
-            bot_id=bot_id, holder=service.holder,
+            bot_id=bot_id, holder=service.holder, turn_slots=service.turn_slots,
         )  # fmt: skip
         service.answers[bot_id] = answers
         return front_end(
@@ -762,11 +763,23 @@ class Service:
         settings: Settings,
         engine: AsyncEngine | None = None,
         roles: Collection[Role] = ALL_ROLES,
+        pool: PoolBudget | None = None,
     ) -> None:
+        """`engine` None: one made from DATABASE_URL, on PostgreSQL within `pool` (the
+        roles' budget by default: haidang.pool)."""
         self.settings = settings
         self.roles = frozenset(roles)
         self._running = False  # every part started, not yet stopping (/readyz)
-        self.engine: AsyncEngine = engine or make_engine(settings.database_url)
+        self.pool = pool or pool_budget(settings, self.roles)
+        if engine is None:
+            options = {} if settings.is_sqlite else self.pool.engine_options()
+            engine = make_engine(settings.database_url, **options)
+        self.engine: AsyncEngine = engine
+        # The turns of every bot of this process share one limit below the pool's size,
+        # so a crowd cannot starve the senders and the scheduler of connections. SQLite
+        # (one writer at a time, no pool to exhaust) keeps MAX_TURNS.
+        postgres = self.engine.dialect.name == "postgresql"
+        self.turn_slots = asyncio.Semaphore(self.pool.turns if postgres else MAX_TURNS)
         self.sessions: async_sessionmaker[AsyncSession] = make_sessionmaker(self.engine)
         # Deferred transactions on SQLite, for work that reads long and writes briefly.
         self.read_sessions = async_sessionmaker(self.engine, expire_on_commit=False)
@@ -859,6 +872,15 @@ class Service:
         service not stopping. A bot on standby (another worker holds it) is ready."""
         return self._running
 
+    def database_detail(self) -> str:
+        """The database and, on PostgreSQL, this process's connection budget (logged at
+        start: README "Database connections")."""
+        url = self.engine.url
+        if self.engine.dialect.name != "postgresql":
+            return f"{url.get_backend_name()} {url.database}"
+        where = f"{url.host}:{url.port or 5432}/{url.database}"
+        return f"postgresql {where}; {self.pool.describe()}"
+
     async def prepare(self) -> None:
         """Refuse an out-of-date schema; seed the map and topics where missing."""
         try:
@@ -887,6 +909,7 @@ class Service:
         started: list[Part] = []
         try:
             await self.prepare()
+            log.info("database: %s", self.database_detail())
             for part in self.parts:
                 await part.start()
                 started.append(part)

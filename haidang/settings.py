@@ -61,6 +61,14 @@ class Settings(BaseSettings):
     # How long a bot's lease (`sender:<bot id>`: its front end, answers and sender) outlives
     # the process holding it: a worker that dies is replaced within about this long.
     bot_lease_ttl_s: Annotated[float, Field(ge=1.0, le=300.0)] = 10.0
+    # The PostgreSQL connection pool of one process (haidang.pool): unset, sized from the
+    # roles it runs (web 5+5, worker 10+10, scheduler 2+0, summed). SQLite ignores them.
+    db_pool_size: Annotated[int, Field(ge=1, le=200)] | None = None
+    db_max_overflow: Annotated[int, Field(ge=0, le=200)] | None = None
+    # How long a unit of work waits for a free connection before failing, and how old a
+    # connection may get before it is replaced (a proxy or firewall may drop idle ones).
+    db_pool_timeout_s: Annotated[float, Field(gt=0, le=600)] = 30.0
+    db_pool_recycle_s: Annotated[int, Field(ge=-1)] = 1800
 
     telegram_bot_token: SecretStr | None = None
     telegram_api_base_url: AnyHttpUrl = AnyHttpUrl("https://api.telegram.org")
@@ -114,6 +122,11 @@ class Settings(BaseSettings):
             return {}
         parsed: dict[str, object] = json.loads(self.tts_engine_options.get_secret_value())
         return parsed
+
+    @field_validator("db_pool_size", "db_max_overflow", mode="before")
+    @classmethod
+    def _blank_pool_is_default(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("audio_jingle", mode="before")
     @classmethod

@@ -12,10 +12,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from broadcasts.subscribers import ensure_bot
 from db import schema
 from db.models import Area, ChatAddress, Platform, Subscriber, Subscription
+from haidang.pool import PoolBudget
+from haidang.roles import ALL_ROLES, Role
 from haidang.runtime import OffPart, Service
 from haidang.settings import Settings
 from tests.conftest import Database
@@ -74,9 +77,15 @@ async def running_service(
     *,
     webhook: bool = False,
     bots: dict[str, Any] | None = None,
+    engine: AsyncEngine | None = None,
+    pool: PoolBudget | None = None,
+    roles: Collection[Role] = ALL_ROLES,
     **overrides: Any,
 ) -> AsyncIterator[Service]:
     """Start `haidang serve`'s Service in this loop; stop it cleanly afterwards.
+
+    `engine` (the test database's by default) and `pool`: a service with a pool of its
+    own (tests/test_connections.py), for `roles`.
 
     The bots have no quiet hours (see without_quiet_hours), and the columns in `bots`
     (a rate, a per-chat gap).
@@ -93,7 +102,7 @@ async def running_service(
     }
     values.update(overrides)
     settings = Settings(_env_file=None, **values)
-    service = Service(settings, engine=database.engine)
+    service = Service(settings, engine=engine or database.engine, roles=roles, pool=pool)
     stop = asyncio.Event()
     task = asyncio.create_task(service.run(stop))
     try:
