@@ -12,11 +12,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import exc, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import texts
+from bot.places import Map, Place
 from broadcasts import areas, documents, inbox, library, subscribers
+from db.engine import insert_for
 from db.models import (
     Area,
     AreaKind,
@@ -29,6 +30,7 @@ from db.models import (
     Subscriber,
     SubscriberRole,
     SubscriberStatus,
+    Topic,
 )
 from db.text import fold, nfc
 
@@ -119,7 +121,12 @@ class _Turn:
     display_name: str | None
     text_limit: int = 2000
     voice_by_url: bool = False
+    # The person was created by this turn and follows nothing (cleared when they follow
+    # an area: see Conversation._follow), so their areas need not be read.
+    is_new: bool = False
     replies: list[Reply] = field(default_factory=list)
+    # The active topics, read once per turn (the same transaction sees the same rows).
+    topics: list[Topic] | None = None
 
     def say(self, text: str, options: list[Option] | tuple[Option, ...] = (), **kw: Any) -> None:
         self.replies.append(Reply(text=text, options=tuple(options), **kw))
@@ -170,6 +177,7 @@ class Conversation:
         self.voices = voices
         self._clock = clock
         self._flood = flood or FloodGate()
+        self._map = Map()  # provinces and communes (bot.places: why they can be kept)
         # One event at a time per chat, so dialog state never races; chats run in parallel.
         self._locks: dict[tuple[int, str], asyncio.Lock] = defaultdict(asyncio.Lock)
 
@@ -213,8 +221,16 @@ class Conversation:
                 display_name=event.display_name,
                 text_limit=event.text_limit,
                 voice_by_url=event.voice_by_url,
+                is_new=contact.is_new,
             )
-            await self._dispatch(turn, event)
+            # Without autoflush, the address's new last_seen_at (contact_for) and the
+            # person's changes are written once, with the dialog at the end, not in an
+            # extra UPDATE before the turn's first read. That read nothing stale: a turn
+            # reads areas, subscriptions, topics, bulletins and documents, which the
+            # broadcasts modules write at once (a flush or a statement), never the
+            # pending rows; erasing flushes them first (see _confirmed).
+            with session.no_autoflush:
+                await self._dispatch(turn, event)
             # Remember the options last offered, so "2" typed on Zalo means the second one.
             offered = [r for r in turn.replies if r.options]
             if offered:
@@ -227,16 +243,17 @@ class Conversation:
 
     async def _first_time(self, session: AsyncSession, event: Inbound, now: dt.datetime) -> bool:
         """Mark the update processed; False when it already was (a redelivery)."""
-        try:
-            async with session.begin_nested():
-                session.add(
-                    ProcessedUpdate(
-                        bot_id=event.bot_id, update_key=event.update_key[:80], received_at=now
-                    )
-                )
-        except exc.IntegrityError:
-            return False
-        return True
+        # One statement: a savepoint around a plain INSERT (to survive its IntegrityError)
+        # cost three on every turn. A concurrent turn of the same update waits on the key,
+        # then inserts nothing (it committed) or inserts (it rolled back), as before.
+        insert = insert_for(session)
+        marked = await session.scalar(
+            insert(ProcessedUpdate)
+            .values(bot_id=event.bot_id, update_key=event.update_key[:80], received_at=now)
+            .on_conflict_do_nothing(index_elements=["bot_id", "update_key"])
+            .returning(ProcessedUpdate.bot_id)
+        )
+        return marked is not None
 
     # --- routing -------------------------------------------------------------------------
 
@@ -405,11 +422,11 @@ class Conversation:
     # --- sign-up ----------------------------------------------------------------------
 
     async def _start(self, turn: _Turn, argument: str) -> None:
-        followed = await subscribers.communes_of(turn.session, turn.subscriber.id)
         payload = argument.strip()
         if payload:
-            await self._deep_link(turn, payload, followed)
+            await self._deep_link(turn, payload)
             return
+        followed = await self._communes(turn)
         if followed and turn.subscriber.consent_at is not None:
             await subscribers.resume(turn.session, turn.subscriber)
             turn.say(texts.WELCOME_BACK.format(areas=self._names(followed)))
@@ -426,11 +443,8 @@ class Conversation:
             columns=2,
         )
 
-    async def _deep_link(self, turn: _Turn, payload: str, followed: list[Area]) -> None:
-        try:
-            area = await areas.get_by_code(turn.session, payload)
-        except areas.AreaError:
-            area = None
+    async def _deep_link(self, turn: _Turn, payload: str) -> None:
+        area = await self._map.find(turn.session, payload)
         if area is None or area.kind not in (AreaKind.province, AreaKind.commune):
             turn.say(texts.BAD_DEEP_LINK.format(code=payload[:20]))
             await self._start(turn, "")
@@ -446,10 +460,14 @@ class Conversation:
             return
         # A QR poster at the port: subscribe at once, default role, every topic.
         await subscribers.record_consent(turn.session, turn.subscriber, turn.now, turn.display_name)
-        await subscribers.follow(turn.session, turn.subscriber.id, area.id)
-        if not await subscribers.topic_ids_of(turn.session, turn.subscriber.id):
+        # A person created by this turn has chosen no topics either.
+        chose = not turn.is_new and bool(
+            await subscribers.topic_ids_of(turn.session, turn.subscriber.id)
+        )
+        await self._follow(turn, area.id)
+        if not chose:
             await subscribers.follow_all_topics(turn.session, turn.subscriber.id)
-        province = await turn.session.get(Area, area.province_id) if area.province_id else None
+        province = await self._map.get(turn.session, area.province_id) if area.province_id else None
         turn.say(
             texts.DEEP_LINK_DONE.format(commune=area.name, province=self._area_name(province)),
             [
@@ -473,10 +491,6 @@ class Conversation:
         turn.dialog = {"step": "province", "page": 0, "mode": "signup"}
         await self._ask_province(turn)
 
-    async def _provinces(self, session: AsyncSession) -> list[Area]:
-        rows = await session.scalars(select(Area).where(Area.kind == AreaKind.province))
-        return sorted(rows.all(), key=areas.sort_key)
-
     def _page(
         self, items: list[Option], page: int, *, extra: tuple[Option, ...] = ()
     ) -> list[Option]:
@@ -491,7 +505,8 @@ class Conversation:
 
     async def _ask_province(self, turn: _Turn, *, replace: bool = False) -> None:
         turn.dialog["step"] = "province"
-        options = [Option(p.name, f"p:{p.code[1:]}") for p in await self._provinces(turn.session)]
+        provinces = await self._map.provinces(turn.session)
+        options = [Option(p.name, f"p:{p.code[1:]}") for p in provinces]
         page = int(turn.dialog.get("page", 0))
         turn.say(texts.ASK_PROVINCE, self._page(options, page), columns=2, replace=replace)
 
@@ -519,24 +534,21 @@ class Conversation:
             turn.say(texts.NOTHING_FOUND.format(text=text[:60]))
 
     async def _pick_province(self, turn: _Turn, code: str) -> None:
-        try:
-            province = await areas.get_by_code(turn.session, f"p{code}")
-        except areas.AreaError:
+        province = await self._map.find(turn.session, f"p{code}")
+        if province is None:
             await self._ask_province(turn)
             return
         turn.dialog.update(step="commune", province=province.id, page=0)
         await self._ask_commune(turn)
 
     async def _ask_commune(self, turn: _Turn, *, replace: bool = False) -> None:
-        province = await turn.session.get(Area, int(turn.dialog["province"]))
+        province = await self._map.get(turn.session, int(turn.dialog["province"]))
         if province is None:
             await self._ask_province(turn)
             return
         turn.dialog["step"] = "commune"
-        rows = await turn.session.scalars(
-            select(Area).where(Area.parent_id == province.id, Area.kind == AreaKind.commune)
-        )
-        options = [Option(c.name, f"c:{c.code}") for c in sorted(rows.all(), key=areas.sort_key)]
+        communes = await self._map.communes(turn.session, province.id)
+        options = [Option(c.name, f"c:{c.code}") for c in communes]
         page = int(turn.dialog.get("page", 0))
         back = (Option(texts.OTHER_PROVINCE, "s:province"),)
         turn.say(
@@ -556,14 +568,13 @@ class Conversation:
         await self._offer_communes(turn, matches, text)
 
     async def _pick_commune(self, turn: _Turn, code: str) -> None:
-        try:
-            commune = await areas.get_by_code(turn.session, code)
-        except areas.AreaError:
+        commune = await self._map.find(turn.session, code)
+        if commune is None:
             turn.say(texts.NOTHING_FOUND.format(text=code[:20]))
             return
-        added = await subscribers.follow(turn.session, turn.subscriber.id, commune.id)
+        added = await self._follow(turn, commune.id)
         if turn.dialog.get("mode") == "settings":
-            label = await self._label(turn.session, commune)
+            label = await self._label(turn, commune)
             turn.dialog = {}
             turn.say((texts.ADDED_COMMUNE if added else texts.ALREADY_FOLLOWING).format(area=label))
             await self._settings_menu(turn)
@@ -592,7 +603,7 @@ class Conversation:
             return
         chosen = await subscribers.topic_ids_of(turn.session, turn.subscriber.id)
         if not chosen:
-            chosen = {t.id for t in await subscribers.active_topics(turn.session)}
+            chosen = {t.id for t in await self._topics_of(turn)}
         turn.dialog.update(step="topics", topics=sorted(chosen))
         await self._ask_topics(turn)
 
@@ -600,7 +611,7 @@ class Conversation:
         chosen = set(turn.dialog.get("topics", []))
         options = [
             Option(("✅ " if t.id in chosen else "⬜ ") + t.name, f"t:{t.id}")
-            for t in await subscribers.active_topics(turn.session)
+            for t in await self._topics_of(turn)
         ]
         options.append(Option(texts.TOPICS_DONE, "t:done"))
         turn.say(texts.ASK_TOPICS, options, replace=replace)
@@ -623,20 +634,18 @@ class Conversation:
             if mode == "settings":
                 turn.say(texts.SAVED)
             else:
-                await self._summary(turn)
+                await self._summary(turn, chosen)
             return
         if value.isdigit():
             chosen ^= {int(value)}
         turn.dialog["topics"] = sorted(chosen)
         await self._ask_topics(turn, replace=True)
 
-    async def _summary(self, turn: _Turn) -> None:
-        followed = await subscribers.communes_of(turn.session, turn.subscriber.id)
-        topic_ids = await subscribers.topic_ids_of(turn.session, turn.subscriber.id)
-        topics = [
-            t.name for t in await subscribers.active_topics(turn.session) if t.id in topic_ids
-        ]
-        labels = [await self._label(turn.session, a) for a in followed]
+    async def _summary(self, turn: _Turn, topic_ids: set[int]) -> None:
+        """`topic_ids`: the person's topics, just saved."""
+        followed = await self._communes(turn)
+        topics = [t.name for t in await self._topics_of(turn) if t.id in topic_ids]
+        labels = [await self._label(turn, a) for a in followed]
         turn.say(
             texts.SUMMARY.format(
                 areas="; ".join(labels),
@@ -668,7 +677,7 @@ class Conversation:
         if value == "menu":
             await self._settings_menu(turn)
         elif value == "communes":
-            followed = await subscribers.communes_of(turn.session, turn.subscriber.id)
+            followed = await self._communes(turn)
             options = [Option("❌ " + a.name, f"rm:{a.code}") for a in followed]
             options.append(Option(texts.ADD_COMMUNE, "s:add"))
             text = (
@@ -697,9 +706,8 @@ class Conversation:
             await self._settings_menu(turn)
 
     async def _remove_commune(self, turn: _Turn, code: str) -> None:
-        try:
-            area = await areas.get_by_code(turn.session, code)
-        except areas.AreaError:
+        area = await self._map.find(turn.session, code)
+        if area is None:
             await self._settings_menu(turn)
             return
         await subscribers.unfollow(turn.session, turn.subscriber.id, area.id)
@@ -712,11 +720,14 @@ class Conversation:
             await subscribers.stop(turn.session, turn.subscriber, turn.now)
             turn.say(texts.STOPPED)
         elif action == "xoa":
+            # The turn runs without autoflush (see _handle): what is pending for the
+            # person goes first, so that erase's blanking is the last word.
+            await turn.session.flush()
             await subscribers.erase(turn.session, turn.subscriber, turn.now)
             turn.say(texts.ERASED)
 
     async def _resume(self, turn: _Turn) -> None:
-        followed = await subscribers.communes_of(turn.session, turn.subscriber.id)
+        followed = await self._communes(turn)
         if not followed or turn.subscriber.consent_at is None:
             await self._start(turn, "")
             return
@@ -725,13 +736,13 @@ class Conversation:
 
     async def _is_subscribed(self, turn: _Turn) -> bool:
         return turn.subscriber.status is SubscriberStatus.active and bool(
-            await subscribers.communes_of(turn.session, turn.subscriber.id)
+            await self._communes(turn)
         )
 
     # --- bulletins, acknowledgements, inbox ---------------------------------------------
 
     async def _latest(self, turn: _Turn) -> None:
-        followed = await subscribers.communes_of(turn.session, turn.subscriber.id)
+        followed = await self._communes(turn)
         if not followed:
             turn.say(texts.NOT_SUBSCRIBED)
             return
@@ -944,15 +955,31 @@ class Conversation:
     # --- helpers ------------------------------------------------------------------------
 
     async def _home_area(self, turn: _Turn) -> Area | None:
-        followed = await subscribers.communes_of(turn.session, turn.subscriber.id)
+        followed = await self._communes(turn)
         return followed[0] if followed else None
 
-    async def _label(self, session: AsyncSession, area: Area) -> str:
-        province = await session.get(Area, area.province_id) if area.province_id else None
+    async def _follow(self, turn: _Turn, area_id: int) -> bool:
+        turn.is_new = False  # follows something now: _communes must read it
+        return await subscribers.follow(turn.session, turn.subscriber.id, area_id)
+
+    async def _communes(self, turn: _Turn) -> list[Area]:
+        """The areas the person follows (none for a person this turn created)."""
+        if turn.is_new:
+            return []
+        return await subscribers.communes_of(turn.session, turn.subscriber.id)
+
+    async def _topics_of(self, turn: _Turn) -> list[Topic]:
+        """The active topics, read once in a turn that lists them twice."""
+        if turn.topics is None:
+            turn.topics = await subscribers.active_topics(turn.session)
+        return turn.topics
+
+    async def _label(self, turn: _Turn, area: Area | Place) -> str:
+        province = await self._map.get(turn.session, area.province_id) if area.province_id else None
         return f"{area.name} ({province.name})" if province else area.name
 
     @staticmethod
-    def _area_name(area: Area | None) -> str:
+    def _area_name(area: Area | Place | None) -> str:
         return area.name if area is not None else "xã"
 
     @staticmethod

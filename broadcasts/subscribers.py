@@ -5,9 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import delete, insert, select, tuple_, update
+from sqlalchemy import delete, exists, insert, literal, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from db.engine import insert_for
 from db.models import (
     Acknowledgement,
     Answer,
@@ -61,11 +62,16 @@ async def contact_for(
     now: dt.datetime,
 ) -> Contact:
     """Find or create the chat address (and its person) for a chat on a bot."""
-    address = await session.scalar(
-        select(ChatAddress).where(ChatAddress.bot_id == bot_id, ChatAddress.chat_id == chat_id)
-    )
-    if address is not None:
-        subscriber = await session.get_one(Subscriber, address.subscriber_id)
+    # Both in one statement: every message a person sends starts here.
+    found = (
+        await session.execute(
+            select(ChatAddress, Subscriber)
+            .join(Subscriber, Subscriber.id == ChatAddress.subscriber_id)
+            .where(ChatAddress.bot_id == bot_id, ChatAddress.chat_id == chat_id)
+        )
+    ).first()
+    if found is not None:
+        address, subscriber = found
         address.last_seen_at = now
         if subscriber.consent_at is not None and display_name:
             subscriber.display_name = _clean_name(display_name)  # people rename themselves
@@ -112,16 +118,14 @@ async def communes_of(session: AsyncSession, subscriber_id: int) -> list[Area]:
 
 async def follow(session: AsyncSession, subscriber_id: int, area_id: int) -> bool:
     """Follow an area; False when already followed."""
-    exists = await session.scalar(
-        select(Subscription.id).where(
-            Subscription.subscriber_id == subscriber_id, Subscription.area_id == area_id
-        )
+    insert_ = insert_for(session)
+    added = await session.scalar(
+        insert_(Subscription)
+        .values(subscriber_id=subscriber_id, area_id=area_id)
+        .on_conflict_do_nothing(index_elements=["subscriber_id", "area_id"])
+        .returning(Subscription.id)
     )
-    if exists is not None:
-        return False
-    session.add(Subscription(subscriber_id=subscriber_id, area_id=area_id))
-    await session.flush()
-    return True
+    return added is not None
 
 
 async def unfollow(session: AsyncSession, subscriber_id: int, area_id: int) -> None:
@@ -158,7 +162,16 @@ async def set_topics(session: AsyncSession, subscriber_id: int, topic_ids: set[i
 
 
 async def follow_all_topics(session: AsyncSession, subscriber_id: int) -> None:
-    await set_topics(session, subscriber_id, {t.id for t in await active_topics(session)})
+    """Set the person's topics to every active one (reading them in the INSERT itself)."""
+    await session.execute(
+        delete(SubscriberTopic).where(SubscriberTopic.subscriber_id == subscriber_id)
+    )
+    active = select(literal(subscriber_id), Topic.id).where(Topic.active.is_(True))
+    await session.execute(
+        insert(SubscriberTopic).from_select(
+            ["subscriber_id", "topic_id"], active.order_by(Topic.id)
+        )
+    )
 
 
 async def stop(session: AsyncSession, subscriber: Subscriber, now: dt.datetime) -> None:
@@ -257,25 +270,29 @@ async def acknowledge(
 
     True when recorded now, False when it already was, None when there is no such bulletin.
     """
-    bulletin = await session.get(Bulletin, bulletin_id)
-    if bulletin is None:
-        return None
-    exists = await session.scalar(
-        select(Acknowledgement.id).where(
-            Acknowledgement.bulletin_id == bulletin_id,
-            Acknowledgement.subscriber_id == subscriber.id,
-        )
+    # One statement for a first tap (thousands come at once after a storm warning): the
+    # bulletin's existence and the person's first area are read in the INSERT itself.
+    first_area = (
+        select(Subscription.area_id)
+        .where(Subscription.subscriber_id == subscriber.id)
+        .order_by(Subscription.id)
+        .limit(1)
+        .scalar_subquery()
     )
-    if exists is not None:
-        return False
-    followed = await communes_of(session, subscriber.id)
-    session.add(
-        Acknowledgement(
-            bulletin_id=bulletin_id,
-            subscriber_id=subscriber.id,
-            area_id=followed[0].id if followed else None,
-            created_at=now,
-        )
+    row = select(
+        literal(bulletin_id),
+        literal(subscriber.id),
+        first_area,
+        literal(now, Acknowledgement.created_at.type),
+    ).where(exists().where(Bulletin.id == bulletin_id))
+    insert_ = insert_for(session)
+    added = await session.scalar(
+        insert_(Acknowledgement)
+        .from_select(["bulletin_id", "subscriber_id", "area_id", "created_at"], row)
+        .on_conflict_do_nothing(index_elements=["bulletin_id", "subscriber_id"])
+        .returning(Acknowledgement.id)
     )
-    await session.flush()
-    return True
+    if added is not None:
+        return True
+    known = await session.scalar(select(exists().where(Bulletin.id == bulletin_id)))
+    return False if known else None
