@@ -517,9 +517,16 @@ class Answers:
         """At start: the events a stopped process kept but did not get to (or did not get
         to delete: a turn already taken is recognised and not answered twice)."""
         theirs = (PendingEvent.holder.is_(None)) | (PendingEvent.holder != self._holder)
+        taken = await self._take_events((PendingEvent.bot_id == self._bot_id) & theirs)
+        if taken:
+            log.info("took up %d events a stopped process had received", taken)
+
+    async def _take_events(self, which: ColumnElement[bool]) -> int:
+        """Hold the pending events `which` selects and take their turns in arrival order;
+        how many. The condition is in the UPDATE: of two processes, one takes each row."""
         take = (
             update(PendingEvent)
-            .where(PendingEvent.bot_id == self._bot_id, theirs)
+            .where(which)
             .values(holder=self._holder)
             .returning(PendingEvent.id, PendingEvent.event)
         )
@@ -529,8 +536,7 @@ class Answers:
             ]
         for pending_id, stored in sorted(rows, key=lambda row: row[0]):
             self._take(pending_id, _event_from_json(stored))
-        if rows:
-            log.info("took up %d events a stopped process had received", len(rows))
+        return len(rows)
 
     async def _take_up_own(self) -> None:
         """After a lost connection: the events and answers this process holds but does not
@@ -569,21 +575,8 @@ class Answers:
         unheld = (PendingEvent.bot_id == self._bot_id) & PendingEvent.holder.is_(None)
         async with reading(self._sessions) as session:
             waiting = await session.scalar(select(PendingEvent.id).where(unheld).limit(1))
-        if waiting is None:
-            return
-        # The condition again in the UPDATE: a row is taken by one process only.
-        take = (
-            update(PendingEvent)
-            .where(unheld)
-            .values(holder=self._holder)
-            .returning(PendingEvent.id, PendingEvent.event)
-        )
-        async with self._sessions.begin() as session:
-            rows: list[tuple[int, dict[str, Any]]] = [
-                (row[0], row[1]) for row in (await session.execute(take)).all()
-            ]
-        for pending_id, stored in sorted(rows, key=lambda row: row[0]):
-            self._take(pending_id, _event_from_json(stored))
+        if waiting is not None:
+            await self._take_events(unheld)
 
     async def _adopt(self, *, everything: bool) -> None:
         """Take up stored answers nobody is sending: at start, every pending one of this

@@ -6,7 +6,7 @@ import asyncio
 import datetime as dtm
 import statistics
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import httpx
@@ -78,14 +78,21 @@ async def _start_receiver(receiver: Receiver) -> web.AppRunner:
         status = 200 if secret == receiver.expected_secret else 403
         return web.Response(status=status)
 
+    runner, receiver.url = await _serve_hook(handle)
+    return runner
+
+
+async def _serve_hook(
+    handle: Callable[[web.Request], Awaitable[web.Response]],
+) -> tuple[web.AppRunner, str]:
+    """A webhook endpoint on 127.0.0.1: its runner (to clean up) and its URL."""
     app = web.Application()
     app.router.add_post("/hook", handle)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    receiver.url = f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
-    return runner
+    return runner, f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
 
 
 # --------------------------------------------------------------------- Telegram
@@ -301,13 +308,7 @@ async def test_telegram_webhook_uses_max_connections_and_keeps_a_chats_order(
         open_now -= 1
         return web.Response(status=200)
 
-    app = web.Application()
-    app.router.add_post("/hook", handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    url = f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
+    runner, url = await _serve_hook(handle)
     try:
         assert await tg_bot.set_webhook(url, max_connections=5)
         assert (await tg_bot.get_webhook_info()).max_connections == 5
