@@ -29,6 +29,7 @@ from tests.test_serve import _env, _free_port
 ASKED = "Bà con đồng ý chứ?"  # the answer to /start asks for consent
 SECRET = "telegram-secret-123"
 LEASE_TTL_S = 3.0
+REPLAYED = 70_000  # a chat whose /start is posted to both replicas
 RATE = 20.0  # the bot's msg/s: the warning to WARNED people takes a few seconds
 
 
@@ -110,6 +111,16 @@ def _bot_lease_holder(url: str) -> str | None:
             await engine.dispose()
 
     return asyncio.run(read())
+
+
+def _post_update(port: int, update: dict[str, object]) -> int:
+    """POST an update to a replica's webhook as Telegram would; the HTTP status."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/webhooks/telegram", data=json.dumps(update).encode(),
+        headers={"Content-Type": "application/json", "X-Telegram-Bot-Api-Secret-Token": SECRET},
+    )  # fmt: skip
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - http to 127.0.0.1
+        return int(response.status)
 
 
 def _answers(api: FakeTelegramAPI, chats: list[int]) -> Counter[int]:
@@ -208,6 +219,14 @@ def test_web_and_worker_replicas_share_one_database(
             took_over = time.monotonic() - killed_at
             _until(lambda: all(_answers(api, second).values()), 60, "the second crowd's answers")
             _until(lambda: set(warnings_received(api)) == set(warned), 60, "the warning everywhere")
+
+            # A replayed update: delivered to the first replica, then posted again to both.
+            api._set_webhook(
+                f"http://127.0.0.1:{web_ports[0]}/webhooks/telegram", SECRET, drop_pending=False
+            )
+            replay = api.user_sends(REPLAYED, "/start")
+            _until(lambda: all(_answers(api, [REPLAYED]).values()), 30, "the replayed update")
+            replayed_status = [_post_update(port, replay) for port in (web_ports[1], web_ports[0])]
             time.sleep(1.0)  # anything said twice would be said by now
         finally:
             for process, _ in processes.values():
@@ -226,6 +245,9 @@ def test_web_and_worker_replicas_share_one_database(
     assert all(d.status == 200 for d in deliveries), [d for d in deliveries if d.status != 200]
     assert set(_answers(api, first).values()) == {1}, _answers(api, first)
     assert set(_answers(api, second).values()) == {1}, _answers(api, second)
+    # The same update posted to both replicas (and again to the first) is turned once.
+    assert replayed_status == [200, 200]
+    assert _answers(api, [REPLAYED]) == {REPLAYED: 1}
     # Taken over within the lease's time (plus the worker's start of the bot).
     assert took_over < LEASE_TTL_S + 5, took_over
     # The warning reached everyone; what the killed sender sent twice stays in the bound.
