@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
 import time
 import warnings
@@ -33,15 +32,13 @@ from bot.conversation import EventKind, Inbound, Option, ack_option
 from bot.listening import Background
 from bot.telegram_http import AiohttpRequest
 from bot.webhooks import (
-    BadBody,
     NotAnUpdate,
     checked_coordinate,
     checked_int,
     checked_optional_text,
     checked_text,
-    dropped,
     one_line,
-    read_object,
+    receive,
 )
 from broadcasts.channels import FailureKind, FileIds, Media, MediaKind, Outbound, SendFailure
 from broadcasts.pacing import Lane
@@ -149,11 +146,6 @@ def _full_name(user: User | None) -> str | None:
     return f"{first} {last}" if first and last else first or None
 
 
-def webhook_secret_ok(expected: str, given: str | None) -> bool:
-    """Constant-time comparison, so the secret cannot be guessed byte by byte from timings."""
-    return given is not None and hmac.compare_digest(expected.encode(), given.encode())
-
-
 def build_application(token: str, api_base_url: str) -> Application:  # type: ignore[type-arg]
     """The PTB application of one bot (its `bot` is what TelegramChannel sends with).
 
@@ -192,27 +184,15 @@ Keep = Callable[[Sequence[Received]], Awaitable[object]]
 async def handle_webhook(
     request: Request, *, secret: str | None, bot_id: int, keep: Keep
 ) -> Response:
-    """A webhook POST: the secret checked in constant time (403, unread, when wrong), the
-    update parsed and kept by `keep` before the 200 (503 when it could not be kept:
-    Telegram redelivers). Makes no Bot API call, so a web replica needs no token."""
-    if secret is None or not webhook_secret_ok(secret, request.headers.get(SECRET_HEADER)):
-        return Response(status_code=403)
-    try:
-        body = await read_object(request)
-    except BadBody as refused:
-        return refused.response
-    try:
-        # Checked here: a malformed update is dropped with one line in the log.
-        arrival = received(Update.de_json(body, None), bot_id)
-    except Exception as exc:  # valid JSON but no Update (a missing update_id, wrong types)
-        return dropped("telegram", exc)
-    if arrival is not None:
-        try:
-            await keep([arrival])
-        except Exception as exc:  # not kept: Telegram redelivers after a 5xx
-            log.warning("telegram: webhook update not kept (%s)", one_line(exc))
-            return Response(status_code=503)
-    return Response(status_code=200)
+    """POST /webhooks/telegram, wherever it is served (see bot.webhooks.receive)."""
+
+    def parse(body: dict[str, Any]) -> Received | None:
+        return received(Update.de_json(body, None), bot_id)
+
+    return await receive(
+        request, platform="telegram", secret=secret, header=SECRET_HEADER, parse=parse,
+        keep=keep,
+    )  # fmt: skip
 
 
 class TelegramFrontEnd:

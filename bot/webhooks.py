@@ -8,10 +8,12 @@ a lone surrogate: each of those, passed on, failed deep in the core or the datab
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import math
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 from fastapi import Request, Response
 
@@ -22,6 +24,46 @@ MAX_BODY = 1024 * 1024
 # Integers in updates are 64-bit on both platforms (Telegram ids fit in 52 bits).
 MAX_INT = 2**63 - 1
 REASON_LENGTH = 200
+
+
+T = TypeVar("T")
+
+
+def webhook_secret_ok(expected: str, given: str | None) -> bool:
+    """Constant-time comparison, so the secret cannot be guessed byte by byte from timings."""
+    return given is not None and hmac.compare_digest(expected.encode(), given.encode())
+
+
+async def receive(
+    request: Request,
+    *,
+    platform: str,
+    secret: str | None,
+    header: str,
+    parse: Callable[[dict[str, Any]], T | None],
+    keep: Callable[[Sequence[T]], Awaitable[object]],
+) -> Response:
+    """A webhook POST: the secret in `header` checked in constant time (403, unread, when
+    wrong), the body parsed into an arrival (None: nothing to answer; an error: dropped
+    with one line, 200) and kept by `keep` before the 200 (503 when it could not be kept:
+    the platform redelivers). Makes no Bot API call, so a web replica needs no token."""
+    if secret is None or not webhook_secret_ok(secret, request.headers.get(header)):
+        return Response(status_code=403)
+    try:
+        body = await read_object(request)
+    except BadBody as refused:
+        return refused.response
+    try:
+        arrival = parse(body)
+    except Exception as exc:  # valid JSON but no update (missing fields, wrong types)
+        return dropped(platform, exc)
+    if arrival is not None:
+        try:
+            await keep([arrival])
+        except Exception as exc:  # not kept: the platform redelivers after a 5xx
+            log.warning("%s: webhook update not kept (%s)", platform, one_line(exc))
+            return Response(status_code=503)
+    return Response(status_code=200)
 
 
 class BadBody(Exception):

@@ -23,14 +23,11 @@ from zalo_bot.request._request_parameter import RequestParameter
 from bot import texts
 from bot.answers import Answers, Call, Owed, Received
 from bot.conversation import EventKind, Inbound, Option
-from bot.telegram import webhook_secret_ok
 from bot.webhooks import (
-    BadBody,
     checked_id,
     checked_optional_text,
-    dropped,
     one_line,
-    read_object,
+    receive,
 )
 from broadcasts.channels import FailureKind, MediaKind, Outbound, SendFailure
 from broadcasts.pacing import Lane, request_written
@@ -198,28 +195,17 @@ Keep = Callable[[Sequence[Received]], Awaitable[object]]
 async def handle_webhook(
     request: Request, *, secret: str | None, bot_id: int, keep: Keep
 ) -> Response:
-    """A webhook POST: the secret checked in constant time (403, unread, when wrong), the
-    update parsed and kept by `keep` before the 200 (503 when it could not be kept: Zalo
-    redelivers). Makes no Bot API call, so a web replica needs no token."""
-    if secret is None or not webhook_secret_ok(secret, request.headers.get(SECRET_HEADER)):
-        return Response(status_code=403)
-    try:
-        body: Any = await read_object(request)
-    except BadBody as refused:
-        return refused.response
-    if "result" in body and "ok" in body:
-        body = body["result"]  # some deliveries wrap the update like an API answer
-    try:
+    """POST /webhooks/zalo, wherever it is served (see bot.webhooks.receive)."""
+
+    def parse(body: dict[str, Any]) -> Received | None:
+        if "result" in body and "ok" in body:
+            body = body["result"]  # some deliveries wrap the update like an API answer
         event = to_inbound(Update.de_json(body, None), bot_id)
-    except Exception as exc:  # malformed body from someone who knows the secret
-        return dropped("zalo", exc)
-    if event is not None:
-        try:
-            await keep([Received(event)])
-        except Exception as exc:  # not kept: Zalo redelivers after a 5xx
-            log.warning("zalo: webhook update not kept (%s)", one_line(exc))
-            return Response(status_code=503)
-    return Response(status_code=200)
+        return Received(event) if event is not None else None
+
+    return await receive(
+        request, platform="zalo", secret=secret, header=SECRET_HEADER, parse=parse, keep=keep
+    )
 
 
 class ZaloFrontEnd:
