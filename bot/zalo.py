@@ -8,7 +8,7 @@ import itertools
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +23,7 @@ from zalo_bot.request._request_parameter import RequestParameter
 from bot import texts
 from bot.answers import Answers, Call, Owed, Received
 from bot.conversation import EventKind, Inbound, Option
+from bot.listening import Background
 from bot.webhooks import (
     checked_id,
     checked_optional_text,
@@ -238,7 +239,7 @@ class ZaloFrontEnd:
         self._stopping = asyncio.Event()
         self._arrivals = itertools.count()
         self._poll_failure: tuple[str, float] | None = None  # the last kind logged, when
-        self._handlers: set[asyncio.Task[None]] = set()
+        self._background = Background()  # voices being sent after a reply
         self._running = False
         self._account: str | None = None
 
@@ -297,8 +298,7 @@ class ZaloFrontEnd:
             if isinstance(failed, Exception):
                 log.error("zalo: the keeper of polled updates failed", exc_info=failed)
             self._keeper = None
-        if self._handlers:
-            await asyncio.gather(*self._handlers, return_exceptions=True)
+        await self._background.close()
         await self._answers.stop()
         await self.bot.shutdown()
 
@@ -414,12 +414,6 @@ class ZaloFrontEnd:
                 await asyncio.wait_for(self._stopping.wait(), delay)  # stop: try again now
             delay = min(delay * 2, KEEP_BACKOFF_MAX_S)
 
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        # Each update in its own task: one slow or flooding chat never blocks the others.
-        task = asyncio.create_task(work)
-        self._handlers.add(task)
-        task.add_done_callback(self._handlers.discard)
-
     async def webhook(self, request: Request) -> Response:
         """POST /webhooks/zalo: a wrong or missing secret gets 403 and is not read."""
         return await handle_webhook(
@@ -439,7 +433,7 @@ class ZaloFrontEnd:
     def after(self, owed: Owed) -> None:
         for reply in owed.replies:
             if reply.audio_document is not None:
-                self._spawn(self._send_voice(owed.chat_id, reply.audio_document))
+                self._background.spawn(self._send_voice(owed.chat_id, reply.audio_document))
 
     def _say(self, chat_id: str, text: str) -> Callable[[], Awaitable[object]]:
         async def call() -> object:
