@@ -51,3 +51,13 @@ async def held(session: AsyncSession, name: str, now: dt.datetime) -> bool:
     """Whether some process holds the lease now (it renews it while it runs)."""
     until = await session.scalar(select(Lease.expires_at).where(Lease.name == name))
     return until is not None and until >= now
+
+
+async def live(session: AsyncSession, prefix: str, now: dt.datetime) -> dict[str, str]:
+    """Unexpired leases whose name starts with `prefix`: name → holder."""
+    rows = await session.execute(
+        select(Lease.name, Lease.holder).where(
+            Lease.name.startswith(prefix, autoescape=True), Lease.expires_at >= now
+        )
+    )
+    return {name: holder for name, holder in rows.all()}

@@ -254,7 +254,10 @@ class Subscription(Timestamped, Base):
 
 
 class Bot(Timestamped, Base):
-    """One bot account on one platform; each has exactly one sender (a lease)."""
+    """One bot account on one platform; each has exactly one sender (a lease).
+
+    A person belongs to the bot they subscribed through (their chat address is on it), so
+    a broadcast is sent by each bot to its own people, all bots in parallel."""
 
     __tablename__ = "bots"
     __table_args__ = (UniqueConstraint("platform", "name"),)
@@ -271,6 +274,16 @@ class Bot(Timestamped, Base):
     quiet_start: Mapped[dt.time | None] = mapped_column(Time, default=dt.time(21, 0))
     quiet_end: Mapped[dt.time | None] = mapped_column(Time, default=dt.time(6, 0))
     enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    # The token, sealed with a key derived from SECRET_KEY (haidang.bot_tokens): a backup
+    # of the database does not give the bot away. NULL for each platform's first bot
+    # ("default"), whose token is TELEGRAM_BOT_TOKEN or ZALO_BOT_TOKEN.
+    token_sealed: Mapped[str | None] = mapped_column(Text)
+    # The bot's public link for QR posters (a Zalo bot's link from Zalo Bot Manager; a
+    # Telegram bot's is t.me/<username>, so it needs none).
+    link: Mapped[str | None] = mapped_column(String(255))
+    # The province this bot serves (its posters, its people); NULL: any province not
+    # served by a bot of its own.
+    area_id: Mapped[int | None] = mapped_column(ForeignKey("areas.id"))
 
 
 class ChatAddress(Timestamped, Base):

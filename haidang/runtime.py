@@ -37,7 +37,8 @@ from bot.webhooks import one_line
 from bot.zalo import WEBHOOK_PATH as ZALO_WEBHOOK_PATH
 from bot.zalo import ZaloFrontEnd
 from bot.zalo import handle_webhook as zalo_webhook
-from broadcasts import inbox, leases
+from broadcasts import bots, inbox, leases
+from broadcasts.bots import BotError, TokenBox
 from broadcasts.channels import ChannelRegistry
 from broadcasts.outbox import Outbox, OutboxStats
 from broadcasts.pacing import Lane
@@ -175,20 +176,50 @@ class WebPart:
         await self._task
 
 
-def webhook_secret(settings: Settings, platform: Platform) -> str:
-    """The configured webhook secret, or one derived from SECRET_KEY (never none at all)."""
+def webhook_secret(settings: Settings, platform: Platform, bot_id: int | None = None) -> str:
+    """A bot's webhook secret: for each platform's first bot (`bot_id` None) the configured
+    one or one derived from SECRET_KEY; for the others, one derived from SECRET_KEY and
+    the bot (never none at all)."""
     configured = (
         settings.telegram_webhook_secret
         if platform is Platform.telegram
         else settings.zalo_webhook_secret
     )
-    if configured is not None:
+    if configured is not None and bot_id is None:
         return configured.get_secret_value()
     key = settings.secret_key.get_secret_value().encode()
-    return hmac.new(key, f"webhook:{platform.value}".encode(), hashlib.sha256).hexdigest()
+    which = platform.value if bot_id is None else f"{platform.value}:{bot_id}"
+    return hmac.new(key, f"webhook:{which}".encode(), hashlib.sha256).hexdigest()
 
 
 WEBHOOK_PATHS = {Platform.telegram: TELEGRAM_WEBHOOK_PATH, Platform.zalo: ZALO_WEBHOOK_PATH}
+
+
+def webhook_path(platform: Platform, bot_id: int | None = None) -> str:
+    """Where a bot's updates are posted: /webhooks/<platform> for the first bot,
+    /webhooks/<platform>/<bot id> for the others."""
+    base = WEBHOOK_PATHS[platform]
+    return base if bot_id is None else f"{base}/{bot_id}"
+
+
+@dataclasses.dataclass(frozen=True)
+class BotConfig:
+    """A bot as the processes run it, read from `bots` (and the environment)."""
+
+    bot_id: int
+    platform: Platform
+    label: str  # "telegram" for the first bot, "telegram:<name>" for the others
+    first: bool
+    token: str | None  # None in a process that only relays its webhook
+    rate_per_second: float
+    per_chat_interval: float
+    # What restarts the running bot when it changes (a new token, another rate).
+    version: tuple[object, ...]
+
+    @property
+    def hook_id(self) -> int | None:
+        """The bot id in the webhook's path and secret (None: the first bot's)."""
+        return None if self.first else self.bot_id
 
 
 class ChatPart:
@@ -204,9 +235,10 @@ class ChatPart:
     RETRY_FIRST_S = 1.0
     RETRY_MAX_S = 60.0
 
-    def __init__(self, platform: Platform, settings: Settings, service: Service) -> None:
-        self.name = platform.value
-        self.platform = platform
+    def __init__(self, config: BotConfig, settings: Settings, service: Service) -> None:
+        self.name = config.label
+        self.platform = config.platform
+        self.config = config
         self._settings = settings
         self._service = service
         self.front: TelegramFrontEnd | ZaloFrontEnd | None = None
@@ -247,12 +279,16 @@ class ChatPart:
             active=False, detail=f"retrying in {wait} s: {self._failure}", retrying=True
         )
 
+    @property
+    def holding(self) -> bool:
+        """This process holds the bot's lease (runs it)."""
+        return self._holding
+
     async def start(self) -> None:
-        async with self._service.sessions.begin() as session:
-            bot = await ensure_bot(session, self.platform)
-            bot_id, rate, gap = bot.id, bot.rate_per_second, bot.per_chat_interval
+        config = self.config
+        bot_id = config.bot_id
         # One budget for everything this bot sends: its answers and its sender share it.
-        self._service.outboxes[bot_id] = Outbox(rate, gap)
+        self._service.outboxes[bot_id] = Outbox(config.rate_per_second, config.per_chat_interval)
         self._bot_id = bot_id
         first_try = asyncio.Event()
         self._task = asyncio.create_task(self._run(bot_id, first_try), name=self.name)
@@ -260,12 +296,11 @@ class ChatPart:
             await asyncio.wait_for(first_try.wait(), self.FIRST_TRY_S)
 
     def _front_end(self, bot_id: int) -> TelegramFrontEnd | ZaloFrontEnd:
-        settings = self._settings
+        settings, config = self._settings, self.config
         public = str(settings.public_base_url).rstrip("/") if settings.public_base_url else None
-        secret = webhook_secret(settings, self.platform)
+        secret = webhook_secret(settings, self.platform, config.hook_id)
         telegram = self.platform is Platform.telegram
         front_end = TelegramFrontEnd if telegram else ZaloFrontEnd
-        token = settings.telegram_bot_token if telegram else settings.zalo_bot_token
         base = settings.telegram_api_base_url if telegram else settings.zalo_api_base_url
         # Telegram keeps its file ids of uploaded audio in the database across restarts.
         service = self._service
@@ -280,11 +315,13 @@ class ChatPart:
         service.answers[bot_id] = answers
         return front_end(
             **extra,
-            token=_secret(token),
+            token=_secret(config.token),
             api_base_url=str(base),
             answers=answers,
             bot_id=bot_id,
-            webhook_url=f"{public}{WEBHOOK_PATHS[self.platform]}" if public else None,
+            webhook_url=f"{public}{webhook_path(self.platform, config.hook_id)}"
+            if public
+            else None,
             webhook_secret=secret,
         )
 
@@ -323,9 +360,21 @@ class ChatPart:
     async def _await_lease(self, bot_id: int, first_try: asyncio.Event) -> None:
         """Until this process holds the bot's lease: at once when free, else within a
         fifth of its TTL after the holder stops renewing it (it died) and it expires."""
+        refused_since: float | None = None
         while True:
             try:
-                if await self._take_lease(bot_id):
+                # A worker at its share of the bots leaves a free bot to a worker with
+                # fewer (Bots.may_take), unless none took it for a few TTLs.
+                now = time.monotonic()
+                fair = await self._service.bots.may_take(self)
+                if fair:
+                    refused_since = None
+                elif refused_since is None:
+                    refused_since = now
+                patient = refused_since is not None and (
+                    now - refused_since < 3 * self._ttl.total_seconds()
+                )
+                if not patient and await self._take_lease(bot_id):
                     self._holding, self._standby = True, None
                     return
                 async with self._service.sessions() as session:
@@ -390,6 +439,18 @@ class ChatPart:
         await self._service.senders.add(bot_id)
         return front
 
+    async def retire(self) -> None:
+        """Stop running this bot here while the service goes on (it was disabled, its
+        token or rate changed, or another worker should take it): its sender finishes
+        what it claimed, then the lease is given back for the next holder."""
+        if self._bot_id is not None:
+            self._service.channels.unregister(self._bot_id)
+            await self._service.senders.remove(self._bot_id)
+        await self.stop()
+        if self._bot_id is not None:
+            self._service.outboxes.pop(self._bot_id, None)
+            self._service.answers.pop(self._bot_id, None)
+
     async def stop(self) -> None:
         if self._task is not None and not self._task.done():
             self._task.cancel()
@@ -415,15 +476,17 @@ class ChatPart:
         if self._bot_id is None:
             return Response(status_code=503)  # not started yet: the platform retries
         # Another process runs the bot: keep the update for it (see WebhookPart).
-        return await _relay(self.platform, request, self._settings, self._service, self._bot_id)
+        return await _relay(self.config, request, self._settings, self._service)
 
 
 async def _relay(
-    platform: Platform, request: Request, settings: Settings, service: Service, bot_id: int
+    config: BotConfig, request: Request, settings: Settings, service: Service
 ) -> Response:
     """A webhook update received where the bot does not run: checked and kept with no
     holder (exactly once: the bot and update key are unique); the process holding the
     bot's lease takes its turn (bot.answers.UNHELD_POLL_S)."""
+
+    bot_id = config.bot_id
 
     async def keep(arrivals: Collection[Received]) -> None:
         await keep_events(
@@ -431,8 +494,8 @@ async def _relay(
             now=dt.datetime.now(dt.UTC),
         )  # fmt: skip
 
-    handle = telegram_webhook if platform is Platform.telegram else zalo_webhook
-    secret = webhook_secret(settings, platform)
+    handle = telegram_webhook if config.platform is Platform.telegram else zalo_webhook
+    secret = webhook_secret(settings, config.platform, config.hook_id)
     return await handle(request, secret=secret, bot_id=bot_id, keep=keep)
 
 
@@ -442,31 +505,29 @@ class WebhookPart:
     Never calls the platform's API: it needs the webhook secret (or SECRET_KEY, from
     which the default is derived), not the token."""
 
-    def __init__(self, platform: Platform, settings: Settings, service: Service) -> None:
-        self.name = platform.value
-        self.platform = platform
+    def __init__(self, config: BotConfig, settings: Settings, service: Service) -> None:
+        self.name = config.label
+        self.platform = config.platform
+        self.config = config
         self._settings = settings
         self._service = service
-        self._bot_id: int | None = None
 
     def status(self) -> PartStatus:
-        if self._bot_id is None:
-            return PartStatus(active=False, detail="starting")
         return PartStatus(
             active=True, detail="webhook: updates kept for the worker running the bot"
         )
 
     async def start(self) -> None:
-        async with self._service.sessions.begin() as session:
-            self._bot_id = (await ensure_bot(session, self.platform)).id
+        return None
 
     async def stop(self) -> None:
         return None
 
+    async def retire(self) -> None:
+        return None
+
     async def webhook(self, request: Request) -> Response:
-        if self._bot_id is None:
-            return Response(status_code=503)
-        return await _relay(self.platform, request, self._settings, self._service, self._bot_id)
+        return await _relay(self.config, request, self._settings, self._service)
 
 
 def _failure_reason(exc: BaseException) -> str:
@@ -723,36 +784,294 @@ class SendersPart:
         await asyncio.gather(*(sender.stop() for sender in self.senders))
 
 
-def _secret(value: SecretStr | None) -> str:
+def _secret(value: str | None) -> str:
     if value is None:
         raise StartupError("a chat part was started without its token")
-    return value.get_secret_value()
+    return value
 
 
-def _chat_parts(settings: Settings, service: Service, roles: Collection[Role]) -> list[Part]:
-    """A worker runs each bot whose token is set; the web role alone serves the webhook
-    of each bot that uses one (PUBLIC_BASE_URL set) and whose token or secret is set."""
-    parts: list[Part] = []
-    for platform, token, secret, variable in (
-        (Platform.telegram, settings.telegram_bot_token, settings.telegram_webhook_secret,
-         "TELEGRAM_BOT_TOKEN"),
-        (Platform.zalo, settings.zalo_bot_token, settings.zalo_webhook_secret, "ZALO_BOT_TOKEN"),
-    ):  # fmt: skip
-        if Role.worker in roles:
-            if token is None:
-                parts.append(OffPart(platform.value, f"{variable} not set"))
-            else:
-                parts.append(ChatPart(platform, settings, service))
-        elif Role.web in roles:
-            if settings.public_base_url is None:
-                parts.append(
-                    OffPart(platform.value, "polled by a worker (PUBLIC_BASE_URL not set)")
-                )
-            elif token is None and secret is None:
-                parts.append(OffPart(platform.value, f"{variable} and its webhook secret not set"))
-            else:
-                parts.append(WebhookPart(platform, settings, service))
-    return parts
+BotPart = ChatPart | WebhookPart
+
+
+class Bots:
+    """Every bot this process serves, from the `bots` table: each platform's first bot
+    (its token in the environment) and those an administrator registered (CLI or
+    dashboard, tokens sealed with SECRET_KEY: broadcasts.bots).
+
+    A worker runs each enabled bot with a token (a ChatPart: front end, answers, sender,
+    under the bot's lease); the web role alone relays each bot's webhook (a WebhookPart).
+    The table is read again every REFRESH_S: a bot added, disabled, given a new token or
+    another rate starts, stops or restarts here without restarting the process. Workers
+    share the bots: one at its fair share (bots / live workers, rounded up) leaves a free
+    bot to another, and one above it while another worker has less gives one up (SHED).
+    """
+
+    name = "bots"
+    REFRESH_S = 10.0
+    PRESENCE = "worker:"  # a lease per live worker process, renewed while it runs
+
+    def __init__(self, settings: Settings, service: Service, roles: Collection[Role]) -> None:
+        self._settings = settings
+        self._service = service
+        self._worker = Role.worker in roles
+        self._web = Role.web in roles
+        self._box = TokenBox(settings.secret_key.get_secret_value())
+        self.parts: dict[int, BotPart] = {}  # by bot id
+        self._off: dict[str, PartStatus] = {}  # bots not run here, and why
+        self._task: asyncio.Task[None] | None = None
+        self._refreshed = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._ttl = dt.timedelta(seconds=settings.bot_lease_ttl_s)
+        self._workers = 1  # live workers, as last read
+        self._started = False
+        self._last_asked = 0.0  # when a webhook for an unknown bot last ran a refresh
+        for platform in Platform:  # shown from the start (/healthz answers before bots start)
+            first_off = self._first_off(platform)
+            if first_off is not None:
+                self._off[platform.value] = first_off
+
+    @property
+    def serves_webhooks(self) -> bool:
+        return self._worker or self._web
+
+    def status(self) -> PartStatus:
+        """Active once every bot here is up (tests and bench wait for it): the bots' own
+        statuses are in `statuses`."""
+        running = [part.status() for part in self.parts.values()]
+        return PartStatus(
+            active=all(status.active for status in running) and self._started,
+            detail=f"{len(running)} bots",
+        )
+
+    def statuses(self) -> dict[str, PartStatus]:
+        found = dict(self._off)
+        for part in sorted(self.parts.values(), key=lambda part: (part.platform, part.name)):
+            found[part.name] = part.status()
+        return found
+
+    def part(self, label: str) -> BotPart | None:
+        """The bot of that label ("telegram", "zalo:quang-ngai") when it runs here."""
+        return next((part for part in self.parts.values() if part.name == label), None)
+
+    def _environment_token(self, platform: Platform) -> SecretStr | None:
+        settings = self._settings
+        return (
+            settings.telegram_bot_token
+            if platform is Platform.telegram
+            else settings.zalo_bot_token
+        )
+
+    def environment_tokens(self) -> list[str]:
+        tokens = (self._environment_token(platform) for platform in Platform)
+        return [token.get_secret_value() for token in tokens if token is not None]
+
+    async def _wanted(self) -> tuple[dict[int, BotConfig], dict[str, PartStatus]]:
+        """The bots to serve here now, and those not served here with the reason."""
+        wanted: dict[int, BotConfig] = {}
+        off = {
+            platform.value: status
+            for platform in Platform
+            if (status := self._first_off(platform)) is not None
+        }
+        async with self._service.sessions.begin() as session:
+            for platform in Platform:  # a first bot's row is made when first served
+                if platform.value not in off:
+                    await ensure_bot(session, platform)
+            rows = await bots.listing(session)
+        for row in rows:
+            label, first = bots.label(row), bots.is_first(row)
+            if label in off:
+                continue
+            if not row.enabled:
+                off[label] = PartStatus(active=False, detail="disabled by an administrator")
+                continue
+            token: str | None = None
+            if first:
+                secret = self._environment_token(row.platform)
+                token = secret.get_secret_value() if secret is not None else None
+            elif row.token_sealed is not None:
+                try:
+                    token = self._box.open(row.token_sealed)
+                except BotError as exc:
+                    off[label] = PartStatus(active=False, detail=str(exc))
+                    continue
+            if self._worker and token is None:
+                off[label] = PartStatus(active=False, detail="no token stored")
+                continue
+            if not self._worker and self._settings.public_base_url is None:
+                continue  # not reached: _first_off said so for the first bots
+            wanted[row.id] = BotConfig(
+                bot_id=row.id, platform=row.platform, label=label, first=first, token=token,
+                rate_per_second=row.rate_per_second, per_chat_interval=row.per_chat_interval,
+                version=(row.token_sealed, row.rate_per_second, row.per_chat_interval,
+                         row.paid_broadcast, row.quiet_start, row.quiet_end),
+            )  # fmt: skip
+        return wanted, off
+
+    def _first_off(self, platform: Platform) -> PartStatus | None:
+        """Why the platform's first bot cannot be served here, from the settings alone."""
+        variable = f"{platform.value.upper()}_BOT_TOKEN"
+        token = self._environment_token(platform)
+        reason = None
+        if self._worker:
+            reason = f"{variable} not set" if token is None else None
+        elif self._web and self._settings.public_base_url is None:
+            reason = "polled by a worker (PUBLIC_BASE_URL not set)"
+        elif self._web and token is None and self._first_secret(platform) is None:
+            reason = f"{variable} and its webhook secret not set"
+        return None if reason is None else PartStatus(active=False, detail=reason)
+
+    def _first_secret(self, platform: Platform) -> SecretStr | None:
+        settings = self._settings
+        if platform is Platform.telegram:
+            return settings.telegram_webhook_secret
+        return settings.zalo_webhook_secret
+
+    def _make(self, config: BotConfig) -> BotPart:
+        if self._worker:
+            return ChatPart(config, self._settings, self._service)
+        return WebhookPart(config, self._settings, self._service)
+
+    async def refresh(self) -> None:
+        """Start, stop or restart bots to match the table (and the environment)."""
+        async with self._lock:
+            wanted, self._off = await self._wanted()
+            changed = [
+                bot_id for bot_id, part in self.parts.items()
+                if bot_id not in wanted or wanted[bot_id] != part.config
+            ]  # fmt: skip
+            for bot_id in changed:
+                part = self.parts.pop(bot_id)
+                await part.retire()
+                if self._started:
+                    log.info("%s: stopped (%s)", part.name,
+                             "changed" if bot_id in wanted else "disabled or removed")  # fmt: skip
+            new = [config for bot_id, config in wanted.items() if bot_id not in self.parts]
+            for config in new:
+                self.parts[config.bot_id] = self._make(config)
+            # Started together: a bot that cannot reach its platform does not hold up the
+            # others (each waits at most ChatPart.FIRST_TRY_S for its first attempt).
+            await asyncio.gather(*(self.parts[config.bot_id].start() for config in new))
+            if self._started:
+                for config in new:
+                    status = self.parts[config.bot_id].status()
+                    log.info("%s: started (%s)", config.label, status.detail)
+            self._refreshed.set()
+
+    async def start(self) -> None:
+        if self._worker:
+            await self._present()
+        await self.refresh()
+        self._started = True
+        self._task = asyncio.create_task(self._watch(), name="bots")
+
+    async def _watch(self) -> None:
+        """Re-read the table every REFRESH_S; a worker renews its presence and gives a bot
+        up when it runs more than its share while another worker runs less."""
+        period = min(self.REFRESH_S, self._ttl.total_seconds() / 3)
+        last_refresh = time.monotonic()
+        while True:
+            await asyncio.sleep(period)
+            try:
+                if self._worker:
+                    await self._present()
+                    await self._shed()
+                if time.monotonic() - last_refresh >= self.REFRESH_S:
+                    last_refresh = time.monotonic()
+                    await self.refresh()
+            except Exception as exc:  # the database: the next round tries again
+                log.warning("bots: cannot read the bots (%s)", one_line(exc))
+
+    async def _present(self) -> None:
+        """Renew this worker's presence lease and count the live workers."""
+        now = dt.datetime.now(dt.UTC)
+        async with self._service.sessions.begin() as session:
+            await leases.acquire(session, self.PRESENCE + self._service.holder,
+                                 self._service.holder, now, self._ttl)  # fmt: skip
+            live = await leases.live(session, self.PRESENCE, now)
+        self._workers = max(1, len(live))
+
+    def _share(self) -> int:
+        return -(-len(self.parts) // self._workers)  # ceil
+
+    def _held(self) -> list[ChatPart]:
+        return [p for p in self.parts.values() if isinstance(p, ChatPart) and p.holding]
+
+    async def may_take(self, part: ChatPart) -> bool:
+        """Whether this worker may take a free bot now: below its fair share."""
+        return len(self._held()) < self._share()
+
+    async def _shed(self) -> None:
+        """Give one bot up when this worker runs more than its share and another live
+        worker runs fewer than its floor: it takes the bot within a fifth of the TTL."""
+        held = self._held()
+        if len(held) <= self._share() or self._workers < 2:
+            return
+        now = dt.datetime.now(dt.UTC)
+        async with self._service.sessions() as session:
+            workers = await leases.live(session, self.PRESENCE, now)
+            bot_leases = await leases.live(session, "sender:", now)
+        running: dict[str, int] = dict.fromkeys(workers.values(), 0)
+        for holder in bot_leases.values():
+            running[holder] = running.get(holder, 0) + 1
+        floor = len(self.parts) // max(1, len(workers))
+        if not any(
+            count < floor for holder, count in running.items() if holder in workers.values()
+        ):
+            return
+        part = held[-1]
+        log.info("%s: handed over to a worker with fewer bots", part.name)
+        async with self._lock:
+            if self.parts.get(part.config.bot_id) is part:
+                await part.retire()
+                self.parts[part.config.bot_id] = self._make(part.config)
+                await self.parts[part.config.bot_id].start()
+
+    async def webhook(self, platform: Platform, bot_id: int | None, request: Request) -> Response:
+        """An update for a bot (None: the platform's first): to its part, else 503 (the
+        platform retries) until the bot is known here (a refresh is run for one just
+        added, at most once a second)."""
+        part = self._find(platform, bot_id)
+        asked = time.monotonic() - self._last_asked
+        if part is None and bot_id is not None and not self._lock.locked() and asked > 1.0:
+            self._last_asked = time.monotonic()
+            with contextlib.suppress(Exception):
+                await self.refresh()
+            part = self._find(platform, bot_id)
+        if part is None:
+            return Response(status_code=503)
+        return await part.webhook(request)
+
+    def _find(self, platform: Platform, bot_id: int | None) -> BotPart | None:
+        for part in self.parts.values():
+            config = part.config
+            if config.platform is platform and config.hook_id == bot_id:
+                return part
+        return None
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await asyncio.gather(*(part.stop() for part in self.parts.values()))
+        if self._worker:
+            with contextlib.suppress(Exception):  # it expires anyway
+                async with self._service.sessions.begin() as session:
+                    holder = self._service.holder
+                    await leases.release(session, self.PRESENCE + holder, holder)
+
+
+def _webhook_routes(bots: Bots, platform: Platform) -> dict[str, Webhook]:
+    """The platform's webhook paths: its first bot's, and one per other bot (by id)."""
+
+    async def first(request: Request) -> Response:
+        return await bots.webhook(platform, None, request)
+
+    async def other(request: Request, bot_id: int) -> Response:
+        return await bots.webhook(platform, bot_id, request)
+
+    return {webhook_path(platform): first, webhook_path(platform) + "/{bot_id}": other}
 
 
 class Service:
@@ -808,23 +1127,18 @@ class Service:
         # Who holds leases from this process: readable in the leases table by an operator.
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.senders = SendersPart(self)
-        chat_parts = _chat_parts(settings, self, self.roles)
+        self.bots = Bots(settings, self, self.roles)
         self.webhooks: dict[str, Webhook] = {}
-        for part in chat_parts:
-            if isinstance(part, ChatPart | WebhookPart):
-                path = (
-                    TELEGRAM_WEBHOOK_PATH
-                    if part.platform is Platform.telegram
-                    else ZALO_WEBHOOK_PATH
-                )
-                self.webhooks[path] = part.webhook
+        if self.bots.serves_webhooks:
+            for platform in Platform:
+                self.webhooks.update(_webhook_routes(self.bots, platform))
         # The web app starts first, so webhooks have somewhere to land when registered;
         # senders start last, once every bot's channel is registered, and stop first.
         # Without the web role, the web part serves only /healthz and /readyz.
         worker = Role.worker in self.roles
         self.parts: list[Part] = [
             WebPart(settings, self, full=Role.web in self.roles),
-            *chat_parts,
+            *([self.bots] if self.bots.serves_webhooks else []),
             *([AudioPart(self)] if worker else []),
             *([SchedulerPart(self)] if Role.scheduler in self.roles else []),
             *([self.senders] if worker else []),
@@ -865,7 +1179,14 @@ class Service:
         return {bot_id: outbox.stats() for bot_id, outbox in self.outboxes.items()}
 
     def statuses(self) -> dict[str, PartStatus]:
-        return {part.name: part.status() for part in self.parts}
+        """Each part's status; each bot's instead of the bots part's own."""
+        found: dict[str, PartStatus] = {}
+        for part in self.parts:
+            if part is self.bots:
+                found.update(self.bots.statuses())
+            else:
+                found[part.name] = part.status()
+        return found
 
     def ready(self) -> bool:
         """Whether this process's roles are up (/readyz): every part started and the
@@ -913,8 +1234,9 @@ class Service:
             for part in self.parts:
                 await part.start()
                 started.append(part)
-                status = part.status()
-                log.info("%s: %s (%s)", part.name, "on" if status.active else "off", status.detail)
+                shown = self.bots.statuses() if part is self.bots else {part.name: part.status()}
+                for name, status in shown.items():
+                    log.info("%s: %s (%s)", name, "on" if status.active else "off", status.detail)
             roles = ", ".join(sorted(self.roles))
             log.info("Hải Đăng is running (roles: %s); press Ctrl+C to stop", roles)
             self._running = True

@@ -31,7 +31,8 @@ def app_version() -> str:
         return "0+unknown"
 
 
-Webhook = Callable[[Request], Awaitable[Response]]
+# A chat front end's webhook: the request, and the bot id when the path carries one.
+Webhook = Callable[..., Awaitable[Response]]
 # Whether a request may see /healthz's details (e.g. a signed-in administrator).
 DetailsCheck = Callable[[Request], Awaitable[bool]]
 # The health answer is also served here, under the dashboard's cookie path, so a signed-in

@@ -138,7 +138,7 @@ async def test_ack_button_inbox_and_latest(seeded: Database, tmp_path: Path) -> 
         from bot.conversation import ack_option
         from bot.telegram import keyboard
 
-        front = next(p for p in service.parts if p.name == "telegram").front  # type: ignore[attr-defined]
+        front = service.bots.part("telegram").front  # type: ignore[union-attr]
         await front.application.bot.send_message(
             CHAT, "🚨 Bão số 3", reply_markup=keyboard([ack_option(urgent)])
         )
