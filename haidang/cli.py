@@ -38,6 +38,7 @@ class _LazyGroups(TyperGroup):
     """
 
     lazy: ClassVar[dict[str, str]] = {
+        "bots": "haidang.bots_cli:bots_app",
         "bulletin": "haidang.bulletin_cli:bulletin_app",
         "docs": "haidang.docs_cli:docs_app",
         "inbox": "haidang.inbox_cli:inbox_app",

@@ -15,9 +15,20 @@ from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from broadcasts import areas, audit, officials
-from db.models import Answer, AnswerState, Area, AreaKind, Bot, Official, OfficialRole, Topic
+from broadcasts import areas, audit, bots, officials
+from db.models import (
+    Answer,
+    AnswerState,
+    Area,
+    AreaKind,
+    Bot,
+    Official,
+    OfficialRole,
+    Platform,
+    Topic,
+)
 from db.text import nfc
+from haidang.settings import Settings
 from web.dashboard import texts
 from web.dashboard.common import (
     Actor,
@@ -103,6 +114,28 @@ def _bot_settings(bot: Bot) -> dict[str, object]:
             "enabled": bot.enabled}  # fmt: skip
 
 
+def _bot_place(bot: Bot, province: str | None) -> dict[str, object]:
+    """What the audit row records of where a bot points: its link and its province."""
+    return {"link": bot.link, "province": province}
+
+
+def env_variable(platform: Platform) -> str:
+    """The environment variable holding the platform's first bot's token."""
+    return f"{platform.value.upper()}_BOT_TOKEN"
+
+
+def _env_tokens(settings: Settings, platform: Platform) -> list[str]:
+    """The environment's token for `platform`, if set: its bot account is taken."""
+    token = (
+        settings.telegram_bot_token if platform is Platform.telegram else settings.zalo_bot_token
+    )
+    return [token.get_secret_value().strip()] if token is not None else []
+
+
+def _bot_error(error: bots.BotError) -> DashboardError:
+    return DashboardError(texts.BOT_PROBLEMS[error.problem])
+
+
 FAILED_ANSWERS_SHOWN = 200
 
 
@@ -139,7 +172,94 @@ def register(router: APIRouter, dash: Dashboard) -> None:
         page.__name__ = f"{name}_list"
         router.add_api_route(f"/admin/{name}", dash.view(page), methods=["GET"], name=page.__name__)
 
-    list_route("bots", select(Bot).order_by(Bot.platform, Bot.name))
+    def token_box() -> bots.TokenBox:
+        return bots.TokenBox(dash.settings.secret_key.get_secret_value())
+
+    async def province_code(db: AsyncSession, bot: Bot) -> str | None:
+        return None if bot.area_id is None else (await db.get_one(Area, bot.area_id)).code
+
+    @router.get("/admin/bots")
+    @dash.view
+    async def bots_list(request: Request) -> Response:
+        async with admin_session(request, write=False) as admin:
+            rows = (await admin.db.scalars(select(Bot).order_by(Bot.platform, Bot.name))).all()
+            provinces = (
+                await admin.db.scalars(
+                    select(Area).where(Area.kind == AreaKind.province).order_by(Area.code)
+                )
+            ).all()
+        # Never the token itself: only where it is kept.
+        token_states = {
+            bot.id: (
+                texts.BOT_TOKEN_FROM_ENV.format(variable=env_variable(bot.platform))
+                if bots.is_first(bot)
+                else texts.BOT_TOKEN_STORED
+                if bot.token_sealed is not None
+                else texts.BOT_TOKEN_NONE
+            )
+            for bot in rows
+        }
+        return dash.render(
+            request, "dashboard/admin_bots.html",
+            {"bots": rows, "provinces": provinces,
+             "province_codes": {area.id: area.code for area in provinces},
+             "token_states": token_states, "is_first": bots.is_first},
+            actor=admin.actor,
+        )  # fmt: skip
+
+    @router.post("/admin/bots")
+    @dash.view
+    async def bot_create(request: Request) -> Response:
+        form = await dash.form(request)
+        try:
+            platform = Platform(form_text(form, "platform"))
+        except ValueError:
+            raise DashboardError(texts.BAD_CHOICE) from None
+        rate = _rate(form_text(form, "rate_per_second", "30"), bots.RATE_MIN, bots.RATE_MAX)
+        async with admin_session(request, write=True) as admin:
+            try:
+                bot = await bots.add(
+                    admin.db, token_box(), platform=platform, name=form_text(form, "name"),
+                    token=form_text(form, "token"), rate_per_second=rate,
+                    link=form_text(form, "link"), province=form_text(form, "province") or None,
+                    taken=_env_tokens(dash.settings, platform),
+                )  # fmt: skip
+            except bots.BotError as exc:
+                raise _bot_error(exc) from None
+            after = {
+                "platform": platform.value, "name": bot.name, **_bot_settings(bot),
+                **_bot_place(bot, await province_code(admin.db, bot)),
+            }  # fmt: skip
+            await admin.audit("bot.create", bot, {"after": after})
+        return dash.redirect("/admin/bots", "bot_added")
+
+    @router.post("/admin/bots/{bot_id}/place")
+    @dash.view
+    async def bot_place(request: Request, bot_id: int) -> Response:
+        """A bot's link, province and (when one is typed) new token."""
+        form = await dash.form(request)
+        token = form_text(form, "token").strip()
+        async with admin_session(request, write=True) as admin:
+            bot = await admin.get(Bot, bot_id)
+            before = _bot_place(bot, await province_code(admin.db, bot))
+            try:
+                await bots.set_place(
+                    admin.db, bot, link=form_text(form, "link"),
+                    province=form_text(form, "province") or None,
+                )  # fmt: skip
+                if token:  # blank: the token stays as it is
+                    await bots.set_token(
+                        admin.db, token_box(), bot, token,
+                        taken=_env_tokens(dash.settings, bot.platform),
+                    )  # fmt: skip
+            except bots.BotError as exc:
+                raise _bot_error(exc) from None
+            after = _bot_place(bot, await province_code(admin.db, bot))
+            if after != before:
+                await admin.audit("bot.update", bot, {"before": before, "after": after})
+            if token:
+                await admin.audit("bot.token", bot)
+        return dash.redirect("/admin/bots", "bot_token_saved" if token else "bot_saved")
 
     @router.get("/admin/answers")
     @dash.view

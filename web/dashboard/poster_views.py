@@ -12,8 +12,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from broadcasts import areas
-from db.models import Area, AreaKind, Bot, Platform
+from broadcasts import areas, bots
+from db.models import Area, AreaKind, Platform
 from web.dashboard import posters, texts
 from web.dashboard.cache import TtlCache
 from web.dashboard.common import Actor, Dashboard, DashboardError, NotFound, scope_condition
@@ -29,7 +29,9 @@ FORMATS: dict[str, tuple[str, Callable[[posters.Poster], bytes]]] = {
 async def _poster_for(
     db: AsyncSession, actor: Actor, code: str, zalo: str | None
 ) -> posters.Poster:
-    """The poster of a commune inside the official's scope (else NotFound, as if absent)."""
+    """The poster of a commune inside the official's scope (else NotFound, as if absent).
+
+    `zalo` is ZALO_BOT_LINK: the first Zalo bot's link when its row has none."""
     try:
         code = areas.canonical_code(code)
     except areas.AreaError:
@@ -47,13 +49,19 @@ async def _poster_for(
     area, province_name = row
     if area.kind is not AreaKind.commune:
         raise DashboardError(texts.POSTER_NOT_COMMUNE)
-    username = await db.scalar(
-        select(Bot.username)
-        .where(Bot.platform == Platform.telegram, Bot.enabled.is_(True), Bot.username.is_not(None))
-        .order_by(Bot.id)
-        .limit(1)
+    # Each province's communes point at the bot serving it (else the deployment's first).
+    province_id = area.province_id if area.province_id is not None else area.id
+    telegram_bot = await bots.poster_bot(db, Platform.telegram, province_id)
+    telegram = (
+        posters.deep_link(telegram_bot.username, area.code)
+        if telegram_bot is not None and telegram_bot.username
+        else None
     )
-    telegram = posters.deep_link(username, area.code) if username else None
+    zalo_bot = await bots.poster_bot(db, Platform.zalo, province_id)
+    if zalo_bot is not None and zalo_bot.link:
+        zalo = zalo_bot.link
+    elif zalo_bot is not None and not bots.is_first(zalo_bot):
+        zalo = None  # that province's own bot has no link yet: not the other bot's
     if telegram is None and zalo is None:
         raise DashboardError(texts.POSTER_NO_BOT)
     return posters.Poster(area.name, province_name or "", area.code, telegram, zalo)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from broadcasts.bots import LINK_MAX, NAME_MAX, RATE_MAX, RATE_MIN, BotProblem
 from db.models import (
     BulletinState,
     DeliveryState,
@@ -91,7 +92,9 @@ AUDIT_ACTIONS: dict[str, str] = {
     "bulletin.cancel": "Hủy bản tin",
     "inbox.read": "Đánh dấu đã đọc",
     "inbox.reply": "Trả lời tin nhắn",
+    "bot.create": "Thêm bot",
     "bot.update": "Sửa cấu hình bot",
+    "bot.token": "Thay token bot",
     "topic.update": "Sửa chủ đề",
     "document.import": "Nhập văn bản",
     "area.add_village": "Thêm thôn",
@@ -119,6 +122,8 @@ NOTICES: dict[str, str] = {
     "official_created": "Đã tạo tài khoản.",
     "official_changed": "Đã cập nhật tài khoản.",
     "bot_saved": "Đã lưu cấu hình bot.",
+    "bot_added": "Đã thêm bot; dịch vụ đang chạy sẽ khởi động bot trong vài giây.",
+    "bot_token_saved": "Đã lưu cấu hình và token mới; bot sẽ khởi động lại trong vài giây.",
     "topic_saved": "Đã lưu chủ đề.",
     "subarea_added": "Đã thêm vào danh sách thôn và bến cá.",
     "subarea_renamed": "Đã đổi tên.",
@@ -148,6 +153,44 @@ BAD_NUMBER = "Giá trị số không hợp lệ."
 BAD_CHOICE = "Lựa chọn không hợp lệ."
 CANNOT_DEACTIVATE_SELF = "Không thể tự vô hiệu hóa tài khoản của mình."
 TOPIC_NAME_EMPTY = "Tên chủ đề không được để trống."
+# Bots (admin_bots.html): where a token is kept (the token itself is never shown). Labels,
+# not secrets (ruff S105 reads "token" in a name as a password).
+BOT_TOKEN_STORED = "Token: đã lưu"  # noqa: S105
+BOT_TOKEN_NONE = "Token: chưa có"  # noqa: S105
+BOT_TOKEN_FROM_ENV = "Token: lấy từ biến môi trường {variable}"  # noqa: S105
+# Why a bot could not be added or changed (broadcasts.bots.BotProblem).
+BOT_PROBLEMS: dict[BotProblem, str] = {
+    BotProblem.bad_name: (
+        f"Tên bot gồm 1–{NAME_MAX} ký tự: chữ thường không dấu, số hoặc dấu gạch ngang "
+        "(ví dụ quang-ngai)."
+    ),
+    BotProblem.name_taken: "Nền tảng này đã có một bot cùng tên; hãy chọn tên khác.",
+    BotProblem.bad_token: (
+        "Token không đúng dạng. Token do nền tảng cấp có dạng 123456789:AAH… "
+        "(dãy số, dấu hai chấm, rồi chuỗi bí mật); hãy sao chép lại đầy đủ."
+    ),
+    BotProblem.token_taken: (
+        "Tài khoản bot của token này đã được đăng ký (ở một bot khác hoặc trong biến môi "
+        "trường); mỗi tài khoản bot chỉ đăng ký một lần."
+    ),
+    BotProblem.first_bot_token: (
+        "Token của bot đầu tiên (default) nằm trong biến môi trường TELEGRAM_BOT_TOKEN hoặc "
+        "ZALO_BOT_TOKEN của máy chủ, không đặt được ở đây."
+    ),
+    BotProblem.bad_rate: f"Tốc độ gửi phải từ {RATE_MIN:g} đến {RATE_MAX:g} tin mỗi giây.",
+    BotProblem.bad_link: (
+        f"Đường dẫn của bot phải bắt đầu bằng https:// và dài tối đa {LINK_MAX} ký tự."
+    ),
+    BotProblem.not_a_province: "Hãy chọn một tỉnh, thành phố trong danh sách.",
+    BotProblem.province_taken: (
+        "Tỉnh này đã có một bot khác của cùng nền tảng phục vụ; mỗi tỉnh chỉ một bot."
+    ),
+    BotProblem.unreadable: (
+        "Không mở được token đã lưu (khóa bí mật SECRET_KEY của máy chủ đã đổi); "
+        "hãy nhập lại token."
+    ),
+    BotProblem.not_found: "Không tìm thấy bot.",
+}
 # Villages and ports (admin_areas.html).
 SUBAREA_KINDS: dict[str, str] = {"village": "Thôn, xóm, ấp, bản", "port": "Bến cá, cảng cá"}
 SUBAREA_NAME_EMPTY = "Tên thôn hoặc bến cá không được để trống."
