@@ -765,8 +765,9 @@ class Conversation:
 
     async def _ack(self, turn: _Turn, bulletin_id: int) -> None:
         outcome = await subscribers.acknowledge(
-            turn.session, bulletin_id=bulletin_id, subscriber=turn.subscriber, now=turn.now
-        )
+            turn.session, bulletin_id=bulletin_id, subscriber=turn.subscriber, now=turn.now,
+            bot_id=turn.address.bot_id,
+        )  # fmt: skip
         message = {True: texts.ACK_THANKS, False: texts.ACK_ALREADY, None: texts.ACK_UNKNOWN}
         # A toast, which Telegram does not count against the bot's limits, and the button
         # stays: after a storm warning thousands press it at once, and removing each

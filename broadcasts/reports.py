@@ -19,10 +19,12 @@ from db.models import (
     Acknowledgement,
     Area,
     AreaKind,
+    Bot,
     BroadcastRun,
     Bulletin,
     Delivery,
     DeliveryState,
+    Platform,
     Priority,
     RunState,
 )
@@ -82,6 +84,25 @@ class CommuneRow:
     ack_rate: float | None  # acknowledgements / sent; urgent bulletins only
 
 
+@dataclass(frozen=True)
+class BotRow:
+    """A bot's share of a bulletin: the deliveries it carries (to its own people) over all runs.
+
+    The rows of a bulletin add up to its totals: counts and sent exactly; acknowledgements
+    up to the taps no bot can be named for (the report's acknowledgements_unattributed).
+    """
+
+    bot_id: int
+    platform: Platform | None  # None only for a bot row missing from `bots` (never deleted)
+    name: str
+    username: str | None
+    counts: dict[str, int]  # every DeliveryState value, over all runs
+    sent: int  # distinct chat addresses reached, as the bulletin's sent
+    # Taps that came through this bot (see _acks_by_bot); None for routine bulletins.
+    acknowledgements: int | None
+    ack_rate: float | None  # acknowledgements / sent; urgent bulletins only
+
+
 # Iterating an Enum costs microseconds per member: the values once, for the hot loops.
 _STATE_VALUES = tuple(state.value for state in DeliveryState)
 
@@ -102,12 +123,16 @@ def _rate(acknowledgements: int, sent: int, priority: Priority) -> float | None:
 MOVED = Delivery.state != literal_column("'pending'")
 
 
+# (area id, bot id): the finest grain of the follow-up's counts.
+AreaBot = tuple[int | None, int]
+
+
 class AreaTotals:
-    """Deliveries per area of each run, kept once the run's fan-out is done.
+    """Deliveries per (area, bot) of each run, kept once the run's fan-out is done.
 
     Fan-out inserts all of a run's deliveries in the transaction that moves the run out
     of `pending` and sets run.total, and deliveries are never deleted nor moved to another
-    area, so from then on these totals never change (kept ones are checked against
+    area or bot, so from then on these totals never change (kept ones are checked against
     run.total, which another fan_out call of the run would change). Pending counts are
     these totals minus the deliveries that moved on (which ix_deliveries_progress holds):
     the index then costs nothing at fan-out, where a full one cost 30-60 % of a
@@ -117,12 +142,12 @@ class AreaTotals:
 
     def __init__(self, max_runs: int = 256) -> None:
         self.max_runs = max_runs
-        self._kept: OrderedDict[int, dict[int | None, int]] = OrderedDict()
+        self._kept: OrderedDict[int, dict[AreaBot, int]] = OrderedDict()
 
     async def of(
         self, session: AsyncSession, runs: Sequence[BroadcastRun]
-    ) -> dict[int, dict[int | None, int]]:
-        """run id → area id → deliveries, for `runs`."""
+    ) -> dict[int, dict[AreaBot, int]]:
+        """run id → (area id, bot id) → deliveries, for `runs`."""
         found = {
             run.id: self._kept[run.id]
             for run in runs
@@ -134,12 +159,12 @@ class AreaTotals:
             for run in missing:
                 found[run.id] = {}
             rows = await session.execute(
-                select(Delivery.run_id, Delivery.area_id, func.count())
+                select(Delivery.run_id, Delivery.area_id, Delivery.bot_id, func.count())
                 .where(Delivery.run_id.in_([run.id for run in missing]))
-                .group_by(Delivery.run_id, Delivery.area_id)
+                .group_by(Delivery.run_id, Delivery.area_id, Delivery.bot_id)
             )
-            for run_id, area_id, count in rows.all():
-                found[run_id][area_id] = int(count)
+            for run_id, area_id, bot_id, count in rows.all():
+                found[run_id][area_id, bot_id] = int(count)
             for run in missing:
                 if run.state is not RunState.pending:
                     self._kept[run.id] = found[run.id]
@@ -153,15 +178,18 @@ class AreaTotals:
 
 @dataclass(frozen=True)
 class _Tally:
-    """Delivery counts of some runs by (run, area, state, reason).
+    """Delivery counts of some runs by (run, area, bot, state, reason).
 
     Deliveries that left `pending` are grouped in the order of ix_deliveries_progress,
     read from that partial index alone (no table rows, no sort); the pending ones are
-    what is left of each area's total (AreaTotals). Everything the follow-up shows is
-    summed from these few hundred rows in Python.
+    what is left of each (area, bot) total (AreaTotals). Everything the follow-up shows
+    is summed from these few hundred rows in Python. The bot is in the grouping, not a
+    second pass: a commune's people are mostly on one or two bots (its province's, and
+    each platform's default), so it adds few rows, and every breakdown (per run, area or
+    bot) sums the same rows, so they agree with the totals by construction.
     """
 
-    rows: list[tuple[int, int | None, DeliveryState, str | None, int]]
+    rows: list[tuple[int, int | None, int, DeliveryState, str | None, int]]
 
     @classmethod
     async def of(
@@ -170,21 +198,31 @@ class _Tally:
         if not runs:
             return cls([])
         result = await session.execute(
-            select(Delivery.run_id, Delivery.area_id, Delivery.state, Delivery.reason, func.count())
+            select(
+                Delivery.run_id,
+                Delivery.area_id,
+                Delivery.bot_id,
+                Delivery.state,
+                Delivery.reason,
+                func.count(),
+            )
             .where(Delivery.run_id.in_([run.id for run in runs]), MOVED)
-            .group_by(Delivery.run_id, Delivery.area_id, Delivery.state, Delivery.reason)
+            .group_by(
+                Delivery.run_id, Delivery.area_id, Delivery.bot_id, Delivery.state, Delivery.reason
+            )
         )
-        rows: list[tuple[int, int | None, DeliveryState, str | None, int]] = []
+        rows: list[tuple[int, int | None, int, DeliveryState, str | None, int]] = []
         kept = await totals.of(session, runs)
         # A copy: the kept totals themselves must not change.
-        pending = {run_id: dict(per_area) for run_id, per_area in kept.items()}
-        for run_id, area_id, state, reason, count in result.all():
-            rows.append((run_id, area_id, DeliveryState(state), reason, int(count)))
-            pending[run_id][area_id] = pending[run_id].get(area_id, 0) - int(count)
-        for run_id, per_area in pending.items():
+        pending = {run_id: dict(per_key) for run_id, per_key in kept.items()}
+        for run_id, area_id, bot_id, state, reason, count in result.all():
+            rows.append((run_id, area_id, bot_id, DeliveryState(state), reason, int(count)))
+            key = (area_id, bot_id)
+            pending[run_id][key] = pending[run_id].get(key, 0) - int(count)
+        for run_id, per_key in pending.items():
             rows.extend(
-                (run_id, area_id, DeliveryState.pending, None, count)
-                for area_id, count in per_area.items()
+                (run_id, area_id, bot_id, DeliveryState.pending, None, count)
+                for (area_id, bot_id), count in per_key.items()
                 if count > 0
             )
         return cls(rows)
@@ -192,7 +230,7 @@ class _Tally:
     def by_run(self) -> dict[int, dict[str, int]]:
         """Counts by state per run."""
         counts: dict[int, dict[str, int]] = {}
-        for run_id, _area, state, _reason, count in self.rows:
+        for run_id, _area, _bot, state, _reason, count in self.rows:
             if run_id not in counts:
                 counts[run_id] = _empty_counts()
             counts[run_id][state] += count
@@ -201,15 +239,24 @@ class _Tally:
     def by_area(self) -> dict[int | None, dict[str, int]]:
         """Counts by state per area (None: deliveries with no area recorded)."""
         counts: dict[int | None, dict[str, int]] = {}
-        for _run, area_id, state, _reason, count in self.rows:
+        for _run, area_id, _bot, state, _reason, count in self.rows:
             if area_id not in counts:
                 counts[area_id] = _empty_counts()
             counts[area_id][state] += count
         return counts
 
+    def by_bot(self) -> dict[int, dict[str, int]]:
+        """Counts by state per bot."""
+        counts: dict[int, dict[str, int]] = {}
+        for _run, _area, bot_id, state, _reason, count in self.rows:
+            if bot_id not in counts:
+                counts[bot_id] = _empty_counts()
+            counts[bot_id][state] += count
+        return counts
+
     def reasons_by_run(self) -> dict[int, dict[str, int]]:
         reasons: dict[int, dict[str, int]] = {}
-        for run_id, _area, state, reason, count in self.rows:
+        for run_id, _area, _bot, state, reason, count in self.rows:
             if state in REASON_STATES:
                 key = reason or state.value
                 per_run = reasons.setdefault(run_id, {})
@@ -245,18 +292,21 @@ class _FollowUp:
             Delivery.state == DeliveryState.sent,
         )
 
-    async def reached(self, session: AsyncSession) -> int:
-        """Distinct addresses with a sent delivery over all runs (erased ones count once each).
+    async def reached_by_bot(self, session: AsyncSession) -> dict[int, int]:
+        """Distinct addresses with a sent delivery over all runs (erased ones count once
+        each), per bot; their sum is the bulletin's reach, since an address is on one bot.
 
         With one run every delivery is a distinct address, so its sent count is the answer
         and the DISTINCT pass is skipped; the same holds per area in reached_by_area.
         """
         if len(self.runs) <= 1:
-            return sum(c[DeliveryState.sent.value] for c in self.tally.by_run().values())
-        distinct, erased = (
-            await session.execute(select(*_reached_columns()).where(*self._sent_rows()))
-        ).one()
-        return int(distinct) + int(erased)
+            return {bot: c[DeliveryState.sent.value] for bot, c in self.tally.by_bot().items()}
+        rows = await session.execute(
+            select(Delivery.bot_id, *_reached_columns())
+            .where(*self._sent_rows())
+            .group_by(Delivery.bot_id)
+        )
+        return {bot: int(distinct) + int(erased) for bot, distinct, erased in rows.all()}
 
     async def reached_by_area(self, session: AsyncSession) -> dict[int | None, int]:
         """reached, per area."""
@@ -330,6 +380,60 @@ async def _acks_by_run(session: AsyncSession, bulletin_id: int) -> dict[int, int
     return {int(run): int(count) for run, count in rows.all()}
 
 
+async def _acks_by_bot(session: AsyncSession, bulletin_id: int) -> dict[int | None, int]:
+    """Acknowledgements of a bulletin per bot they came through (None: taps recorded
+    before taps named their bot), from ix_acknowledgements_bulletin_bot alone."""
+    rows = await session.execute(
+        select(Acknowledgement.bot_id, func.count())
+        .where(Acknowledgement.bulletin_id == bulletin_id)
+        .group_by(Acknowledgement.bot_id)
+    )
+    return {None if bot is None else int(bot): int(count) for bot, count in rows.all()}
+
+
+async def _bot_rows(
+    session: AsyncSession, loaded: _FollowUp, reached: dict[int, int], acknowledgements: int
+) -> tuple[list[BotRow], int]:
+    """The bulletin's BotRows (by platform, then name) and its unattributed taps.
+
+    Per-bot taps are counted for urgent bulletins only (routine ones carry no button), and
+    not at all when the bulletin has none.
+    """
+    bulletin = loaded.bulletin
+    counts = loaded.tally.by_bot()
+    if not counts:
+        return [], 0
+    acks: dict[int | None, int] = {}
+    urgent = bulletin.priority is Priority.urgent
+    if urgent and acknowledgements:
+        acks = await _acks_by_bot(session, bulletin.id)
+    found = await session.execute(
+        select(Bot.id, Bot.platform, Bot.name, Bot.username).where(Bot.id.in_(counts))
+    )
+    bots = {bot_id: (platform, name, username) for bot_id, platform, name, username in found}
+    rows = []
+    for bot_id, bot_counts in counts.items():
+        platform, name, username = bots.get(bot_id, (None, f"#{bot_id}", None))
+        bot_acks = acks.get(bot_id, 0) if urgent else None
+        bot_sent = reached.get(bot_id, 0)
+        rows.append(
+            BotRow(
+                bot_id=bot_id,
+                platform=platform,
+                name=name,
+                username=username,
+                counts=bot_counts,
+                sent=bot_sent,
+                acknowledgements=bot_acks,
+                ack_rate=_rate(bot_acks or 0, bot_sent, bulletin.priority),
+            )
+        )
+    rows.sort(key=lambda row: (row.platform is None, row.platform or "", row.name, row.bot_id))
+    # Taps credited to no bot, or (not possible, but kept exact) to one with no deliveries.
+    unattributed = sum(n for bot, n in acks.items() if bot is None or bot not in counts)
+    return rows, unattributed if urgent else 0
+
+
 def _reached_columns() -> tuple[ColumnElement[int], ColumnElement[int]]:
     """Distinct addresses reached, plus erased addresses (NULL: each counts once)."""
     return (
@@ -360,7 +464,9 @@ async def bulletin_report(
     """The whole bulletin: state, per-run RunReports and totals over all runs.
 
     Keys: id, title, state, priority, counts, failure_reasons, sent (distinct addresses
-    reached), acknowledgements, ack_rate (urgent only) and runs (RunReports, oldest first).
+    reached), acknowledgements, ack_rate (urgent only), runs (RunReports, oldest first),
+    bots (BotRows, one per bot with deliveries; they add up to counts and sent) and
+    acknowledgements_unattributed (urgent only: taps credited to no bot, see _acks_by_bot).
     `totals` may carry area totals over from earlier calls. Raises BulletinError for an
     unknown bulletin.
     """
@@ -385,11 +491,13 @@ async def _bulletin_report(session: AsyncSession, loaded: _FollowUp) -> dict[str
             counts[state] += count
         for reason, count in report.failure_reasons.items():
             reasons[reason] = reasons.get(reason, 0) + count
-    sent = await loaded.reached(session)
+    reached = await loaded.reached_by_bot(session)
+    sent = sum(reached.values())
     acknowledgements = int(
         await session.scalar(select(func.count()).where(Acknowledgement.bulletin_id == bulletin.id))
         or 0
     )
+    bots, unattributed = await _bot_rows(session, loaded, reached, acknowledgements)
     return {
         "id": bulletin.id,
         "title": bulletin.title,
@@ -401,6 +509,8 @@ async def _bulletin_report(session: AsyncSession, loaded: _FollowUp) -> dict[str
         "acknowledgements": acknowledgements,
         "ack_rate": _rate(acknowledgements, sent, bulletin.priority),
         "runs": reports,
+        "bots": bots,
+        "acknowledgements_unattributed": unattributed,
     }
 
 

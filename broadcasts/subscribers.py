@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import delete, exists, insert, literal, select, tuple_, update
+from sqlalchemy import Integer, delete, exists, insert, literal, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.engine import insert_for
@@ -264,9 +264,14 @@ async def latest_bulletins(
 
 
 async def acknowledge(
-    session: AsyncSession, *, bulletin_id: int, subscriber: Subscriber, now: dt.datetime
+    session: AsyncSession,
+    *,
+    bulletin_id: int,
+    subscriber: Subscriber,
+    now: dt.datetime,
+    bot_id: int | None = None,
 ) -> bool | None:
-    """Record a "Đã nhận" tap once per person per bulletin.
+    """Record a "Đã nhận" tap once per person per bulletin (and the bot it came through).
 
     True when recorded now, False when it already was, None when there is no such bulletin.
     """
@@ -284,11 +289,12 @@ async def acknowledge(
         literal(subscriber.id),
         first_area,
         literal(now, Acknowledgement.created_at.type),
+        literal(bot_id, Integer()),
     ).where(exists().where(Bulletin.id == bulletin_id))
     insert_ = insert_for(session)
     added = await session.scalar(
         insert_(Acknowledgement)
-        .from_select(["bulletin_id", "subscriber_id", "area_id", "created_at"], row)
+        .from_select(["bulletin_id", "subscriber_id", "area_id", "created_at", "bot_id"], row)
         .on_conflict_do_nothing(index_elements=["bulletin_id", "subscriber_id"])
         .returning(Acknowledgement.id)
     )

@@ -478,14 +478,16 @@ class Delivery(Base):
         UniqueConstraint("run_id", "chat_address_id"),
         # The claim query: a bot's pending rows, urgent first, oldest first.
         Index("ix_deliveries_claim", "bot_id", "state", "priority", "next_attempt_at"),
-        # The follow-up of a bulletin (reports._Tally groups by these four; the chart counts
-        # sent_at by minute): both read this index alone, never the table. Partial: rows
-        # enter it when they leave `pending`, so fan-out does not pay for it (a full index
-        # added 30-60 % to a 1,000,000-row fan-out); reports.AreaTotals covers the rest.
+        # The follow-up of a bulletin (reports._Tally groups by these five, so each bot's
+        # share comes from the same pass; the chart counts sent_at by minute): both read
+        # this index alone, never the table. Partial: rows enter it when they leave
+        # `pending`, so fan-out does not pay for it (a full index added 30-60 % to a
+        # 1,000,000-row fan-out); reports.AreaTotals covers the rest.
         Index(
             "ix_deliveries_progress",
             "run_id",
             "area_id",
+            "bot_id",
             "state",
             "reason",
             "sent_at",
@@ -529,7 +531,11 @@ class Acknowledgement(Timestamped, Base):
     """A "Đã nhận" tap: once per person per bulletin."""
 
     __tablename__ = "acknowledgements"
-    __table_args__ = (UniqueConstraint("bulletin_id", "subscriber_id"),)
+    __table_args__ = (
+        UniqueConstraint("bulletin_id", "subscriber_id"),
+        # Each bot's taps of a bulletin (its follow-up, every 2 s) from the index alone.
+        Index("ix_acknowledgements_bulletin_bot", "bulletin_id", "bot_id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     bulletin_id: Mapped[int] = mapped_column(ForeignKey("bulletins.id", ondelete="CASCADE"))
@@ -539,6 +545,9 @@ class Acknowledgement(Timestamped, Base):
     )
     # Kept after /xoa so per-commune acknowledgement rates stay right.
     area_id: Mapped[int | None] = mapped_column(ForeignKey("areas.id"))
+    # The bot the tap came through (each bot's share on the follow-up); NULL for taps
+    # recorded before bots were told apart. No foreign key: bots are never deleted.
+    bot_id: Mapped[int | None] = mapped_column(Integer)
 
 
 # --- audio ---------------------------------------------------------------------------------

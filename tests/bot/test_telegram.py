@@ -136,10 +136,12 @@ async def test_ack_button_inbox_and_latest(seeded: Database, tmp_path: Path) -> 
 
         # An urgent bulletin arrives with the "Đã nhận" button (as the sender will send it).
         from bot.conversation import ack_option
-        from bot.telegram import keyboard
+        from bot.telegram import TelegramFrontEnd, keyboard
+        from haidang.runtime import ChatPart
 
-        front = service.bots.part("telegram").front  # type: ignore[union-attr]
-        await front.application.bot.send_message(
+        part = service.bots.part("telegram")
+        assert isinstance(part, ChatPart) and isinstance(part.front, TelegramFrontEnd)
+        await part.front.application.bot.send_message(
             CHAT, "🚨 Bão số 3", reply_markup=keyboard([ack_option(urgent)])
         )
         api.user_presses(CHAT, f"ack:{urgent}")

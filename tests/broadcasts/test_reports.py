@@ -11,7 +11,8 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from broadcasts import areas, bulletins, reports, runs
+from broadcasts import areas, bulletins, reports, runs, subscribers
+from broadcasts.subscribers import ensure_bot, follow_all_topics
 from db.models import (
     Acknowledgement,
     AreaKind,
@@ -28,8 +29,9 @@ from db.models import (
     Priority,
     RunState,
     Subscriber,
+    Subscription,
 )
-from tests.broadcasts.engine import NOW, add_people, approved_bulletin
+from tests.broadcasts.engine import NOW, add_people, approved_bulletin, start_run
 from tests.conftest import Database
 
 T0 = dt.datetime(2026, 11, 25, 23, 0, tzinfo=dt.UTC)  # 06:00 local on the 26th
@@ -167,6 +169,7 @@ async def build_receipts(seeded: Database) -> Receipts:
                     subscriber_id=subscriber.id,
                     area_id=cat_hai.id,
                     created_at=at,
+                    bot_id=bot.id,
                 )
             )
         session.add_all(
@@ -177,12 +180,14 @@ async def build_receipts(seeded: Database) -> Receipts:
                     subscriber_id=binh_son_sent[0][0].id,
                     area_id=binh_son.id,
                     created_at=T1 + MINUTE,
+                    bot_id=bot.id,
                 ),
                 Acknowledgement(
                     bulletin_id=urgent.id,
                     subscriber_id=binh_son_sent[1][0].id,
                     area_id=binh_son.id,
                     created_at=T1 + 2 * MINUTE,
+                    bot_id=bot.id,
                 ),
                 Acknowledgement(
                     bulletin_id=urgent.id, subscriber_id=None, area_id=None, created_at=T1
@@ -411,3 +416,144 @@ async def test_kept_area_totals_stay_exact_as_deliveries_move_on(seeded: Databas
         await runs.fan_out(session, await session.get_one(BroadcastRun, run_id), NOW)
     counts, commune = await follow()
     assert counts == commune == {**expected, "pending": 3}
+
+
+@dataclass
+class TwoBots:
+    """Ids of what build_two_bots made: an urgent bulletin sent through two Telegram bots."""
+
+    bulletin_id: int
+    default: int
+    quang_ngai: int
+
+
+async def build_two_bots(database: Database) -> TwoBots:
+    """Two Telegram bots ("default", "quang-ngai") with people in Cát Hải, a bulletin fanned
+    out twice; deliveries moved on and taps as listed in the body (also used by web tests).
+
+    default: d0-d5, plus "both" (on both bots); quang-ngai: q0-q3, plus "both".
+    """
+    await add_people(database, Platform.telegram, [f"d{i}" for i in range(6)])
+    async with database.sessions.begin() as session:
+        default = await ensure_bot(session, Platform.telegram)
+        quang_ngai = await ensure_bot(session, Platform.telegram, "quang-ngai")
+        quang_ngai.username = "haidang_qn_bot"
+        area = await areas.get_by_code(session, "11914")
+        people = [[(f"q{i}", quang_ngai)] for i in range(4)]
+        for chats in [*people, [("both-d", default), ("both-q", quang_ngai)]]:
+            person = Subscriber(consent_at=NOW)
+            session.add(person)
+            await session.flush()
+            for chat_id, bot in chats:
+                session.add(ChatAddress(subscriber_id=person.id, bot_id=bot.id, chat_id=chat_id))
+            session.add(Subscription(subscriber_id=person.id, area_id=area.id))
+            await follow_all_topics(session, person.id)
+        default_id, quang_ngai_id = default.id, quang_ngai.id
+    bulletin_id = await approved_bulletin(database, urgent=True)
+    run1 = await start_run(database, bulletin_id)
+    run2 = await start_run(database, bulletin_id, NOW + dt.timedelta(hours=1))
+
+    async def move(run_id: int, chats: list[str], **values: object) -> None:
+        async with database.sessions.begin() as session:
+            addresses = select(ChatAddress.id).where(ChatAddress.chat_id.in_(chats))
+            await session.execute(
+                update(Delivery)
+                .where(Delivery.run_id == run_id, Delivery.chat_address_id.in_(addresses))
+                .values(**values)
+            )
+
+    sent = {"state": DeliveryState.sent, "sent_at": NOW + MINUTE}
+    # Run 1: default 7 = 4 sent, 1 failed, 1 sending, 1 pending;
+    #        quang-ngai 5 = 3 sent, 1 blocked, 1 pending.
+    await move(run1, ["d0", "d1", "d2", "both-d", "q0", "q1", "both-q"], **sent)
+    await move(run1, ["d3"], state=DeliveryState.failed, reason="chat_not_found")
+    await move(run1, ["d4"], state=DeliveryState.sending, lease_until=NOW)
+    await move(run1, ["q2"], state=DeliveryState.blocked, reason="blocked")
+    # Run 2 reaches d0-d2 again (the same people: not reached twice), cancels the rest.
+    await move(run2, ["d0", "d1", "d2"], **sent)
+    await move(run2, ["d3", "d4", "d5", "both-d", "q0", "q1", "q2", "q3", "both-q"],
+               state=DeliveryState.cancelled)  # fmt: skip
+    # Taps, each credited to the bot it came through: d0, d1, d3 (default), q0 and "both"
+    # pressed on quang-ngai's message; and one recorded before taps named their bot.
+    async with database.sessions.begin() as session:
+        for chat_id in ("d0", "d1", "q0", "both-q", "d3"):
+            address = await session.scalar(
+                select(ChatAddress).where(ChatAddress.chat_id == chat_id)
+            )
+            assert address is not None
+            person = await session.get_one(Subscriber, address.subscriber_id)
+            assert await subscribers.acknowledge(
+                session, bulletin_id=bulletin_id, subscriber=person, now=NOW + 2 * MINUTE,
+                bot_id=address.bot_id,
+            )  # fmt: skip
+        # A tap recorded before taps named their bot (bot_id NULL), of a person since erased.
+        session.add(Acknowledgement(bulletin_id=bulletin_id, subscriber_id=None, created_at=NOW))
+    return TwoBots(bulletin_id, default_id, quang_ngai_id)
+
+
+async def test_each_bots_share_adds_up_to_the_bulletin(seeded: Database) -> None:
+    ids = await build_two_bots(seeded)
+    totals = reports.AreaTotals()
+    async with seeded.sessions() as session:
+        report, rows = await reports.follow_up(session, ids.bulletin_id, totals)
+        again = await reports.bulletin_report(session, ids.bulletin_id, totals)  # kept totals
+
+    default, quang_ngai = report["bots"]
+    assert (default.bot_id, default.platform, default.name, default.username) == (
+        ids.default,
+        Platform.telegram,
+        "default",
+        None,
+    )
+    assert (quang_ngai.bot_id, quang_ngai.name, quang_ngai.username) == (
+        ids.quang_ngai,
+        "quang-ngai",
+        "haidang_qn_bot",
+    )
+    assert default.counts == _counts(
+        sent=7, failed=1, sending=1, pending=1, cancelled=4
+    )  # 7 + 7 deliveries
+    assert quang_ngai.counts == _counts(sent=3, blocked=1, pending=1, cancelled=5)
+    # People reached: d0-d2 count once over both runs.
+    assert (default.sent, quang_ngai.sent) == (4, 3)
+    assert (default.acknowledgements, quang_ngai.acknowledgements) == (3, 2)
+    assert default.ack_rate == pytest.approx(3 / 4)
+    assert quang_ngai.ack_rate == pytest.approx(2 / 3)
+    assert report["acknowledgements_unattributed"] == 1  # the tap that names no bot
+
+    # The shares add up to the bulletin's totals, state by state.
+    for state in report["counts"]:
+        assert default.counts[state] + quang_ngai.counts[state] == report["counts"][state]
+    assert report["counts"] == _counts(
+        sent=10, failed=1, sending=1, blocked=1, pending=2, cancelled=9
+    )
+    assert default.sent + quang_ngai.sent == report["sent"] == 7
+    assert (
+        default.acknowledgements + quang_ngai.acknowledgements
+        + report["acknowledgements_unattributed"]
+        == report["acknowledgements"]
+        == 6
+    )  # fmt: skip
+    # The per-commune rows are unchanged: both bots' people are in Cát Hải (and the erased
+    # person's tap is of no area).
+    assert [row.area_code for row in rows] == ["11914", ""]
+    assert rows[0].counts == report["counts"]
+    assert again["bots"] == report["bots"]
+
+
+async def test_routine_bulletins_count_no_taps_per_bot(seeded: Database) -> None:
+    ids = await build_receipts(seeded)
+    async with seeded.sessions() as session:
+        urgent = await reports.bulletin_report(session, ids.bulletin_id)
+        routine = await reports.bulletin_report(session, ids.routine_id)
+
+    (bot,) = urgent["bots"]
+    assert bot.counts == urgent["counts"]
+    assert bot.sent == urgent["sent"] == 10
+    # Every tap but the erased person's is credited to the one bot.
+    assert (bot.acknowledgements, urgent["acknowledgements_unattributed"]) == (5, 1)
+    assert bot.ack_rate == pytest.approx(5 / 10)
+    (routine_bot,) = routine["bots"]
+    assert routine_bot.counts == routine["counts"] == _counts(sent=2)
+    assert (routine_bot.acknowledgements, routine_bot.ack_rate) == (None, None)
+    assert routine["acknowledgements_unattributed"] == 0

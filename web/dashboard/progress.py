@@ -138,8 +138,29 @@ def chart_bars(points: list[tuple[dt.datetime, int]], tz: Any) -> tuple[list[Bar
     return bars, tallest, step
 
 
+def bot_shares(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each bot's share of the bulletin (reports.BotRow) as the page and its poll show it."""
+    shares = []
+    row: reports.BotRow
+    for row in report["bots"]:
+        shares.append(
+            {
+                "bot_id": row.bot_id,
+                "platform": row.platform.value if row.platform else None,
+                "platform_label": texts.PLATFORMS[row.platform] if row.platform else "",
+                "name": row.name,
+                "username": row.username,
+                "counts": row.counts,
+                "sent": row.sent,
+                "acknowledgements": row.acknowledgements,
+                "ack_rate": row.ack_rate,
+            }
+        )
+    return shares
+
+
 def progress_payload(report: dict[str, Any]) -> dict[str, Any]:
-    """What the page shows and polls: totals, counts by state, taps, reasons."""
+    """What the page shows and polls: totals, counts by state, taps, reasons, bots."""
     counts: dict[str, int] = report["counts"]
     total = sum(counts.values())
     open_count = sum(counts[s] for s in OPEN_STATES)
@@ -156,6 +177,8 @@ def progress_payload(report: dict[str, Any]) -> dict[str, Any]:
         "ack_rate": report["ack_rate"],
         "failure_reasons": report["failure_reasons"],
         "runs": len(report["runs"]),
+        "bots": bot_shares(report),
+        "acknowledgements_unattributed": report["acknowledgements_unattributed"],
         # The page stops polling when nothing can change any more.
         "finished": open_count == 0
         and state in {BulletinState.sent, BulletinState.cancelled, BulletinState.expired},

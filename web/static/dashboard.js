@@ -161,6 +161,8 @@
 
   function formatNumber(n) { return String(n).replace(/\B(?=(\d{3})+(?!\d))/g, "."); }
 
+  function formatRate(rate) { return rate === null ? "—" : (rate * 100).toFixed(1).replace(".", ",") + " %"; }
+
   function setupProgress() {
     var box = document.getElementById("progress");
     if (!box) return;
@@ -184,8 +186,7 @@
         if (ack) {
           ack.textContent = formatNumber(p.acknowledgements);
           document.getElementById("ack-sent").textContent = formatNumber(p.sent);
-          document.getElementById("ack-rate").textContent =
-            p.ack_rate === null ? "—" : (p.ack_rate * 100).toFixed(1).replace(".", ",") + " %";
+          document.getElementById("ack-rate").textContent = formatRate(p.ack_rate);
         }
         (p.queues || []).forEach(function (q) {
           var row = document.querySelector('tr.bot-queue[data-bot-id="' + q.bot_id + '"]');
@@ -200,6 +201,7 @@
             if (cell) cell.textContent = values[field];
           });
         });
+        updateBots(p);
         box.setAttribute("data-finished", p.finished ? "true" : "false");
         ticks += 1;
         if (ticks % 5 === 0 || p.finished) {
@@ -209,19 +211,47 @@
         if (!p.finished) setTimeout(poll, 2000);
       }).catch(function () { setTimeout(poll, 5000); });
     }
+    // Each bot's share: its row's counters like the ones above. A bot with no row yet (the
+    // page was opened before the fan-out) brings a fresh copy of the tables.
+    var botBox = document.getElementById("bot-shares");
+    function updateBots(p) {
+      if (!botBox) return;
+      var bots = p.bots || [];
+      var missing = false;
+      bots.forEach(function (bot) {
+        var row = botBox.querySelector('tr.bot-share[data-bot-id="' + bot.bot_id + '"]');
+        if (!row) { missing = true; return; }
+        Object.keys(bot.counts).forEach(function (state) {
+          var cell = row.querySelector('[data-state="' + state + '"]');
+          if (cell) cell.textContent = formatNumber(bot.counts[state]);
+        });
+        var acks = row.querySelector('[data-field="acknowledgements"]');
+        if (acks && bot.acknowledgements !== null) acks.textContent = formatNumber(bot.acknowledgements);
+        var rate = row.querySelector('[data-field="ack_rate"]');
+        if (rate) rate.textContent = formatRate(bot.ack_rate);
+      });
+      var unattributed = botBox.querySelector('[data-field="acknowledgements_unattributed"]');
+      if (unattributed) unattributed.textContent = formatNumber(p.acknowledgements_unattributed);
+      else if (p.acknowledgements_unattributed && document.getElementById("ack-count")) missing = true;
+      if (bots.length) botBox.hidden = false;
+      if (missing) refreshTables();
+    }
     // The per-commune table and the failure reasons can gain rows (a page opened before
     // the fan-out shows none), so they are taken from a fresh copy of this page, rendered
     // and escaped by the server, less often than the counters.
+    var refreshing = false;
     function refreshTables() {
+      if (refreshing) return;
+      refreshing = true;
       fetch(window.location.href, { credentials: "same-origin" }).then(function (r) {
         return r.ok ? r.text() : Promise.reject(r.status);
       }).then(function (html) {
         var fresh = new DOMParser().parseFromString(html, "text/html");
-        ["#commune-table tbody", "#failure-reasons"].forEach(function (selector) {
+        ["#commune-table tbody", "#failure-reasons", "#bot-table tbody"].forEach(function (selector) {
           var now = document.querySelector(selector), next = fresh.querySelector(selector);
           if (now && next) now.innerHTML = next.innerHTML;
         });
-      }).catch(function () { /* the next refresh tries again */ });
+      }).catch(function () { /* the next refresh tries again */ }).then(function () { refreshing = false; });
     }
     if (box.getAttribute("data-finished") !== "true") setTimeout(poll, 2000);
   }
