@@ -7,11 +7,13 @@ import datetime as dt
 import time
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 
 from broadcasts import bulletins, officials, runs, schedules
+from broadcasts.bots import TokenBox
 from broadcasts.subscribers import ensure_bot, follow_all_topics
 from db import schema
 from db.engine import make_engine, make_sessionmaker
@@ -30,6 +32,7 @@ from db.models import (
     Subscription,
 )
 from db.seed import seed_all
+from haidang.settings import DEV_SECRET_KEY
 from tests.conftest import Database
 from tests.fakes._common import FakeBotAPI
 
@@ -44,10 +47,12 @@ async def add_people(
     area_code: str = "11914",
     role: SubscriberRole = SubscriberRole.fisherman,
     language: str = "vi",
+    bot_name: str = "default",
 ) -> int:
-    """Subscribers following an area with every topic, one chat address each; the bot id."""
+    """Subscribers following an area with every topic, one chat address each on the bot
+    `bot_name` of `platform` (made if missing); the bot id."""
     async with database.sessions.begin() as session:
-        bot = await ensure_bot(session, platform)
+        bot = await ensure_bot(session, platform, bot_name)
         area = await session.scalar(select(Area).where(Area.code == area_code))
         assert area is not None
         for chat_id in chat_ids:
@@ -151,23 +156,50 @@ def warnings_received(api: FakeBotAPI) -> Counter[str]:
     return Counter(str(r.chat_id) for r in api.sent if URGENT_BODY in (r.text or ""))
 
 
+@dataclass(frozen=True)
+class BotPeople:
+    """A bot and the chats subscribed through it (in `area_code`). `token` None: the
+    platform's first bot ("default"), whose token is in the environment; else the token
+    stored sealed with `SECRET_KEY` (broadcasts.bots)."""
+
+    platform: Platform
+    chats: list[str]
+    name: str = "default"
+    token: str | None = None
+    area_code: str = "11914"
+
+
 def migrated_with_urgent_bulletin(
-    url: str, people: dict[Platform, list[str]], *, rate: float | None = None
+    url: str,
+    people: dict[Platform, list[str]] | Sequence[BotPeople],
+    *,
+    rate: float | None = None,
+    secret_key: str = DEV_SECRET_KEY,
 ) -> int:
     """For tests of `haidang serve`: a migrated, seeded database with these chats on each
-    platform's bot (at `rate` msg/s) and an urgent bulletin for them scheduled now."""
+    bot (at `rate` msg/s) and an urgent bulletin for all of them scheduled now."""
+    if isinstance(people, dict):
+        people = [BotPeople(platform, chats) for platform, chats in people.items()]
+    box = TokenBox(secret_key)
 
     async def build() -> int:
         engine = make_engine(url)
         database = Database("serve", url, engine, make_sessionmaker(engine))
         async with database.sessions.begin() as session:
             await seed_all(session)
-        for platform, chat_ids in people.items():
-            bot_id = await add_people(database, platform, chat_ids)
-            if rate is not None:
-                async with database.sessions.begin() as session:
-                    (await session.get_one(Bot, bot_id)).rate_per_second = rate
-        bulletin_id = await approved_bulletin(database, body=URGENT_BODY, urgent=True)
+        for group in people:
+            bot_id = await add_people(
+                database, group.platform, group.chats, area_code=group.area_code,
+                bot_name=group.name,
+            )  # fmt: skip
+            async with database.sessions.begin() as session:
+                bot = await session.get_one(Bot, bot_id)
+                if rate is not None:
+                    bot.rate_per_second = rate
+                if group.token is not None:
+                    bot.token_sealed = box.seal(group.token)
+        areas = sorted({group.area_code for group in people})
+        bulletin_id = await approved_bulletin(database, body=URGENT_BODY, urgent=True, areas=areas)
         async with database.sessions.begin() as session:
             bulletin = await bulletins.get(session, bulletin_id)
             editor = await session.scalar(select(Official).where(Official.username == "editor"))

@@ -628,6 +628,12 @@ class FakeBotAPI:
             return self._webhook_url
 
     @property
+    def webhook_secret(self) -> str | None:
+        """The secret the bot gave with its webhook (sent back with each update)."""
+        with self._lock:
+            return self._webhook_secret
+
+    @property
     def pending_update_count(self) -> int:
         with self._lock:
             return len(self._pending) + len(self._outbox)
