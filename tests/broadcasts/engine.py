@@ -167,6 +167,7 @@ class BotPeople:
     name: str = "default"
     token: str | None = None
     area_code: str = "11914"
+    language: str = "vi"
 
 
 def migrated_with_urgent_bulletin(
@@ -190,7 +191,7 @@ def migrated_with_urgent_bulletin(
         for group in people:
             bot_id = await add_people(
                 database, group.platform, group.chats, area_code=group.area_code,
-                bot_name=group.name,
+                bot_name=group.name, language=group.language,
             )  # fmt: skip
             async with database.sessions.begin() as session:
                 bot = await session.get_one(Bot, bot_id)
