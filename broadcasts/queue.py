@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import Table, bindparam, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import BroadcastRun, ChatAddress, Delivery, DeliveryState, Subscriber
@@ -168,6 +168,22 @@ async def record(session: AsyncSession, outcomes: Sequence[Outcome]) -> None:
             .where(ChatAddress.id.in_(ids))
             .values(active=False, inactive_reason=(reason or "blocked")[:40])
         )
+
+
+async def record_progress(session: AsyncSession, progress: Mapping[int, int]) -> None:
+    """Write how many messages of deliveries still being sent went out (id → count), so
+    a retry or a successor continues after them; only rows still `sending` (a final
+    outcome written before is not undone)."""
+    if not progress:
+        return
+    # The Core table: an executemany with a WHERE of its own, not an ORM bulk update by key.
+    table = cast(Table, Delivery.__table__)
+    await session.execute(
+        update(table)
+        .where(table.c.id == bindparam("delivery"), table.c.state == DeliveryState.sending.value)
+        .values(parts_sent=bindparam("parts")),
+        [{"delivery": id_, "parts": parts} for id_, parts in progress.items()],
+    )
 
 
 async def sweep(

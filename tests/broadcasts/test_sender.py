@@ -261,3 +261,55 @@ async def test_zalo_delivery_with_the_acknowledgement_hint(seeded: Database) -> 
         for chat in ("z1", "z2"):
             text = api.sent_to(chat)[0].text or ""
             assert text.startswith("🚨") and text.endswith("đã nhận được tin này.")
+
+
+async def test_a_crash_between_parts_does_not_send_the_first_part_again(
+    seeded: Database,
+) -> None:
+    """Text, then (a chat's gap later) its second part: the first part sent is written as
+    progress during the gap, so a sender dying in it leaves its successor only the rest."""
+    body = "Bão số 3 đang mạnh lên, gió giật cấp 10, sóng biển cao 4 mét. " * 100  # two parts
+    chats = [str(700 + n) for n in range(6)]
+    async with FakeTelegramAPI() as api, telegram_channel(api) as channel:
+        bot_id = await add_people(seeded, Platform.telegram, chats)
+        bulletin_id = await approved_bulletin(seeded, body=body, urgent=True)
+        run_id = await start_run(seeded, bulletin_id)
+        gap = {"per_chat_interval": 30.0, "lease_ttl": dt.timedelta(seconds=1)}
+        dying = Sender(
+            seeded.sessions, channel, SenderConfig(bot_id=bot_id, rate_per_second=200.0,
+            quiet_start=None, quiet_end=None, **gap, **FAST),  # type: ignore[arg-type]
+            tz=TZ, holder="dying",
+        )  # fmt: skip
+        await dying.start()
+
+        async def first_parts_written() -> bool:
+            async with seeded.sessions() as session:
+                rows = (
+                    await session.execute(
+                        select(Delivery.state, Delivery.parts_sent).where(Delivery.run_id == run_id)
+                    )
+                ).all()
+            return len(rows) == len(chats) and all(
+                state == "sending" and parts == 1 for state, parts in rows
+            )
+
+        deadline = time.monotonic() + 10
+        while not await first_parts_written():
+            assert time.monotonic() < deadline, "the first parts were not written as progress"
+            await asyncio.sleep(0.05)
+        # The process dies in the gap: its tasks end where they are, nothing more written.
+        tasks = [dying._task, dying._flusher, dying._keeper, *dying._in_flight]
+        for task in tasks:
+            if task is not None:
+                task.cancel()
+        await asyncio.gather(*(t for t in tasks if t is not None), return_exceptions=True)
+        assert all(len(api.sent_to(int(chat))) == 1 for chat in chats)
+
+        await asyncio.sleep(1.1)  # its lease expires; the successor takes the bot over
+        async with running_sender(seeded, channel, bot_id, per_chat_interval=0.05):
+            assert await wait_settled(seeded, run_id) == {"sent": len(chats)}
+    for chat in chats:
+        parts = api.sent_to(int(chat))
+        assert len(parts) == 2, [p.text for p in parts]  # the first part once, then the rest
+        assert parts[0].text and parts[0].text.startswith("🚨")
+        assert f"ack:{bulletin_id}" in str(parts[1].reply_markup)
