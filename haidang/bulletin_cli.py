@@ -262,6 +262,18 @@ def _run_json(run: reports.RunReport, settings: Settings) -> dict[str, Any]:
     }
 
 
+def _bot_json(row: reports.BotRow) -> dict[str, Any]:
+    return {
+        "id": row.bot_id,
+        "platform": row.platform.value if row.platform is not None else None,
+        "name": row.name,
+        "counts": row.counts,
+        "sent": row.sent,
+        "acknowledgements": row.acknowledgements,
+        "ack_rate": row.ack_rate,
+    }
+
+
 @bulletin_app.command("status")
 def status(ctx: typer.Context, bulletin_id: IdArgument, as_json: JsonOption = False) -> None:
     """State, deliveries by state, acknowledgements (rate for urgent ones) and runs."""
@@ -282,6 +294,7 @@ def status(ctx: typer.Context, bulletin_id: IdArgument, as_json: JsonOption = Fa
             acknowledgements=report["acknowledgements"],
             ack_rate=report["ack_rate"],
             runs=[_run_json(run, settings) for run in runs],
+            bots=[_bot_json(row) for row in report["bots"]],
         )
         typer.echo(json.dumps(payload, ensure_ascii=False))
         return
@@ -299,6 +312,16 @@ def status(ctx: typer.Context, bulletin_id: IdArgument, as_json: JsonOption = Fa
         typer.echo(
             f"run {run.run_id} at {_local(run.fire_at, settings)} ({run.state.value}): "
             f"{_nonzero(run.counts)}; {run.acknowledgements} acknowledged" + _percent(run.ack_rate)
+        )
+    bot_rows: list[reports.BotRow] = report["bots"]
+    for row in bot_rows:  # each bot's share (several bots per platform)
+        acknowledged = (
+            "" if row.acknowledgements is None
+            else f"; {row.acknowledgements} acknowledged" + _percent(row.ack_rate)
+        )  # fmt: skip
+        platform = row.platform.value if row.platform is not None else "?"
+        typer.echo(
+            f"bot {platform}:{row.name}: {_nonzero(row.counts)}; {row.sent} reached{acknowledged}"
         )
 
 

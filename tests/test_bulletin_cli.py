@@ -208,9 +208,14 @@ def test_status_and_report_of_a_bulletin_with_runs(tmp_path: Path) -> None:
         "1 blocked, 1 unknown; 4 acknowledged (44.4%)",
         f"run {ids.run2} at 2026-11-27T06:00+07:00 (sending): 5 sent, 1 cancelled; "
         "2 acknowledged (40.0%)",
+        # The one bot's share: all of it (its taps: all but the one that names no bot).
+        "bot telegram:default: 1 pending, 14 sent, 3 failed, 1 blocked, 1 unknown, "
+        "1 cancelled; 10 reached; 5 acknowledged (50.0%)",
     ]
     as_json = runner.invoke(app, ["bulletin", "status", str(ids.bulletin_id), "--json"], env=env)
     runs = json.loads(as_json.output)["runs"]
+    (bot,) = json.loads(as_json.output)["bots"]
+    assert (bot["name"], bot["sent"], bot["acknowledgements"]) == ("default", 10, 5)
     assert [run["fire_at"] for run in runs] == [
         "2026-11-26T06:00:00+07:00",
         "2026-11-27T06:00:00+07:00",
