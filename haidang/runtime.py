@@ -213,8 +213,15 @@ class BotConfig:
     token: str | None  # None in a process that only relays its webhook
     rate_per_second: float
     per_chat_interval: float
-    # What restarts the running bot when it changes (a new token, another rate).
-    version: tuple[object, ...]
+    # The rest of the sender's settings (paid broadcast, quiet hours): when they or the
+    # rate change, the running bot's sender restarts; its front end goes on.
+    sending: tuple[object, ...]
+
+    def same_bot(self, other: BotConfig) -> bool:
+        """Whether `other` can take this bot's place without restarting its front end (the
+        same token and name); a restart is kept for that, since a Zalo bot's long polls cut
+        at a restart may take the next few updates with them."""
+        return (self.token, self.label, self.first) == (other.token, other.label, other.first)
 
     @property
     def hook_id(self) -> int | None:
@@ -439,6 +446,19 @@ class ChatPart:
         await self._service.senders.add(bot_id)
         return front
 
+    async def retune(self, config: BotConfig) -> None:
+        """Take new sending settings (rate, per-chat gap, paid broadcast, quiet hours): the
+        bot's outbox paces at the new rate at once, and its sender, if it runs here,
+        restarts with them (finishing what it claimed); the front end goes on."""
+        self.config = config
+        outbox = self._service.outboxes.get(config.bot_id)
+        if outbox is not None:
+            outbox.pacer.set_rate(config.rate_per_second)
+            outbox.pacer.per_chat_interval = config.per_chat_interval
+        if self._service.channels.get(config.bot_id) is not None:
+            await self._service.senders.remove(config.bot_id)
+            await self._service.senders.add(config.bot_id)
+
     async def retire(self) -> None:
         """Stop running this bot here while the service goes on (it was disabled, its
         token or rate changed, or another worker should take it): its sender finishes
@@ -522,6 +542,9 @@ class WebhookPart:
 
     async def stop(self) -> None:
         return None
+
+    async def retune(self, config: BotConfig) -> None:
+        self.config = config
 
     async def retire(self) -> None:
         return None
@@ -903,8 +926,7 @@ class Bots:
             wanted[row.id] = BotConfig(
                 bot_id=row.id, platform=row.platform, label=label, first=first, token=token,
                 rate_per_second=row.rate_per_second, per_chat_interval=row.per_chat_interval,
-                version=(row.token_sealed, row.rate_per_second, row.per_chat_interval,
-                         row.paid_broadcast, row.quiet_start, row.quiet_end),
+                sending=(row.paid_broadcast, row.quiet_start, row.quiet_end),
             )  # fmt: skip
         return wanted, off
 
@@ -938,8 +960,15 @@ class Bots:
             wanted, self._off = await self._wanted()
             changed = [
                 bot_id for bot_id, part in self.parts.items()
-                if bot_id not in wanted or wanted[bot_id] != part.config
+                if bot_id not in wanted or not wanted[bot_id].same_bot(part.config)
             ]  # fmt: skip
+            retuned = [
+                bot_id for bot_id, part in self.parts.items()
+                if bot_id not in changed and wanted[bot_id] != part.config
+            ]  # fmt: skip
+            for bot_id in retuned:
+                await self.parts[bot_id].retune(wanted[bot_id])
+                log.info("%s: new sending settings", self.parts[bot_id].name)
             for bot_id in changed:
                 part = self.parts.pop(bot_id)
                 await part.retire()
