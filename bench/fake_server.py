@@ -357,6 +357,20 @@ def add_priority_option(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+def fake_priority(pid: int, *, realtime: bool) -> str:
+    """Run a fake's process at SCHED_FIFO when `realtime` (and allowed); says which.
+
+    Its CPU is small (a few % at 30 msg/s) and the kernel caps real-time threads at 95 %
+    of a core, so it cannot starve the machine."""
+    if not realtime:
+        return "default priority"
+    try:
+        os.sched_setscheduler(pid, os.SCHED_FIFO, os.sched_param(10))
+    except OSError:  # not root: as usual
+        return "default priority (SCHED_FIFO refused)"
+    return "SCHED_FIFO"
+
+
 class FakeProcess:
     """bench/fake_server.py in a subprocess, driven over its stdin and stdout.
 
@@ -385,15 +399,7 @@ class FakeProcess:
             cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
             encoding="utf-8",
         )  # fmt: skip
-        self.priority = "default priority"
-        if realtime:
-            try:
-                # Its CPU is small (a few % at 30 msg/s) and the kernel caps real-time
-                # threads at 95 % of a core, so it cannot starve the machine.
-                os.sched_setscheduler(self.process.pid, os.SCHED_FIFO, os.sched_param(10))
-                self.priority = "SCHED_FIFO"
-            except OSError:  # not root: as usual
-                self.priority = "default priority (SCHED_FIFO refused)"
+        self.priority = fake_priority(self.process.pid, realtime=realtime)
         self.info: dict[str, Any] = json.loads(self._line())
 
     def _line(self) -> str:

@@ -53,7 +53,13 @@ from bench.common import (
     max_in_window,
     topic_ids,
 )
-from bench.fake_server import Arrivals, Stalls, StampedTelegram, add_priority_option
+from bench.fake_server import (
+    Arrivals,
+    Stalls,
+    StampedTelegram,
+    add_priority_option,
+    fake_priority,
+)
 from broadcasts import bulletins, schedules
 from broadcasts.bots import TokenBox
 from broadcasts.subscribers import ensure_bot
@@ -172,13 +178,7 @@ class Fakes:
             cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
             encoding="utf-8",
         )  # fmt: skip
-        self.priority = "default priority"
-        if realtime:
-            try:
-                os.sched_setscheduler(self.process.pid, os.SCHED_FIFO, os.sched_param(10))
-                self.priority = "SCHED_FIFO"
-            except OSError:
-                self.priority = "default priority (SCHED_FIFO refused)"
+        self.priority = fake_priority(self.process.pid, realtime=realtime)
         info = json.loads(self._line())
         self.base_url: str = info["base_url"]
         self.tokens: list[str] = info["tokens"]

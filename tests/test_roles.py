@@ -113,6 +113,18 @@ def _bot_lease_holder(url: str) -> str | None:
     return asyncio.run(read())
 
 
+def _stop_all(processes: dict[str, tuple[subprocess.Popen[bytes], int]]) -> None:
+    """SIGTERM to every process still running, then wait for each (killed after 30 s)."""
+    for process, _ in processes.values():
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process, _ in processes.values():
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
 def _post_update(port: int, update: dict[str, object]) -> int:
     """POST an update to a replica's webhook as Telegram would; the HTTP status."""
     request = urllib.request.Request(
@@ -229,14 +241,7 @@ def test_web_and_worker_replicas_share_one_database(
             replayed_status = [_post_update(port, replay) for port in (web_ports[1], web_ports[0])]
             time.sleep(1.0)  # anything said twice would be said by now
         finally:
-            for process, _ in processes.values():
-                if process.poll() is None:
-                    process.send_signal(signal.SIGTERM)
-            for process, _ in processes.values():
-                try:
-                    process.wait(30)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+            _stop_all(processes)
         deliveries = api.webhook_deliveries
 
     # Both replicas received updates, every one answered 200 and turned exactly once.
@@ -406,14 +411,7 @@ def test_two_bots_over_five_processes_with_a_worker_killed_mid_warning(
                 time.sleep(1.0)  # outcomes written
                 report = _follow_up(url, bulletin_id)
             finally:
-                for process, _ in processes.values():
-                    if process.poll() is None:
-                        process.send_signal(signal.SIGTERM)
-                for process, _ in processes.values():
-                    try:
-                        process.wait(30)
-                    except subprocess.TimeoutExpired:
-                        process.kill()
+                _stop_all(processes)
 
     # Everyone reached through their own bot, never the other's.
     first_got, second_got = warnings_received(first_api), warnings_received(second_api)

@@ -4,28 +4,25 @@ runs, and each bot has its own webhook path and secret."""
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import hmac
 import json
 from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
 from sqlalchemy import func, select
 
-from broadcasts import bots, leases, schedules
-from broadcasts import bulletins as bulletin_rows
+from broadcasts import bots, leases
 from broadcasts.bots import TokenBox
 from broadcasts.sender import sender_lease
-from db.models import Bot, ChatAddress, Delivery, DeliveryState, Official, Platform
+from db.models import Bot, ChatAddress, Delivery, DeliveryState, Platform
 from haidang.runtime import Bots
 from haidang.settings import DEV_SECRET_KEY
 from tests.bot.harness import running_service, until, until_async, wait_text
-from tests.broadcasts.engine import URGENT_BODY, add_people, approved_bulletin, warnings_received
+from tests.broadcasts.engine import add_people, warn_now, warnings_received
 from tests.conftest import Database
 from tests.fakes.router import TokenRouter
 from tests.fakes.telegram_api import FakeTelegramAPI
@@ -47,20 +44,6 @@ async def _register_second(
         )  # fmt: skip
         bot.quiet_start = bot.quiet_end = None
         return bot.id
-
-
-async def _warn_now(database: Database) -> int:
-    """An urgent bulletin for commune 11914, scheduled now (the service's scheduler fires it)."""
-    bulletin_id = await approved_bulletin(database, body=URGENT_BODY, urgent=True)
-    async with database.sessions.begin() as session:
-        bulletin = await bulletin_rows.get(session, bulletin_id)
-        editor = await session.scalar(select(Official).where(Official.username == "editor"))
-        assert editor is not None
-        await schedules.schedule(
-            session, bulletin, editor, now=dt.datetime.now(dt.UTC),
-            tz=ZoneInfo("Asia/Ho_Chi_Minh"),
-        )  # fmt: skip
-    return bulletin_id
 
 
 def _fakes(platform: Platform) -> tuple[Any, Any, str]:
@@ -122,7 +105,7 @@ async def test_each_bot_answers_and_warns_its_own_people(
         assert bot_of["2001"] == second_id and bot_of["1001"] != second_id
 
         # One warning: each bot sends it to its own people, through its own API.
-        await _warn_now(seeded)
+        await warn_now(seeded)
         await until(lambda: set(warnings_received(first)) == set(first_people), 30)
         await until(lambda: set(warnings_received(second)) == set(second_people), 30)
         expected = {bot_of["1001"]: len(first_people), second_id: len(second_people)}

@@ -156,6 +156,21 @@ def warnings_received(api: FakeBotAPI) -> Counter[str]:
     return Counter(str(r.chat_id) for r in api.sent if URGENT_BODY in (r.text or ""))
 
 
+async def warn_now(database: Database, areas: Sequence[str] = ("11914",)) -> int:
+    """An urgent bulletin (URGENT_BODY) for `areas`, scheduled now on the wall clock: a
+    running service's scheduler fires it."""
+    bulletin_id = await approved_bulletin(database, body=URGENT_BODY, urgent=True, areas=areas)
+    async with database.sessions.begin() as session:
+        bulletin = await bulletins.get(session, bulletin_id)
+        editor = await session.scalar(select(Official).where(Official.username == "editor"))
+        assert editor is not None
+        await schedules.schedule(
+            session, bulletin, editor, now=dt.datetime.now(dt.UTC),
+            tz=ZoneInfo("Asia/Ho_Chi_Minh"),
+        )  # fmt: skip
+    return bulletin_id
+
+
 @dataclass(frozen=True)
 class BotPeople:
     """A bot and the chats subscribed through it (in `area_code`). `token` None: the
@@ -199,16 +214,7 @@ def migrated_with_urgent_bulletin(
                     bot.rate_per_second = rate
                 if group.token is not None:
                     bot.token_sealed = box.seal(group.token)
-        areas = sorted({group.area_code for group in people})
-        bulletin_id = await approved_bulletin(database, body=URGENT_BODY, urgent=True, areas=areas)
-        async with database.sessions.begin() as session:
-            bulletin = await bulletins.get(session, bulletin_id)
-            editor = await session.scalar(select(Official).where(Official.username == "editor"))
-            assert editor is not None
-            await schedules.schedule(
-                session, bulletin, editor, now=dt.datetime.now(dt.UTC),
-                tz=ZoneInfo("Asia/Ho_Chi_Minh"),
-            )  # fmt: skip
+        bulletin_id = await warn_now(database, sorted({group.area_code for group in people}))
         await engine.dispose()
         return bulletin_id
 
