@@ -115,6 +115,11 @@ def clean_token(token: str) -> str:
     return token
 
 
+def token_variable(platform: Platform) -> str:
+    """The environment variable of the platform's first bot's token."""
+    return f"{platform.value.upper()}_BOT_TOKEN"
+
+
 def is_first(bot: Bot) -> bool:
     return bot.name == FIRST_BOT
 

@@ -30,19 +30,6 @@ LinkOption = Annotated[
 ]
 
 
-def env_variable(platform: Platform) -> str:
-    """The environment variable holding the platform's first bot's token."""
-    return f"{platform.value.upper()}_BOT_TOKEN"
-
-
-def env_tokens(settings: Settings, platform: Platform) -> list[str]:
-    """The environment's token for `platform` (if set): its bot account is taken."""
-    token = (
-        settings.telegram_bot_token if platform is Platform.telegram else settings.zalo_bot_token
-    )
-    return [token.get_secret_value().strip()] if token is not None else []
-
-
 def _read_token(token_stdin: bool) -> str:
     if not token_stdin:
         raise fail("pass the bot's token on standard input with --token-stdin")
@@ -72,8 +59,8 @@ async def _record(session: AsyncSession, action: str, bot: Bot, details: dict[st
 
 def _token_place(settings: Settings, bot: Bot) -> str:
     if bots.is_first(bot):
-        state = "set" if env_tokens(settings, bot.platform) else "not set"
-        return f"env {env_variable(bot.platform)} ({state})"
+        state = "set" if settings.first_bot_tokens(bot.platform) else "not set"
+        return f"env {bots.token_variable(bot.platform)} ({state})"
     return "stored" if bot.token_sealed is not None else "none"
 
 
@@ -131,7 +118,7 @@ def bots_add(
     async def work(session: AsyncSession) -> str:
         bot = await bots.add(
             session, box, platform=platform, name=name, token=token, rate_per_second=rate,
-            link=link, province=province, taken=env_tokens(settings, platform),
+            link=link, province=province, taken=settings.first_bot_tokens(platform),
         )  # fmt: skip
         await _record(session, "bot.create", bot, {"after": await _settings_of(session, bot)})
         return f"added {bots.label(bot)}; a running service starts it within seconds"
@@ -186,7 +173,9 @@ def bots_set(
             await _record(session, "bot.update", bot, {"before": before, "after": after})
             changed.append("settings")
         if token is not None:
-            await bots.set_token(session, box, bot, token, taken=env_tokens(settings, platform))
+            await bots.set_token(
+                session, box, bot, token, taken=settings.first_bot_tokens(platform)
+            )
             await _record(session, "bot.token", bot, {})
             changed.append("token")
         if not changed:

@@ -876,18 +876,6 @@ class Bots:
         """The bot of that label ("telegram", "zalo:quang-ngai") when it runs here."""
         return next((part for part in self.parts.values() if part.name == label), None)
 
-    def _environment_token(self, platform: Platform) -> SecretStr | None:
-        settings = self._settings
-        return (
-            settings.telegram_bot_token
-            if platform is Platform.telegram
-            else settings.zalo_bot_token
-        )
-
-    def environment_tokens(self) -> list[str]:
-        tokens = (self._environment_token(platform) for platform in Platform)
-        return [token.get_secret_value() for token in tokens if token is not None]
-
     async def _wanted(self) -> tuple[dict[int, BotConfig], dict[str, PartStatus]]:
         """The bots to serve here now, and those not served here with the reason."""
         wanted: dict[int, BotConfig] = {}
@@ -910,7 +898,7 @@ class Bots:
                 continue
             token: str | None = None
             if first:
-                secret = self._environment_token(row.platform)
+                secret = self._settings.first_bot_token(row.platform)
                 token = secret.get_secret_value() if secret is not None else None
             elif row.token_sealed is not None:
                 try:
@@ -932,8 +920,8 @@ class Bots:
 
     def _first_off(self, platform: Platform) -> PartStatus | None:
         """Why the platform's first bot cannot be served here, from the settings alone."""
-        variable = f"{platform.value.upper()}_BOT_TOKEN"
-        token = self._environment_token(platform)
+        variable = bots.token_variable(platform)
+        token = self._settings.first_bot_token(platform)
         reason = None
         if self._worker:
             reason = f"{variable} not set" if token is None else None

@@ -101,6 +101,17 @@ class Settings(BaseSettings):
     s3_access_key_id: SecretStr | None = None
     s3_secret_access_key: SecretStr | None = None
 
+    def first_bot_token(self, platform: str) -> SecretStr | None:
+        """The token of a platform's first bot ("telegram", "zalo"): TELEGRAM_BOT_TOKEN or
+        ZALO_BOT_TOKEN. Further bots keep theirs in the database (broadcasts.bots)."""
+        return {"telegram": self.telegram_bot_token, "zalo": self.zalo_bot_token}.get(platform)
+
+    def first_bot_tokens(self, platform: str) -> list[str]:
+        """The first bot's token as a list (empty when unset): the bot account it names is
+        taken for broadcasts.bots.add."""
+        token = self.first_bot_token(platform)
+        return [token.get_secret_value().strip()] if token is not None else []
+
     @field_validator("tts_engine_options", mode="before")
     @classmethod
     def _options_object(cls, value: object) -> object:

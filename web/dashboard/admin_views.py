@@ -28,7 +28,6 @@ from db.models import (
     Topic,
 )
 from db.text import nfc
-from haidang.settings import Settings
 from web.dashboard import texts
 from web.dashboard.common import (
     Actor,
@@ -119,19 +118,6 @@ def _bot_place(bot: Bot, province: str | None) -> dict[str, object]:
     return {"link": bot.link, "province": province}
 
 
-def env_variable(platform: Platform) -> str:
-    """The environment variable holding the platform's first bot's token."""
-    return f"{platform.value.upper()}_BOT_TOKEN"
-
-
-def _env_tokens(settings: Settings, platform: Platform) -> list[str]:
-    """The environment's token for `platform`, if set: its bot account is taken."""
-    token = (
-        settings.telegram_bot_token if platform is Platform.telegram else settings.zalo_bot_token
-    )
-    return [token.get_secret_value().strip()] if token is not None else []
-
-
 def _bot_error(error: bots.BotError) -> DashboardError:
     return DashboardError(texts.BOT_PROBLEMS[error.problem])
 
@@ -191,7 +177,7 @@ def register(router: APIRouter, dash: Dashboard) -> None:
         # Never the token itself: only where it is kept.
         token_states = {
             bot.id: (
-                texts.BOT_TOKEN_FROM_ENV.format(variable=env_variable(bot.platform))
+                texts.BOT_TOKEN_FROM_ENV.format(variable=bots.token_variable(bot.platform))
                 if bots.is_first(bot)
                 else texts.BOT_TOKEN_STORED
                 if bot.token_sealed is not None
@@ -222,7 +208,7 @@ def register(router: APIRouter, dash: Dashboard) -> None:
                     admin.db, token_box(), platform=platform, name=form_text(form, "name"),
                     token=form_text(form, "token"), rate_per_second=rate,
                     link=form_text(form, "link"), province=form_text(form, "province") or None,
-                    taken=_env_tokens(dash.settings, platform),
+                    taken=dash.settings.first_bot_tokens(platform),
                 )  # fmt: skip
             except bots.BotError as exc:
                 raise _bot_error(exc) from None
@@ -250,7 +236,7 @@ def register(router: APIRouter, dash: Dashboard) -> None:
                 if token:  # blank: the token stays as it is
                     await bots.set_token(
                         admin.db, token_box(), bot, token,
-                        taken=_env_tokens(dash.settings, bot.platform),
+                        taken=dash.settings.first_bot_tokens(bot.platform),
                     )  # fmt: skip
             except bots.BotError as exc:
                 raise _bot_error(exc) from None
