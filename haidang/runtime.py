@@ -850,8 +850,8 @@ class Bots:
         self._last_asked = 0.0  # when a webhook for an unknown bot last ran a refresh
         for platform in Platform:  # shown from the start (/healthz answers before bots start)
             first_off = self._first_off(platform)
-            if first_off is not None:
-                self._off[platform.value] = first_off
+            starting = PartStatus(active=False, detail="starting")
+            self._off[platform.value] = starting if first_off is None else first_off
 
     @property
     def serves_webhooks(self) -> bool:
