@@ -63,6 +63,7 @@ from haidang.settings import Settings
 from haidang.stores import audio_store, document_store, local_copies
 from web.app import Webhook, create_app
 from web.audio import make_router as make_audio_pages
+from web.cap import make_router as make_cap_feeds
 from web.dashboard import make_admin_check
 from web.dashboard import make_router as make_dashboard
 from web.library import make_router as make_library_pages
@@ -134,6 +135,7 @@ class WebPart:
                 dashboard,
                 make_audio_pages(service.read_sessions, service.store, public, tz=settings.tz),
                 make_library_pages(service.read_sessions, service.documents_store),
+                make_cap_feeds(service.read_sessions, settings),
             ]
         self.app = create_app(
             engine=service.engine,

@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: Annotated[int, Field(ge=1, le=65535)] = 8000
     public_base_url: AnyHttpUrl | None = None
+    # The <sender> of the CAP alerts (broadcasts.cap): a name no other alerting authority
+    # uses, such as this service's domain. Unset: see `cap_sender_name`.
+    cap_sender: Annotated[str, Field(pattern=r"^[^\s,<&]+$", max_length=120)] | None = None
     timezone: str = "Asia/Ho_Chi_Minh"
     log_level: str = "INFO"
     secret_key: SecretStr = SecretStr(DEV_SECRET_KEY)
@@ -167,7 +170,7 @@ class Settings(BaseSettings):
 
     @field_validator(
         "public_base_url", "zalo_bot_link", "s3_endpoint_url", "s3_bucket", "s3_region",
-        mode="before",
+        "cap_sender", mode="before",
     )  # fmt: skip
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
@@ -250,6 +253,15 @@ class Settings(BaseSettings):
     def tz(self) -> ZoneInfo:
         """The local zone (Asia/Ho_Chi_Minh by default) for cron and display."""
         return ZoneInfo(self.timezone)
+
+    @property
+    def cap_sender_name(self) -> str:
+        """CAP_SENDER, else PUBLIC_BASE_URL's host, else "haidang.invalid" (a reserved name
+        that never resolves: alerts from an unconfigured machine name no real sender)."""
+        if self.cap_sender:
+            return self.cap_sender
+        host = self.public_base_url.host if self.public_base_url else None
+        return host or "haidang.invalid"
 
     @property
     def is_sqlite(self) -> bool:

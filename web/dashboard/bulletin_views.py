@@ -14,7 +14,7 @@ from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import FormData
 
-from broadcasts import areas, audiences, bulletins, officials, schedules
+from broadcasts import areas, audiences, bulletins, cap, officials, schedules
 from broadcasts.bulletins import BulletinError, ScopeError
 from db.models import (
     Area,
@@ -28,6 +28,7 @@ from db.models import (
 )
 from db.text import split_message
 from haidang.stores import audio_store
+from web.cap import alert_path
 from web.dashboard import editor, texts
 from web.dashboard.cache import TtlCache
 from web.dashboard.common import (
@@ -366,6 +367,7 @@ def register(router: APIRouter, dash: Dashboard) -> None:
             )
             for t in translated
         ]
+        has_cap = cap.has_alert(bulletin, topic.slug if topic else None)
         role = actor.official.role
         mine = bulletin.author_id == actor.official.id
         can = {
@@ -385,7 +387,8 @@ def register(router: APIRouter, dash: Dashboard) -> None:
              "vietnamese": _chat_preview(text, texts.VIETNAMESE, "vi"),
              "translations": translations, "limits": (TELEGRAM_LIMIT, ZALO_LIMIT), "can": can,
              "estimate": texts.duration(preview.estimated_seconds) if preview else "",
-             "now_local": now.astimezone(dash.tz).strftime("%Y-%m-%dT%H:%M")},
+             "now_local": now.astimezone(dash.tz).strftime("%Y-%m-%dT%H:%M"),
+             "cap_url": alert_path(bulletin.id) if has_cap else None},
             actor=actor,
         )  # fmt: skip
 
