@@ -50,6 +50,7 @@ from db.models import (
     BulletinArea,
     BulletinState,
     RunState,
+    Station,
     Subscriber,
     SubscriberRole,
     SubscriberStatus,
@@ -266,7 +267,8 @@ async def programme_communes(session: AsyncSession, bulletin_id: int, day: dt.da
     """Codes of the communes whose programme for ``day`` a change to this bulletin touches.
 
     Communes it names, plus, for a province it names, only those communes of it that
-    already have that day's programme or that a radio operator follows: rebuilding a
+    already have that day's programme, that a radio operator follows or whose station is
+    on: rebuilding a
     hundred programmes for a province-wide notice nobody plays would waste minutes.
     """
     targets = (
@@ -293,8 +295,12 @@ async def programme_communes(session: AsyncSession, bulletin_id: int, day: dt.da
             AudioAsset.kind == AssetKind.programme,
             AudioAsset.store_key.contains(day_path, autoescape=True),
         )
+        on_air = select(Station.area_id).where(Station.enabled.is_(True))
         rows = await session.scalars(
-            select(Area.code).where(*in_provinces, or_(Area.id.in_(followed), Area.id.in_(built)))
+            select(Area.code).where(
+                *in_provinces,
+                or_(Area.id.in_(followed), Area.id.in_(built), Area.id.in_(on_air)),
+            )
         )
         codes.update(rows.all())
     return sorted(codes)

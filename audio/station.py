@@ -419,6 +419,7 @@ class LiquidsoapStation:
             secrets_ = self._secrets()
             await self._ensure_icecast(secrets_)
             await self._ensure_liquidsoap(secrets_)
+            await self._await_mounts()
 
     async def stop(self) -> None:
         """Stop Liquidsoap, then Icecast (SIGTERM, then SIGKILL after a grace period)."""
@@ -493,6 +494,41 @@ class LiquidsoapStation:
                 raise StationError(f"liquidsoap did not start: {_tail(log_path)}")
             await asyncio.sleep(0.1)
         log.info("station: liquidsoap on %d communes (pid %s)", len(self.communes), pid)
+
+    async def _await_mounts(self) -> None:
+        # Liquidsoap answers its socket before its outputs have connected to Icecast; a
+        # listener (or a loudspeaker) arriving in between would get 404 for the mount.
+        wanted = {mount_for(code) for code in self.communes}
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not wanted <= (live := await self._live_mounts()):
+            if time.monotonic() > deadline:
+                missing = ", ".join(sorted(wanted - live))
+                raise StationError(f"icecast2 has no stream on {missing}")
+            await asyncio.sleep(0.1)
+
+    async def _live_mounts(self) -> set[str]:
+        """The mounts Icecast has a source for (empty when it does not answer)."""
+        try:
+            async with asyncio.timeout(CONTROL_TIMEOUT_S):
+                reader, writer = await asyncio.open_connection(self.host, self.port)
+                try:
+                    writer.write(b"GET /status-json.xsl HTTP/1.0\r\nHost: localhost\r\n\r\n")
+                    await writer.drain()
+                    answer = await reader.read()  # HTTP/1.0: Icecast closes after the body
+                finally:
+                    writer.close()
+                    await _closed(writer)
+            status = json.loads(answer.partition(b"\r\n\r\n")[2])
+        except (OSError, TimeoutError, ValueError):
+            return set()
+        sources = status.get("icestats", {}).get("source", [])
+        if isinstance(sources, dict):  # Icecast writes one source as an object
+            sources = [sources]
+        return {
+            "/" + str(source.get("listenurl", "")).rsplit("/", 1)[-1]
+            for source in sources
+            if isinstance(source, dict)
+        }
 
     async def _icecast_answers(self) -> bool:
         try:

@@ -588,6 +588,32 @@ class AudioUpload(Base):
     file_id: Mapped[str] = mapped_column(String(255))
 
 
+class Station(Base):
+    """A commune whose loudspeaker stream runs (audio.station), switched on by an administrator.
+
+    A row switched off stays (enabled false), so switching back on keeps its first date.
+    """
+
+    __tablename__ = "stations"
+
+    area_id: Mapped[int] = mapped_column(ForeignKey("areas.id"), primary_key=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    created_at: Mapped[dt.datetime]
+
+
+class StationPlay(Base):
+    """An urgent bulletin's run already put on a commune's stream: a run plays once per
+    commune, across restarts of the service and handovers of the station's lease."""
+
+    __tablename__ = "station_plays"
+
+    run_id: Mapped[int] = mapped_column(
+        ForeignKey("broadcast_runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    area_id: Mapped[int] = mapped_column(ForeignKey("areas.id"), primary_key=True)
+    played_at: Mapped[dt.datetime]
+
+
 # --- inbox, documents, audit, leases -------------------------------------------------------
 
 

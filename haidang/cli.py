@@ -42,6 +42,7 @@ class _LazyGroups(TyperGroup):
         "bulletin": "haidang.bulletin_cli:bulletin_app",
         "docs": "haidang.docs_cli:docs_app",
         "inbox": "haidang.inbox_cli:inbox_app",
+        "station": "haidang.station_cli:station_app",
     }
 
     def list_commands(self, ctx: ClickContext) -> list[str]:

@@ -25,6 +25,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from audio import mastering, programmes, studio, tts
+from audio import texts as audio_texts
+from audio.station import Station, StationBinaries, find_station_binaries, make_station
 from bot.answers import MAX_TURNS, Answers, Received, keep_events
 from bot.answers import store as store_answer
 from bot.conversation import Conversation
@@ -37,7 +39,7 @@ from bot.webhooks import one_line
 from bot.zalo import WEBHOOK_PATH as ZALO_WEBHOOK_PATH
 from bot.zalo import ZaloFrontEnd
 from bot.zalo import handle_webhook as zalo_webhook
-from broadcasts import bots, inbox, leases
+from broadcasts import bots, inbox, leases, stations
 from broadcasts.bots import BotError, TokenBox
 from broadcasts.channels import ChannelRegistry
 from broadcasts.outbox import Outbox, OutboxStats
@@ -49,6 +51,7 @@ from broadcasts.subscribers import ensure_bot
 from db import schema
 from db.engine import make_engine, make_sessionmaker
 from db.models import (
+    Area,
     AudioAsset,
     Bot,
     Bulletin,
@@ -734,6 +737,218 @@ class AudioPart:
                 log.info("audio: programme %s %s rebuilt", code, day)
 
 
+class StationPart:
+    """Drives the commune loudspeaker stations (audio.station) from the database.
+
+    One process drives them (the lease "station"); the streams themselves run detached
+    and outlive it, so stopping or restarting Hải Đăng leaves them playing (with what
+    Liquidsoap already holds), and the next holder attaches to them. Every POLL_S:
+
+    - the switched-on communes: a change restarts Liquidsoap on the new set (a few
+      seconds of silence on every mount; the driver has no hot reconfiguration);
+    - urgent runs started within URGENT_WINDOW that reach a switched-on commune: once the
+      bulletin's MP3 exists, it interrupts the commune's stream, once per (run, commune),
+      remembered in memory and in `station_plays` (so a restart or a new holder does not
+      play it again);
+    - each commune's programme slots (STATION_PROGRAMME_TIMES, local time): PROGRAMME_LEAD
+      before a slot, the latest programme of that day is handed to Liquidsoap, which
+      plays it at the slot even if we are down then. Handing it over only shortly before
+      lets a programme rebuilt during the day air in its newest form (Liquidsoap cannot
+      take a queued programme back).
+    """
+
+    name = "station"
+    POLL_S = 1.0
+    LEASE = "station"
+    LEASE_TTL = dt.timedelta(seconds=15)
+    RENEW_EVERY = dt.timedelta(seconds=5)
+    HEALTH_S = 10.0  # how often the station processes are checked (and restarted if gone)
+    URGENT_WINDOW = dt.timedelta(minutes=10)
+    PROGRAMME_LEAD = dt.timedelta(minutes=5)
+
+    def __init__(self, service: Service, binaries: StationBinaries) -> None:
+        self._service = service
+        self._binaries = binaries
+        settings = service.settings
+        self._files = local_copies(service.store, settings)  # Liquidsoap reads file paths
+        self._work_dir = settings.station_dir
+        self._station: Station | None = None
+        self._communes: tuple[str, ...] | None = None  # None: not read yet
+        self._checked = 0.0  # monotonic time of the last health check
+        self._on_air = False  # the station came up on the current set of communes
+        # While holding the lease; on start, as if held until the first pass says.
+        self._renewed: dt.datetime | None = dt.datetime.min.replace(tzinfo=dt.UTC)
+        self._played: set[tuple[int, int]] = set()  # (run id, commune area id)
+        self._queued: set[tuple[str, dt.datetime]] = set()  # (commune, slot) handed over
+        self._error: str | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+        self.urgent_played = 0
+        self.programmes_queued = 0
+
+    def status(self) -> PartStatus:
+        if self._task is None or self._task.done():
+            return PartStatus(active=False, detail="stopped")
+        if self._error is not None:
+            return PartStatus(active=True, detail=self._error, retrying=True)
+        if self._communes is None and self._renewed is not None:
+            return PartStatus(active=True, detail="starting")
+        if self._renewed is None:
+            return PartStatus(active=True, detail="standby (another process drives it)")
+        if not self._communes:
+            return PartStatus(active=True, detail="no commune switched on")
+        if not self._on_air:
+            return PartStatus(active=True, detail=f"starting {len(self._communes)} communes")
+        detail = (
+            f"{len(self._communes)} communes on {self._base_url()}; "
+            f"{self.urgent_played} urgent played, {self.programmes_queued} programmes queued"
+        )
+        return PartStatus(active=True, detail=detail)
+
+    def _base_url(self) -> str:
+        settings = self._service.settings
+        if settings.station_public_url is not None:
+            return str(settings.station_public_url).rstrip("/")
+        return f"http://{settings.station_host}:{settings.station_port}"
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="station")
+
+    async def stop(self) -> None:
+        """Stop driving; the streams keep playing (`haidang station off` ends one)."""
+        self._stop.set()
+        if self._task is not None:
+            await self._task
+        if self._renewed is not None and self._communes is not None:
+            with contextlib.suppress(Exception):  # the lease expires anyway
+                async with self._service.sessions.begin() as session:
+                    await leases.release(session, self.LEASE, self._service.holder)
+
+    async def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                await self._tick(dt.datetime.now(dt.UTC))
+                self._error = None
+            except Exception as exc:
+                if self._error is None:
+                    log.error("station: pass failed; retrying", exc_info=True)
+                self._error = _failure_reason(exc)
+                self._checked = 0.0  # check the processes on the next pass
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self.POLL_S)
+
+    async def _hold(self, now: dt.datetime) -> bool:
+        if self._renewed is not None and now - self._renewed < self.RENEW_EVERY:
+            return True
+        service = self._service
+        async with service.sessions.begin() as session:
+            holding = await leases.acquire(session, self.LEASE, service.holder, now, self.LEASE_TTL)
+        if not holding:
+            if self._renewed is not None:
+                log.info("station: another process drives the station now")
+            self._renewed = None
+            self._station = None  # the streams are the new holder's to drive
+            self._communes = None
+            self._on_air = False
+            return False
+        self._renewed = now
+        return True
+
+    async def _tick(self, now: dt.datetime) -> None:
+        if not await self._hold(now):
+            return
+        async with self._service.read_sessions() as session:
+            communes = await stations.enabled_communes(session)
+        station = await self._configure(tuple(area.code for area in communes))
+        if station is None:
+            return
+        await self._play_urgent(station, communes, now)
+        await self._queue_programmes(station, communes, now)
+
+    async def _configure(self, codes: tuple[str, ...]) -> Station | None:
+        if codes != self._communes:
+            if not codes:
+                # Streams left from before (switched off while we were down, or just now):
+                # the work dir's processes, whoever started them. The driver needs a
+                # commune to be built; "0" only names it.
+                if any(self._work_dir.glob("*.pid")):
+                    await self._make(["0"]).stop()
+                if self._communes:
+                    log.info("station: no commune switched on; streams stopped")
+                self._station = None
+            else:
+                self._station = self._make(codes)
+                self._on_air = False
+                self._checked = 0.0
+                self._queued.clear()  # a restarted Liquidsoap forgot its slots
+            self._communes = codes
+        if self._station is not None and time.monotonic() - self._checked > self.HEALTH_S:
+            await self._station.ensure_running()  # attaches, starts, or restarts on a change
+            if not self._on_air:
+                self._on_air = True
+                log.info("station: %d communes on %s", len(codes), self._base_url())
+            self._checked = time.monotonic()
+        return self._station
+
+    def _make(self, codes: Collection[str]) -> Station:
+        settings = self._service.settings
+        return make_station(
+            "liquidsoap", work_dir=self._work_dir, communes=codes, port=settings.station_port,
+            host=settings.station_host, filler=settings.station_filler, binaries=self._binaries,
+        )  # fmt: skip
+
+    async def _play_urgent(self, station: Station, communes: list[Area], now: dt.datetime) -> None:
+        service = self._service
+        async with service.read_sessions() as session:
+            plays = await stations.urgent_plays(session, communes, since=now - self.URGENT_WINDOW)
+            due = [p for p in plays if (p.run_id, p.area_id) not in self._played]
+            assets = {
+                p.bulletin_id: await stations.bulletin_mp3(session, p.bulletin_id) for p in due
+            }
+        for play in due:
+            asset = assets[play.bulletin_id]
+            if asset is None:
+                continue  # not rendered yet: the audio part is on it; next pass
+            path = await asyncio.to_thread(self._files.path_for, asset.store_key)
+            if path is None:
+                raise RuntimeError(f"no local file for {asset.store_key}")
+            await station.play_urgent(play.commune, path, play.title)
+            self._played.add((play.run_id, play.area_id))
+            self.urgent_played += 1
+            log.info("station: bulletin %d on air in %s", play.bulletin_id, play.commune)
+            async with service.sessions.begin() as session:
+                await stations.record_play(session, play, dt.datetime.now(dt.UTC))
+
+    async def _queue_programmes(
+        self, station: Station, communes: list[Area], now: dt.datetime
+    ) -> None:
+        tz = self._service.settings.tz
+        today = now.astimezone(tz).date()
+        slots = [
+            dt.datetime.combine(day, at, tzinfo=tz)
+            for day in (today, today + dt.timedelta(days=1))
+            for at in self._service.settings.programme_times
+        ]
+        due = [slot for slot in slots if now < slot <= now + self.PROGRAMME_LEAD]
+        for commune in communes:
+            for slot in due:
+                if (commune.code, slot) in self._queued:
+                    continue
+                async with self._service.read_sessions() as session:
+                    latest = await programmes.daily_programmes(session, commune, limit=1)
+                if not latest or latest[0][0] != slot.date():
+                    continue  # no programme for that day (yet): look again next pass
+                day, asset = latest[0]
+                path = await asyncio.to_thread(self._files.path_for, asset.store_key)
+                if path is None:
+                    raise RuntimeError(f"no local file for {asset.store_key}")
+                title = audio_texts.PROGRAMME_TITLE.format(date=audio_texts.written_date(day))
+                await station.queue_programme(commune.code, path, title, slot)
+                self._queued.add((commune.code, slot))
+                self.programmes_queued += 1
+                log.info("station: programme %s %s queued for %s", commune.code, day, slot)
+
+
 class SendersPart:
     """One sender per running bot; each takes its bot's lease before it sends."""
 
@@ -1159,6 +1374,7 @@ class Service:
             WebPart(settings, self, full=Role.web in self.roles),
             *([self.bots] if self.bots.serves_webhooks else []),
             *([AudioPart(self)] if worker else []),
+            *([_station_part(self)] if worker else []),
             *([SchedulerPart(self)] if Role.scheduler in self.roles else []),
             *([self.senders] if worker else []),
         ]
@@ -1270,6 +1486,14 @@ class Service:
                     log.exception("%s did not stop cleanly", part.name)
             await self.engine.dispose()
         log.info("stopped")
+
+
+def _station_part(service: Service) -> Part:
+    """The station part, or why there is none here (`make run` works without Liquidsoap)."""
+    found = find_station_binaries()
+    if isinstance(found, str):
+        return OffPart(StationPart.name, found)
+    return StationPart(service, found)
 
 
 def tune_gc() -> None:

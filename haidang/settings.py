@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 import json
 import re
@@ -94,6 +95,16 @@ class Settings(BaseSettings):
     audio_compression: bool = True
     audio_compression_ratio: Annotated[float, Field(ge=1.2, le=10.0)] = 2.5
 
+    # The commune loudspeaker stations (audio.station, run by the worker role when
+    # Liquidsoap and Icecast 2 are installed): Icecast's port and bind address, the base URL
+    # operators reach the mounts at (e.g. behind a proxy), an audio file played between
+    # programmes (silence when unset), and the local times the day's programme airs.
+    station_port: Annotated[int, Field(ge=1, le=65535)] = 8010
+    station_host: str = "127.0.0.1"
+    station_public_url: AnyHttpUrl | None = None
+    station_filler: Path | None = None
+    station_programme_times: str = "06:00,17:00"
+
     # Where audio, photos and document files are kept (haidang.stores): DATA_DIR, or an
     # S3-compatible bucket. The key id and secret are secrets (never logged or shown);
     # unset, boto3 looks for credentials the usual AWS ways (AWS_* variables, a role).
@@ -142,11 +153,17 @@ class Settings(BaseSettings):
     def _blank_pool_is_default(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("audio_jingle", mode="before")
+    @field_validator("station_programme_times")
+    @classmethod
+    def _programme_times(cls, value: str) -> str:
+        _parse_times(value)
+        return value
+
+    @field_validator("audio_jingle", "station_filler", mode="before")
     @classmethod
     def _jingle_file(cls, value: object) -> object:
         if isinstance(value, str) and not value.strip():
-            return None  # `AUDIO_JINGLE=` means no jingle
+            return None  # `AUDIO_JINGLE=` means no jingle (and `STATION_FILLER=` silence)
         if value is not None and not Path(str(value)).is_file():
             raise ValueError(f"no such file: {value}")
         return value
@@ -170,7 +187,7 @@ class Settings(BaseSettings):
 
     @field_validator(
         "public_base_url", "zalo_bot_link", "s3_endpoint_url", "s3_bucket", "s3_region",
-        "cap_sender", mode="before",
+        "cap_sender", "station_public_url", mode="before",
     )  # fmt: skip
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
@@ -270,6 +287,30 @@ class Settings(BaseSettings):
     @property
     def audio_dir(self) -> Path:
         return self.data_dir / "audio"
+
+    @property
+    def station_dir(self) -> Path:
+        """The station's work dir (generated configuration, pid files, logs, socket)."""
+        return self.data_dir / "station"
+
+    @property
+    def programme_times(self) -> list[dt.time]:
+        """STATION_PROGRAMME_TIMES as sorted local times of day."""
+        return _parse_times(self.station_programme_times)
+
+
+def _parse_times(text: str) -> list[dt.time]:
+    """ "06:00,17:00" → [06:00, 17:00]; ValueError names a bad entry."""
+    times: set[dt.time] = set()
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        try:
+            hours, minutes = part.strip().split(":")
+            times.add(dt.time(int(hours), int(minutes)))
+        except ValueError:
+            raise ValueError(f"{part.strip()!r} is not a time like 06:00") from None
+    return sorted(times)
 
 
 def normalise_database_url(url: str) -> str:

@@ -6,17 +6,12 @@ import asyncio
 import datetime as dt
 import gc
 import html
-import socket
 import subprocess
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import av
 import httpx
-import numpy as np
 import pytest
 
 from audio.station import (
@@ -28,10 +23,12 @@ from audio.station import (
     find_station_binaries,
     make_station,
 )
+from tests.audio.stream import Listener
+from tests.audio.stream import free_port as _free_port
+from tests.audio.stream import same as _same
+from tests.audio.stream import tone as _tone
 
 COMMUNE = "11914"
-RATE = 44_100
-WINDOW_S = 0.25  # tone detection resolution
 PROGRAMME_HZ, URGENT_HZ, SECOND_URGENT_HZ = 440.0, 880.0, 1320.0
 MAX_INTERRUPTION_S = 10.0
 
@@ -41,108 +38,6 @@ needs_station = pytest.mark.skipif(
     reason=f"station test needs Debian's liquidsoap and icecast2 ({FOUND}): "
     "apt-get install liquidsoap icecast2",
 )
-
-
-def _tone(path: Path, hz: float, seconds: float) -> Path:
-    t = np.arange(int(seconds * RATE)) / RATE
-    samples = (0.3 * np.sin(2 * np.pi * hz * t)).astype(np.float32)[None, :]
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libmp3lame", rate=RATE, layout="mono")
-        frame = av.AudioFrame.from_ndarray(samples, format="flt", layout="mono")
-        frame.sample_rate = RATE
-        for packet in [*stream.encode(frame), *stream.encode(None)]:
-            container.mux(packet)
-    return path
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@dataclass
-class Window:
-    arrived: float  # wall-clock time (time.time()) the window's last byte arrived
-    tone: float | None  # the dominant frequency, or None for silence
-
-
-@dataclass
-class Listener:
-    """Reads a mount like a loudspeaker receiver, decoding and classifying as bytes arrive."""
-
-    url: str
-    windows: list[Window] = field(default_factory=list)
-    received: int = 0
-    error: BaseException | None = None
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-    _thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self.run, name="listener", daemon=True)
-        self._thread.start()
-
-    def run(self) -> None:
-        codec = av.CodecContext.create("mp3", "r")
-        pending = np.zeros(0)
-        try:
-            with (
-                httpx.Client(timeout=10) as client,
-                client.stream("GET", self.url) as response,
-            ):
-                response.raise_for_status()
-                for chunk in response.iter_bytes():
-                    arrived = time.time()
-                    self.received += len(chunk)
-                    for packet in codec.parse(chunk):
-                        for frame in codec.decode(packet):
-                            data = frame.to_ndarray().astype(np.float64)
-                            pending = np.concatenate([pending, data.reshape(-1)])
-                    size = int(WINDOW_S * RATE)
-                    while len(pending) >= size:
-                        window, pending = pending[:size], pending[size:]
-                        with self._lock:
-                            self.windows.append(Window(arrived, _dominant(window)))
-                    if self._stop.is_set():
-                        return
-        except BaseException as exc:
-            if not self._stop.is_set():
-                self.error = exc
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def snapshot(self) -> list[Window]:
-        with self._lock:
-            return list(self.windows)
-
-    async def wait_for(self, hz: float | None, *, after: float, within: float) -> Window:
-        """The first window of ``hz`` (None: silence) that arrived after ``after``."""
-        deadline = time.monotonic() + within
-        while time.monotonic() < deadline:
-            assert self.error is None, f"the listener failed: {self.error!r}"
-            for window in self.snapshot():
-                if window.arrived > after and _same(window.tone, hz):
-                    return window
-            await asyncio.sleep(0.05)
-        heard = [(round(w.arrived - after, 2), w.tone) for w in self.snapshot()[-40:]]
-        raise AssertionError(f"no {hz} Hz within {within} s; last windows: {heard}")
-
-
-def _dominant(window: np.ndarray) -> float | None:
-    if np.sqrt(np.mean(window**2)) < 0.01:
-        return None
-    spectrum = np.abs(np.fft.rfft(window * np.hanning(len(window))))
-    return float(np.argmax(spectrum) * RATE / len(window))
-
-
-def _same(tone: float | None, hz: float | None) -> bool:
-    if tone is None or hz is None:
-        return tone is hz
-    return abs(tone - hz) < 10
 
 
 @pytest.fixture
