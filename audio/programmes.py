@@ -70,6 +70,7 @@ __all__ = [
     "programme_changes",
     "programme_communes",
     "programme_day",
+    "public_audience",
     "published_bulletins",
 ]
 
@@ -135,6 +136,11 @@ def _public() -> ColumnElement[bool]:
         roles == "[]",
         *(roles.like(f'%"{role.value}"%') for role in PUBLIC_ROLES),
     )
+
+
+def public_audience() -> ColumnElement[bool]:
+    """SQL over Bulletin: addressed to the public (PUBLIC_ROLES): a loudspeaker may air it."""
+    return _public()
 
 
 def _first_sends(start: dt.datetime | None = None, end: dt.datetime | None = None) -> Subquery:

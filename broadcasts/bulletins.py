@@ -12,6 +12,7 @@ from sqlalchemy import Select, delete, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from broadcasts import areas, audit
+from broadcasts.cap import WEATHER_TOPIC, is_warning
 from broadcasts.officials import covers
 from db.models import (
     Area,
@@ -177,12 +178,14 @@ async def create(
     expires_at: dt.datetime | None = None,
     translations: dict[str, tuple[str, str]] | None = None,
     photo_path: str | None = None,
+    supersedes: Bulletin | None = None,
     submit: bool = False,
     via: str = "web",
 ) -> Bulletin:
     """Write a bulletin (a draft, or submitted for approval when `submit`).
 
-    Every audience area must be inside the author's scope; text is stored NFC.
+    Every audience area must be inside the author's scope; text is stored NFC. With
+    `supersedes`, the bulletin is an update of that approved warning (see _check_update).
     """
     if author.role not in AUTHORS:
         raise BulletinError(f"a {author.role.value} cannot write bulletins")
@@ -190,6 +193,8 @@ async def create(
         session, author, title=title, body=body, area_codes=area_codes, now=now,
         topic_slug=topic_slug, expires_at=expires_at, translations=translations,
     )  # fmt: skip
+    if supersedes is not None:
+        await _check_update(session, author, supersedes, urgent=urgent, topic_slug=topic_slug)
     targets = content.targets
     bulletin = Bulletin(
         **content.columns(
@@ -198,6 +203,7 @@ async def create(
         ),
         state=BulletinState.pending_approval if submit else BulletinState.draft,
         author_id=author.id,
+        supersedes_id=supersedes.id if supersedes is not None else None,
         created_at=now,
         updated_at=now,
     )  # fmt: skip
@@ -212,9 +218,51 @@ async def create(
     await audit.record(
         session, now=now, official=author, via=via, action="bulletin.create",
         object_type="bulletin", object_id=bulletin.id,
-        details={"areas": [a.code for a in targets], "urgent": urgent, "submitted": submit},
+        details={"areas": [a.code for a in targets], "urgent": urgent, "submitted": submit}
+        | ({"supersedes": supersedes.id} if supersedes is not None else {}),
     )  # fmt: skip
     return bulletin
+
+
+async def _check_update(
+    session: AsyncSession,
+    author: Official,
+    earlier: Bulletin,
+    *,
+    urgent: bool,
+    topic_slug: str | None,
+    pending: Bulletin | None = None,
+) -> None:
+    """An update must follow the latest message of a live warning, and be a warning itself.
+
+    The earlier bulletin is an approved warning, not cancelled or expired (an ended
+    warning gets a new one, not an update), inside the author's scope, and no other
+    update of it is approved yet (updates form one line, as CAP's references do).
+    `pending` is the update being approved, which does not count against itself.
+    """
+    if not urgent and topic_slug != WEATHER_TOPIC:
+        raise BulletinError("an update of a warning must be urgent or of the weather topic")
+    earlier_slug = None
+    if earlier.topic_id is not None:
+        earlier_slug = await session.scalar(select(Topic.slug).where(Topic.id == earlier.topic_id))
+    if earlier.approved_at is None or not is_warning(earlier, earlier_slug):
+        raise BulletinError(f"bulletin {earlier.id} is not an approved warning to update")
+    if earlier.state in (BulletinState.cancelled, BulletinState.expired):
+        raise BulletinError(
+            f"bulletin {earlier.id} has ended ({earlier.state.value}); write a new one"
+        )
+    await _check_scope(session, author, await audience_areas(session, earlier.id), "update")
+    later = await session.scalar(
+        select(Bulletin.id).where(
+            Bulletin.supersedes_id == earlier.id,
+            Bulletin.approved_at.is_not(None),
+            *([Bulletin.id != pending.id] if pending is not None else []),
+        )
+    )
+    if later is not None:
+        raise BulletinError(
+            f"bulletin {earlier.id} already has an update (#{later}); update that one"
+        )
 
 
 async def edit(
@@ -321,13 +369,33 @@ async def approve(
     if by.role not in APPROVERS:
         raise BulletinError(f"a {by.role.value} cannot approve bulletins")
     await _check_scope(session, by, await audience_areas(session, bulletin.id), "approve")
+    details: dict[str, Any] = {}
+    if bulletin.supersedes_id is not None:
+        # Checked again: the earlier warning may have ended or been updated meanwhile.
+        earlier = await get(session, bulletin.supersedes_id)
+        slug = None
+        if bulletin.topic_id is not None:
+            slug = await session.scalar(select(Topic.slug).where(Topic.id == bulletin.topic_id))
+        await _check_update(
+            session, by, earlier, urgent=bulletin.priority is Priority.urgent, topic_slug=slug,
+            pending=bulletin,
+        )  # fmt: skip
+        # The earlier warning's repeats would now send outdated news; runs already going
+        # out finish (people then get the update). The scheduler's tick settles its state.
+        stopped = await session.execute(
+            update(Schedule)
+            .where(Schedule.bulletin_id == earlier.id, Schedule.active.is_(True))
+            .values(active=False)
+        )
+        stopped_count = int(stopped.rowcount or 0)  # type: ignore[attr-defined]
+        details = {"supersedes": earlier.id, "schedules_stopped": stopped_count}
     bulletin.state = BulletinState.approved
     bulletin.approved_by_id = by.id
     bulletin.approved_at = now
     bulletin.updated_at = now
     await audit.record(
         session, now=now, official=by, via=via, action="bulletin.approve",
-        object_type="bulletin", object_id=bulletin.id,
+        object_type="bulletin", object_id=bulletin.id, details=details or None,
     )  # fmt: skip
 
 

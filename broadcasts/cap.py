@@ -5,17 +5,23 @@ approved it is published as a CAP message derived from the bulletin alone, so th
 bulletin always gives the same bytes:
 
 - Alert: identifier ``<sender>:bulletin:<id>:alert``, sent at ``approved_at``.
+- Update: a bulletin written as an update of an approved warning (``supersedes_id``, a
+  storm's next position, say) is published instead as ``...:update``, sent at its own
+  approval, ``<references>`` naming every earlier message of its line (the first Alert
+  and the Updates since), so a consumer replaces what it showed.
 - Cancel: when the bulletin is cancelled after approval; identifier ``...:cancel``, sent at
-  ``cancelled_at``, ``<references>`` naming the Alert (sender,identifier,sent), and the
-  same info blocks so a consumer can still match the area.
-- No Update, on purpose: nothing a published alert carries can change after approval.
-  ``bulletins.edit`` refuses anything past draft or rejected; the expiry is fixed at
-  approval and its passing is what ``<expires>`` already says (not an Update); scheduling
-  and sending change who got it, not the warning. The alert uses only values that cannot
-  change either: commune and province names and codes of the official map (a village or
-  port target is published as its commune, since their names can be edited), and fixed
-  event texts rather than the (renamable) topic name. An official who needs to change a
-  warning cancels it and writes a new one: a Cancel, then a new Alert.
+  ``cancelled_at``, ``<references>`` naming the line's earlier messages and the
+  bulletin's own Alert or Update, and the same info blocks so a consumer can still match
+  the area.
+
+A published message never changes: ``bulletins.edit`` refuses anything past draft or
+rejected, the expiry is fixed at approval (its passing is what ``<expires>`` already
+says), and scheduling and sending change who got it, not the warning. A change to a
+warning is a new bulletin, approved by a second official like any other: an update
+(Update) or, after a cancel, a new warning (Alert). The alert uses only values that
+cannot change either: commune and province names and codes of the official map (a
+village or port target is published as its commune, since their names can be edited),
+and fixed event texts rather than the (renamable) topic name.
 
 Geocodes: ``VN-XA`` holds a commune's five-digit official code, ``VN-TINH`` a province's
 two-digit one (the codes of the 2025 map, as in ``Area.code`` without the ``p``). A
@@ -34,6 +40,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, Select, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from db.models import (
     Area,
@@ -60,11 +67,13 @@ EVENTS: Final[dict[str, dict[str, str]]] = {
     "en": {"weather": "Weather and disaster warning", "urgent": "Urgent warning"},
 }
 CANCEL_NOTE: Final = "Bản tin cảnh báo này đã bị hủy."
+MAX_LINE: Final = 200  # earlier messages an Update references at most (a guard, not a rule)
 
 
 class MsgType(enum.StrEnum):
     alert = "Alert"  # the approved warning
-    cancel = "Cancel"  # the warning was cancelled after approval; references the Alert
+    update = "Update"  # an approved update of an earlier warning; references its line
+    cancel = "Cancel"  # cancelled after approval; references the Alert or Update
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,12 +93,30 @@ class AlertSource:
     topic_slug: str | None
     translations: Sequence[BulletinTranslation]
     areas: Sequence[AlertArea]
+    # The approved warnings this one updates, oldest first (empty for a first warning).
+    earlier: Sequence[Bulletin] = ()
+
+    @property
+    def first(self) -> MsgType:
+        """The bulletin's own message at approval: Alert, or Update when it updates one."""
+        return MsgType.update if self.earlier else MsgType.alert
 
     def messages(self) -> list[MsgType]:
-        """The messages published so far, oldest first: Alert, then Cancel if cancelled."""
+        """The messages published so far, oldest first: Alert or Update, then Cancel if
+        cancelled."""
         if self.bulletin.state is BulletinState.cancelled and self.bulletin.cancelled_at:
-            return [MsgType.alert, MsgType.cancel]
-        return [MsgType.alert]
+            return [self.first, MsgType.cancel]
+        return [self.first]
+
+    def references(self, msg_type: MsgType, sender: str, tz: ZoneInfo) -> list[str]:
+        """What ``msg_type``'s <references> names: every earlier message it follows."""
+        line = [
+            reference(sender, bulletin, MsgType.update if position else MsgType.alert, tz)
+            for position, bulletin in enumerate(self.earlier)
+        ]
+        if msg_type is MsgType.cancel:
+            line.append(reference(sender, self.bulletin, self.first, tz))
+        return line
 
     @property
     def current(self) -> MsgType:
@@ -112,7 +139,8 @@ def identifier(sender: str, bulletin_id: int, msg_type: MsgType) -> str:
 
 
 def sent_at(bulletin: Bulletin, msg_type: MsgType) -> dt.datetime:
-    """When the message was issued: approval for the Alert, cancellation for the Cancel."""
+    """When the message was issued: approval for the Alert or Update, cancellation for
+    the Cancel."""
     stamp = bulletin.cancelled_at if msg_type is MsgType.cancel else bulletin.approved_at
     if stamp is None:
         raise ValueError(f"bulletin {bulletin.id} has no {msg_type.value} message")
@@ -204,7 +232,8 @@ def to_xml(warning: AlertSource, msg_type: MsgType, *, sender: str, tz: ZoneInfo
     _text(alert, "scope", "Public")
     if msg_type is MsgType.cancel:
         _text(alert, "note", CANCEL_NOTE)
-        _text(alert, "references", reference(sender, bulletin, MsgType.alert, tz))
+    if references := warning.references(msg_type, sender, tz):
+        _text(alert, "references", " ".join(references))
     _info(alert, warning, "vi", bulletin.title, bulletin.body, tz)
     for translation in warning.translations:
         _info(alert, warning, translation.language, translation.title, translation.body, tz)
@@ -262,9 +291,24 @@ async def _warnings(session: AsyncSession, statement: Select[Bulletin]) -> list[
             topic_slug=slugs.get(b.topic_id) if b.topic_id is not None else None,
             translations=translations[b.id],
             areas=alert_areas(targets[b.id], by_id),
+            earlier=await _line(session, b),
         )
         for b in rows
     ]
+
+
+async def _line(session: AsyncSession, bulletin: Bulletin) -> list[Bulletin]:
+    """The approved warnings `bulletin` updates, oldest first (a query per step: a line of
+    updates is a storm's few days, not a long chain)."""
+    line: list[Bulletin] = []
+    earlier_id = bulletin.supersedes_id
+    while earlier_id is not None and len(line) < MAX_LINE:
+        earlier = await session.get(Bulletin, earlier_id)
+        if earlier is None or earlier.approved_at is None:
+            break
+        line.append(earlier)
+        earlier_id = earlier.supersedes_id
+    return line[::-1]
 
 
 async def load(session: AsyncSession, bulletin_id: int) -> AlertSource | None:
@@ -284,15 +328,21 @@ async def recent(
     limit: int = 100,
 ) -> list[AlertSource]:
     """Warnings for a feed, newest message first: issued (approved, or cancelled) within
-    `days` and not past their expiry, at most `limit`; those with an area in `province`
-    (the province itself, or a commune, village or port in it) when one is given."""
+    `days`, not past their expiry and not replaced by an approved update (whose Update
+    stands for the line), at most `limit`; those with an area in `province` (the
+    province itself, or a commune, village or port in it) when one is given."""
     issued = func.coalesce(Bulletin.cancelled_at, Bulletin.approved_at)
+    later = aliased(Bulletin)
+    updated = select(later.supersedes_id).where(
+        later.supersedes_id.is_not(None), later.approved_at.is_not(None)
+    )
     statement = (
         select(Bulletin)
         .where(
             _warnings_only(),
             issued > now - dt.timedelta(days=days),
             or_(Bulletin.expires_at.is_(None), Bulletin.expires_at > now),
+            Bulletin.id.not_in(updated),
         )
         .order_by(issued.desc(), Bulletin.id.desc())
         .limit(limit)

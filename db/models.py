@@ -414,6 +414,9 @@ class Bulletin(Timestamped, Base):
         server_default=_now_default(), onupdate=func.now()
     )
     cancelled_at: Mapped[dt.datetime | None]
+    # The approved warning this one updates (a storm's next position, say): published in
+    # CAP as an Update referencing it, and its approval stops the earlier one's repeats.
+    supersedes_id: Mapped[int | None] = mapped_column(ForeignKey("bulletins.id"), index=True)
 
 
 class BulletinArea(Base):
@@ -588,10 +591,28 @@ class AudioUpload(Base):
     file_id: Mapped[str] = mapped_column(String(255))
 
 
+class StationOnAir(enum.StrEnum):
+    """What a commune's stream plays, as the station's driver last saw it (audio.station.OnAir)."""
+
+    urgent = "urgent"  # an urgent bulletin or an operator's "play now", over everything else
+    programme = "programme"  # the day's programme, from its slot
+    filler = "filler"  # silence or the filler between programmes
+
+
+class StationRequestState(enum.StrEnum):
+    """The life of an operator's "play now" of a published bulletin on a commune's stream."""
+
+    pending = "pending"  # waiting for the station's driver (within a second or two)
+    played = "played"  # put on the commune's urgent queue, interrupting the stream
+    dropped = "dropped"  # not played: too old, the bulletin withdrawn, or the station off
+
+
 class Station(Base):
     """A commune whose loudspeaker stream runs (audio.station), switched on by an administrator.
 
     A row switched off stays (enabled false), so switching back on keeps its first date.
+    The on_air columns are the driver's last look at the stream (written when it changes),
+    so the dashboard on any host shows what plays; NULL until the driver has looked.
     """
 
     __tablename__ = "stations"
@@ -599,6 +620,36 @@ class Station(Base):
     area_id: Mapped[int] = mapped_column(ForeignKey("areas.id"), primary_key=True)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     created_at: Mapped[dt.datetime]
+    on_air: Mapped[StationOnAir | None] = mapped_column(str_enum(StationOnAir))
+    on_air_title: Mapped[str | None] = mapped_column(String(400))
+    on_air_since: Mapped[dt.datetime | None]  # when the driver saw it start
+
+
+class StationRequest(Base):
+    """An official's "play now" of a published bulletin on a commune's stream (audited)."""
+
+    __tablename__ = "station_requests"
+    __table_args__ = (
+        Index("ix_station_requests_area_requested", "area_id", "requested_at"),
+        # The driver's poll every second reads only the few pending rows.
+        Index(
+            "ix_station_requests_pending",
+            "requested_at",
+            sqlite_where=text("state = 'pending'"),
+            postgresql_where=text("state = 'pending'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    area_id: Mapped[int] = mapped_column(ForeignKey("areas.id"))
+    bulletin_id: Mapped[int] = mapped_column(ForeignKey("bulletins.id", ondelete="CASCADE"))
+    requested_by_id: Mapped[int | None] = mapped_column(ForeignKey("officials.id"))
+    requested_at: Mapped[dt.datetime]
+    state: Mapped[StationRequestState] = mapped_column(
+        str_enum(StationRequestState), default=StationRequestState.pending
+    )
+    played_at: Mapped[dt.datetime | None]  # put on the stream, or given up (state says which)
+    reason: Mapped[str | None] = mapped_column(String(40))  # why it was dropped
 
 
 class StationPlay(Base):
@@ -735,3 +786,59 @@ class Lease(Base):
     name: Mapped[str] = mapped_column(String(80), primary_key=True)
     holder: Mapped[str] = mapped_column(String(120))
     expires_at: Mapped[dt.datetime]
+
+
+# --- CAP ingestion -------------------------------------------------------------------------
+
+
+class CapImportStatus(enum.StrEnum):
+    drafted = "drafted"  # became a draft bulletin (an Alert or Update); officials take it on
+    withdrawn = "withdrawn"  # a Cancel that withdrew the earlier import's unapproved bulletin
+    noted = "noted"  # a Cancel recorded only: the bulletin was approved, officials decide
+    skipped = "skipped"  # nothing created (no usable area, a test, expired...): see reason
+
+
+class CapSource(Base):
+    """A CAP feed (ATOM of CAP entries, or one bare CAP message) an administrator polls."""
+
+    __tablename__ = "cap_sources"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(120), unique=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    poll_seconds: Mapped[int] = mapped_column(Integer, default=300, server_default="300")
+    # Where an alert goes when none of its areas is one of ours (NULL: it is skipped).
+    default_area_id: Mapped[int | None] = mapped_column(ForeignKey("areas.id"))
+    created_at: Mapped[dt.datetime]
+    last_polled_at: Mapped[dt.datetime | None]
+    last_success_at: Mapped[dt.datetime | None]
+    # The last poll's problem (NULL once a poll succeeds): for the administrator's page.
+    last_error: Mapped[str | None] = mapped_column(Text)
+    # The validators of the last feed body, for a conditional GET (304 Not Modified).
+    etag: Mapped[str | None] = mapped_column(String(255))
+    last_modified: Mapped[str | None] = mapped_column(String(64))
+
+
+class CapImport(Base):
+    """One CAP message seen from a source, once per (sender, identifier) whatever the source."""
+
+    __tablename__ = "cap_imports"
+    __table_args__ = (UniqueConstraint("sender", "identifier"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # NULL once the source is removed; what it brought stays.
+    source_id: Mapped[int | None] = mapped_column(
+        ForeignKey("cap_sources.id", ondelete="SET NULL"), index=True
+    )
+    sender: Mapped[str] = mapped_column(String(255))
+    identifier: Mapped[str] = mapped_column(String(255))
+    sent: Mapped[dt.datetime]
+    msg_type: Mapped[str] = mapped_column(String(16))
+    status: Mapped[CapImportStatus] = mapped_column(str_enum(CapImportStatus))
+    # The draft it became (drafted), or the bulletin a Cancel withdrew or noted.
+    bulletin_id: Mapped[int | None] = mapped_column(ForeignKey("bulletins.id"), index=True)
+    # The earlier import an Update or a Cancel refers to (by <references>), when we have it.
+    references_id: Mapped[int | None] = mapped_column(ForeignKey("cap_imports.id"))
+    reason: Mapped[str | None] = mapped_column(Text)
+    imported_at: Mapped[dt.datetime]

@@ -88,6 +88,10 @@ def create(
     photo: Annotated[
         Path | None, typer.Option(metavar="PATH", help="A JPEG or PNG sent with the text.")
     ] = None,
+    supersedes: Annotated[
+        int | None,
+        typer.Option(metavar="ID", help="An update of this approved warning (CAP Update)."),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Write a bulletin and submit it for approval; prints its id."""
@@ -104,6 +108,7 @@ def create(
 
     async def work(session: AsyncSession) -> tuple[int, str]:
         author = await _official(session, by)
+        earlier = await bulletins.get(session, supersedes) if supersedes is not None else None
         bulletin = await bulletins.create(
             session,
             author=author,
@@ -117,6 +122,7 @@ def create(
             urgent=urgent,
             expires_at=expires_at,
             photo_path=photo_key,
+            supersedes=earlier,
             submit=True,
             via="cli",
         )

@@ -40,6 +40,7 @@ class _LazyGroups(TyperGroup):
     lazy: ClassVar[dict[str, str]] = {
         "bots": "haidang.bots_cli:bots_app",
         "bulletin": "haidang.bulletin_cli:bulletin_app",
+        "cap-source": "haidang.cap_cli:cap_source_app",
         "docs": "haidang.docs_cli:docs_app",
         "inbox": "haidang.inbox_cli:inbox_app",
         "station": "haidang.station_cli:station_app",

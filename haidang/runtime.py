@@ -11,13 +11,16 @@ import hashlib
 import hmac
 import logging
 import os
+import shutil
 import signal
 import socket
 import time
 import uuid
 from collections.abc import Collection, Generator
+from pathlib import Path
 from typing import Protocol
 
+import httpx
 import uvicorn
 from fastapi import Request, Response
 from pydantic import SecretStr
@@ -26,7 +29,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from audio import mastering, programmes, studio, tts
 from audio import texts as audio_texts
-from audio.station import Station, StationBinaries, find_station_binaries, make_station
+from audio.station import (
+    NowPlaying,
+    Station,
+    StationBinaries,
+    find_station_binaries,
+    make_station,
+)
 from bot.answers import MAX_TURNS, Answers, Received, keep_events
 from bot.answers import store as store_answer
 from bot.conversation import Conversation
@@ -39,7 +48,7 @@ from bot.webhooks import one_line
 from bot.zalo import WEBHOOK_PATH as ZALO_WEBHOOK_PATH
 from bot.zalo import ZaloFrontEnd
 from bot.zalo import handle_webhook as zalo_webhook
-from broadcasts import bots, inbox, leases, stations
+from broadcasts import bots, cap_import, inbox, leases, stations
 from broadcasts.bots import BotError, TokenBox
 from broadcasts.channels import ChannelRegistry
 from broadcasts.outbox import Outbox, OutboxStats
@@ -57,6 +66,7 @@ from db.models import (
     Bulletin,
     BulletinState,
     Platform,
+    StationOnAir,
 )
 from db.seed import seed_all
 from haidang.media import StoredFileIds, StoreMedia, engine_name, production
@@ -588,6 +598,76 @@ class SchedulerPart:
         await self._scheduler.stop()
 
 
+class CapImportPart:
+    """Polls the administrator's CAP sources (broadcasts.cap_import) into draft bulletins;
+    one process polls (the lease "cap-import"). A source's failure is recorded on its row
+    and logged by its name (never the query of its URL); it never stops the rest."""
+
+    name = "cap-import"
+    TICK_S = 1.0  # how often due sources are looked for; each has its own interval
+    LEASE = "cap-import"
+    LEASE_TTL = dt.timedelta(seconds=60)  # longer than one pass of slow sources
+    RENEW_EVERY = dt.timedelta(seconds=10)
+
+    def __init__(self, service: Service) -> None:
+        self._service = service
+        self._task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+        self._holding = False
+        self._renewed: dt.datetime | None = None  # when the lease was last taken or renewed
+        self._error: str | None = None
+        self.polls = 0
+
+    def status(self) -> PartStatus:
+        if self._task is None or self._task.done():
+            return PartStatus(active=False, detail="stopped")
+        if self._error is not None:
+            return PartStatus(active=True, detail=self._error, retrying=True)
+        if not self._holding:
+            return PartStatus(active=True, detail="standby (another process polls)")
+        return PartStatus(active=True, detail=f"{self.polls} polls")
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="cap-import")
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            await self._task
+        if self._holding:
+            with contextlib.suppress(Exception):  # the lease expires anyway
+                async with self._service.sessions.begin() as session:
+                    await leases.release(session, self.LEASE, self._service.holder)
+
+    async def _loop(self) -> None:
+        async with cap_import.new_client() as client:
+            while not self._stop.is_set():
+                try:
+                    await self._tick(client)
+                    self._error = None
+                except Exception as exc:
+                    if self._error is None:
+                        log.error("cap-import: pass failed; retrying", exc_info=True)
+                    self._error = _failure_reason(exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), self.TICK_S)
+
+    async def _tick(self, client: httpx.AsyncClient) -> None:
+        service = self._service
+        now = dt.datetime.now(dt.UTC)
+        # The lease is written every RENEW_EVERY, not every tick: a write a second for
+        # a part most deployments leave idle would contend for SQLite's one writer.
+        if self._renewed is None or now - self._renewed >= self.RENEW_EVERY:
+            async with service.sessions.begin() as session:
+                self._holding = await leases.acquire(
+                    session, self.LEASE, service.holder, now, self.LEASE_TTL
+                )
+            self._renewed = now
+        if self._holding:
+            reports = await cap_import.poll_due(service.sessions, client, now, stop=self._stop)
+            self.polls += len(reports)
+
+
 class AudioPart:
     """Renders each submitted bulletin's voice and loudspeaker MP3 in the background,
     and rebuilds the daily programmes a bulletin sent, cancelled or expired changes.
@@ -755,16 +835,23 @@ class StationPart:
       plays it at the slot even if we are down then. Handing it over only shortly before
       lets a programme rebuilt during the day air in its newest form (Liquidsoap cannot
       take a queued programme back).
+    - operators' "play now" requests (station_requests) for switched-on communes: once
+      the bulletin's MP3 exists, it goes on the commune's urgent queue and the request is
+      marked played (dropped after stations.PLAY_REQUEST_TTL, or if the bulletin was
+      withdrawn meanwhile);
+    - what each stream plays (the driver's now_playing), written to `stations` only when
+      it changes, so the dashboard on any host shows it.
     """
 
     name = "station"
     POLL_S = 1.0
-    LEASE = "station"
+    LEASE = stations.LEASE
     LEASE_TTL = dt.timedelta(seconds=15)
     RENEW_EVERY = dt.timedelta(seconds=5)
     HEALTH_S = 10.0  # how often the station processes are checked (and restarted if gone)
     URGENT_WINDOW = dt.timedelta(minutes=10)
     PROGRAMME_LEAD = dt.timedelta(minutes=5)
+    HELD_FOR = dt.timedelta(days=2)  # programme files held for Liquidsoap are kept so long
 
     def __init__(self, service: Service, binaries: StationBinaries) -> None:
         self._service = service
@@ -780,11 +867,14 @@ class StationPart:
         self._renewed: dt.datetime | None = dt.datetime.min.replace(tzinfo=dt.UTC)
         self._played: set[tuple[int, int]] = set()  # (run id, commune area id)
         self._queued: set[tuple[str, dt.datetime]] = set()  # (commune, slot) handed over
+        self._requested: set[int] = set()  # "play now" requests put on the air
+        self._seen: dict[str, NowPlaying] = {}  # commune → what it played at the last look
         self._error: str | None = None
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
         self.urgent_played = 0
         self.programmes_queued = 0
+        self.requests_played = 0
 
     def status(self) -> PartStatus:
         if self._task is None or self._task.done():
@@ -863,7 +953,9 @@ class StationPart:
         if station is None:
             return
         await self._play_urgent(station, communes, now)
+        await self._play_requests(station, now)
         await self._queue_programmes(station, communes, now)
+        await self._watch(station, communes)
 
     async def _configure(self, codes: tuple[str, ...]) -> Station | None:
         if codes != self._communes:
@@ -881,6 +973,7 @@ class StationPart:
                 self._on_air = False
                 self._checked = 0.0
                 self._queued.clear()  # a restarted Liquidsoap forgot its slots
+            self._seen.clear()  # look again (a write is a no-op when nothing changed)
             self._communes = codes
         if self._station is not None and time.monotonic() - self._checked > self.HEALTH_S:
             await self._station.ensure_running()  # attaches, starts, or restarts on a change
@@ -919,6 +1012,60 @@ class StationPart:
             async with service.sessions.begin() as session:
                 await stations.record_play(session, play, dt.datetime.now(dt.UTC))
 
+    async def _play_requests(self, station: Station, now: dt.datetime) -> None:
+        service = self._service
+        async with service.read_sessions() as session:
+            pending = await stations.pending_plays(session)
+        for play in pending:
+            if play.request_id in self._requested:
+                continue  # aired; the mark did not commit (it is retried below)
+            drop = None
+            if play.bulletin_state not in stations.PUBLISHED_STATES:
+                drop = "withdrawn"  # cancelled or expired since it was asked for
+            elif now - play.requested_at > stations.PLAY_REQUEST_TTL:
+                drop = "expired"
+            if drop is not None:
+                async with service.sessions.begin() as session:
+                    await stations.drop_play(session, play.request_id, now, drop)
+                log.info(
+                    "station: play-now %d in %s dropped (%s)", play.request_id, play.commune, drop
+                )
+                continue
+            if play.store_key is None:
+                continue  # not rendered yet: the audio part is on it; next pass
+            path = await asyncio.to_thread(self._files.path_for, play.store_key)
+            if path is None:
+                raise RuntimeError(f"no local file for {play.store_key}")
+            await station.play_urgent(play.commune, path, play.title)
+            self._requested.add(play.request_id)
+            self.requests_played += 1
+            log.info("station: bulletin %d on air in %s (play now)", play.bulletin_id, play.commune)
+        aired = [p.request_id for p in pending if p.request_id in self._requested]
+        if aired:
+            async with service.sessions.begin() as session:
+                for request_id in aired:
+                    await stations.mark_played(session, request_id, dt.datetime.now(dt.UTC))
+            # Marked: the next pass no longer reads them.
+            self._requested.difference_update(aired)
+
+    async def _watch(self, station: Station, communes: list[Area]) -> None:
+        """Record what each stream plays when it changed since the last look."""
+        changed: list[tuple[Area, NowPlaying]] = []
+        for commune in communes:
+            playing = await station.now_playing(commune.code)
+            if self._seen.get(commune.code) != playing:
+                changed.append((commune, playing))
+        if not changed:
+            return
+        now = dt.datetime.now(dt.UTC)
+        async with self._service.sessions.begin() as session:
+            for commune, playing in changed:
+                await stations.record_on_air(
+                    session, commune.id, StationOnAir(playing.on_air.value), playing.title, now
+                )
+        for commune, playing in changed:  # after the commit: a failed write is retried
+            self._seen[commune.code] = playing
+
     async def _queue_programmes(
         self, station: Station, communes: list[Area], now: dt.datetime
     ) -> None:
@@ -939,14 +1086,37 @@ class StationPart:
                 if not latest or latest[0][0] != slot.date():
                     continue  # no programme for that day (yet): look again next pass
                 day, asset = latest[0]
-                path = await asyncio.to_thread(self._files.path_for, asset.store_key)
-                if path is None:
-                    raise RuntimeError(f"no local file for {asset.store_key}")
+                path = await asyncio.to_thread(self._hold_programme, asset.store_key, slot)
                 title = audio_texts.PROGRAMME_TITLE.format(date=audio_texts.written_date(day))
                 await station.queue_programme(commune.code, path, title, slot)
                 self._queued.add((commune.code, slot))
                 self.programmes_queued += 1
                 log.info("station: programme %s %s queued for %s", commune.code, day, slot)
+
+    def _hold_programme(self, key: str, slot: dt.datetime) -> Path:
+        """A file of the programme that stays until its slot has played.
+
+        A programme rebuilt after it was handed over replaces (and deletes) the store's
+        file Liquidsoap would open at the slot, so Liquidsoap gets a link of its own (a
+        copy across file systems) under the station's work dir; those of past days go.
+        """
+        source = self._files.path_for(key)
+        if source is None:
+            raise RuntimeError(f"no local file for {key}")
+        held_dir = self._work_dir / "programmes"
+        held_dir.mkdir(parents=True, exist_ok=True)
+        cutoff = time.time() - self.HELD_FOR.total_seconds()
+        for old in held_dir.glob("*.mp3"):
+            with contextlib.suppress(FileNotFoundError):
+                if old.stat().st_mtime < cutoff:
+                    old.unlink()
+        held = held_dir / f"{slot.astimezone(dt.UTC):%Y%m%dT%H%M%S}-{Path(key).name}"
+        if not held.exists():
+            try:
+                os.link(source, held)
+            except OSError:  # another file system, or no hard links there
+                shutil.copyfile(source, held)
+        return held
 
 
 class SendersPart:
@@ -1376,6 +1546,7 @@ class Service:
             *([AudioPart(self)] if worker else []),
             *([_station_part(self)] if worker else []),
             *([SchedulerPart(self)] if Role.scheduler in self.roles else []),
+            *([CapImportPart(self)] if Role.scheduler in self.roles else []),
             *([self.senders] if worker else []),
         ]
 

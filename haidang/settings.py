@@ -300,14 +300,17 @@ class Settings(BaseSettings):
 
 
 def _parse_times(text: str) -> list[dt.time]:
-    """ "06:00,17:00" → [06:00, 17:00]; ValueError names a bad entry."""
+    """ "06:00,17:00" → [06:00, 17:00] (seconds allowed: "06:00:30"); ValueError names a
+    bad entry."""
     times: set[dt.time] = set()
     for part in text.split(","):
         if not part.strip():
             continue
         try:
-            hours, minutes = part.strip().split(":")
-            times.add(dt.time(int(hours), int(minutes)))
+            fields = [int(field) for field in part.strip().split(":")]
+            if len(fields) not in (2, 3):
+                raise ValueError(part)
+            times.add(dt.time(fields[0], fields[1], fields[2] if len(fields) == 3 else 0))
         except ValueError:
             raise ValueError(f"{part.strip()!r} is not a time like 06:00") from None
     return sorted(times)

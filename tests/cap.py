@@ -53,15 +53,18 @@ async def approved(
     translations: dict[str, tuple[str, str]] | None = None,
     approve: bool = True,
     at: dt.datetime = NOW,
+    supersedes: int | None = None,
 ) -> int:
-    """A bulletin written by Hải Phòng's editor and (unless not `approve`) approved at `at`."""
+    """A bulletin written by Hải Phòng's editor and (unless not `approve`) approved at `at`;
+    an update of bulletin `supersedes` when given."""
     editor_id, approver_id = await officials_pair(database)
     async with database.sessions.begin() as session:
         editor = await session.get_one(Official, editor_id)
+        earlier = await bulletins.get(session, supersedes) if supersedes is not None else None
         bulletin = await bulletins.create(
             session, author=editor, title=title, body=body, area_codes=list(areas), now=at,
             topic_slug=topic, urgent=urgent, expires_at=expires_at, translations=translations,
-            submit=True,
+            supersedes=earlier, submit=True,
         )  # fmt: skip
         if approve:
             approver = await session.get_one(Official, approver_id)

@@ -62,6 +62,22 @@ def test_create_approve_schedule_status_cancel_report(
     assert approved.returncode == 0, approved.stderr
     assert approved.stdout.strip() == f"approved bulletin {bulletin}"
 
+    # An update of the approved warning (published in CAP as an Update); a second
+    # official approves it like any bulletin.
+    update = haidang(
+        "bulletin", "create", "--title", "Bão số 3 đổi hướng", "--body", "Ở lại nơi trú ẩn.",
+        "--area", "11914", "--urgent", "--supersedes", bulletin, "--by", "lan", env=env,
+    )  # fmt: skip
+    assert update.returncode == 0, update.stderr
+    not_a_warning = haidang(
+        "bulletin", "create", "--title", "T", "--body", "B", "--area", "11914",
+        "--supersedes", bulletin, "--by", "lan", env=env,
+    )  # fmt: skip
+    assert not_a_warning.returncode == 1
+    assert "must be urgent or of the weather topic" in not_a_warning.stderr
+    approved_update = haidang("bulletin", "approve", update.stdout.strip(), "--by", "minh", env=env)
+    assert approved_update.returncode == 0, approved_update.stderr
+
     outside = haidang(
         "bulletin", "create", "--title", "T", "--body", "B", "--area", "21040", "--by", "lan",
         env=env,

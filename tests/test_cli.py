@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -12,7 +13,11 @@ import typer
 from typer.main import get_command
 from typer.testing import CliRunner
 
+from db import schema
+from db.engine import make_engine, make_sessionmaker
+from db.seed import seed_all
 from haidang.cli import app
+from haidang.settings import normalise_database_url
 
 
 def haidang(
@@ -27,6 +32,22 @@ def haidang(
         timeout=120,
         check=False,
     )
+
+
+def upgraded_and_seeded(database_url: str) -> str:
+    """The database as `haidang db upgrade` leaves it: at head, with the map and topics.
+    Returns its URL with the async driver."""
+    url = normalise_database_url(database_url)
+
+    async def seed() -> None:
+        engine = make_engine(url)
+        async with make_sessionmaker(engine).begin() as session:
+            await seed_all(session)
+        await engine.dispose()
+
+    schema.upgrade(url)
+    asyncio.run(seed())
+    return url
 
 
 @pytest.fixture

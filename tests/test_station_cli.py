@@ -10,29 +10,18 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from broadcasts import areas, stations
-from db import schema
 from db.engine import make_engine, make_sessionmaker
 from db.models import Area, AreaKind, AuditEntry, BroadcastRun, RunState
-from db.seed import seed_all
 from haidang.cli import app
-from haidang.settings import normalise_database_url
 from tests.broadcasts.engine import approved_bulletin
 from tests.conftest import Database
+from tests.test_cli import upgraded_and_seeded
 
 NOW = dt.datetime(2026, 12, 7, 1, 0, tzinfo=dt.UTC)
 
 
 def test_switch_on_list_off_audited(database_url: str, tmp_path: Path) -> None:
-    url = normalise_database_url(database_url)
-
-    async def seed() -> None:
-        engine = make_engine(url)
-        async with make_sessionmaker(engine).begin() as session:
-            await seed_all(session)
-        await engine.dispose()
-
-    schema.upgrade(url)
-    asyncio.run(seed())
+    url = upgraded_and_seeded(database_url)
     env = {"DATABASE_URL": database_url, "DATA_DIR": str(tmp_path), "STATION_PORT": "8123"}
     runner = CliRunner()
     assert "no station switched on" in runner.invoke(app, ["station", "list"], env=env).output

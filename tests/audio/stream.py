@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
+import multiprocessing.process
+import queue
 import socket
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import av
 import httpx
@@ -43,7 +47,12 @@ class Window:
 
 @dataclass
 class Listener:
-    """Reads a mount like a loudspeaker receiver, decoding and classifying as bytes arrive."""
+    """Reads a mount like a loudspeaker receiver, decoding and classifying as bytes arrive.
+
+    The reading and decoding run in a child process: in the test's own process, the
+    service's rendering and mastering (numpy, holding the GIL) would delay the reads and
+    so the arrival times measured. A thread here collects the windows it reports.
+    """
 
     url: str
     windows: list[Window] = field(default_factory=list)
@@ -52,42 +61,49 @@ class Listener:
     _stop: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _thread: threading.Thread | None = None
+    _process: multiprocessing.process.BaseProcess | None = None
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self.run, name="listener", daemon=True)
+        context = multiprocessing.get_context("spawn")
+        reports: multiprocessing.Queue[tuple[str, object]] = context.Queue()
+        stop = context.Event()
+        self._process = context.Process(
+            target=_listen, args=(self.url, reports, stop), name="listener", daemon=True
+        )
+        self._process.start()
+        self._thread = threading.Thread(
+            target=self._collect, args=(reports, stop), name="listener", daemon=True
+        )
         self._thread.start()
 
-    def run(self) -> None:
-        codec = av.CodecContext.create("mp3", "r")
-        pending = np.zeros(0)
-        try:
-            with (
-                httpx.Client(timeout=10) as client,
-                client.stream("GET", self.url) as response,
-            ):
-                response.raise_for_status()
-                for chunk in response.iter_bytes():
-                    arrived = time.time()
-                    self.received += len(chunk)
-                    for packet in codec.parse(chunk):
-                        for frame in codec.decode(packet):
-                            data = frame.to_ndarray().astype(np.float64)
-                            pending = np.concatenate([pending, data.reshape(-1)])
-                    size = int(WINDOW_S * RATE)
-                    while len(pending) >= size:
-                        window, pending = pending[:size], pending[size:]
-                        with self._lock:
-                            self.windows.append(Window(arrived, dominant(window)))
-                    if self._stop.is_set():
-                        return
-        except BaseException as exc:
-            if not self._stop.is_set():
-                self.error = exc
+    def _collect(self, reports: multiprocessing.Queue[tuple[str, object]], stop: Any) -> None:
+        while True:
+            if self._stop.is_set():
+                stop.set()
+                return
+            try:
+                kind, value = reports.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if kind == "window":
+                assert isinstance(value, tuple)
+                arrived: float = value[0]
+                tone_hz: float | None = value[1]
+                with self._lock:
+                    self.windows.append(Window(arrived, tone_hz))
+                    self.received = int(value[2])
+            elif not self._stop.is_set():
+                self.error = RuntimeError(str(value))
+                return
 
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        if self._process is not None:
+            self._process.join(timeout=5)
+            if self._process.is_alive():
+                self._process.kill()
 
     def snapshot(self) -> list[Window]:
         with self._lock:
@@ -118,6 +134,32 @@ class Listener:
             await asyncio.sleep(0.05)
         heard = [(round(w.arrived - after, 2), w.tone) for w in self.snapshot()[-40:]]
         raise AssertionError(f"no sound within {within} s; last windows: {heard}")
+
+
+def _listen(url: str, reports: Any, stop: Any) -> None:
+    """The child process: read ``url``, report each window (arrival, tone, bytes so far)."""
+    codec = av.CodecContext.create("mp3", "r")
+    pending = np.zeros(0)
+    received = 0
+    size = int(WINDOW_S * RATE)
+    try:
+        with httpx.Client(timeout=10) as client, client.stream("GET", url) as response:
+            response.raise_for_status()
+            for chunk in response.iter_bytes():
+                arrived = time.time()
+                received += len(chunk)
+                for packet in codec.parse(chunk):
+                    for frame in codec.decode(packet):
+                        data = frame.to_ndarray().astype(np.float64)
+                        pending = np.concatenate([pending, data.reshape(-1)])
+                while len(pending) >= size:
+                    window, pending = pending[:size], pending[size:]
+                    reports.put(("window", (arrived, dominant(window), received)))
+                if stop.is_set():
+                    return
+    except BaseException as exc:
+        if not stop.is_set():
+            reports.put(("error", repr(exc)))
 
 
 def dominant(window: np.ndarray) -> float | None:

@@ -8,9 +8,9 @@ import datetime as dt
 import pytest
 from sqlalchemy import select
 
-from broadcasts import areas, bulletins, cap, officials
-from db.models import Area, AreaKind, OfficialRole
-from tests.broadcasts.engine import NOW
+from broadcasts import areas, bulletins, cap, officials, schedules
+from db.models import Area, AreaKind, AuditEntry, Official, OfficialRole, Schedule
+from tests.broadcasts.engine import NOW, officials_pair
 from tests.cap import SENDER, TZ, approved, cancel, checked, infos
 from tests.cap import areas as areas_of
 from tests.conftest import Database
@@ -203,3 +203,104 @@ async def _ha_noi_warning(database: Database, commune_code: str) -> int:
         )  # fmt: skip
         await bulletins.approve(session, bulletin, checker, at)
         return bulletin.id
+
+
+def _named(alert: object) -> str:
+    """A parsed message as <references> names it: "sender,identifier,sent"."""
+    return ",".join((alert.sender[0], alert.identifier[0], alert.sent[0]))  # type: ignore[attr-defined]
+
+
+async def test_updates_publish_an_update_referencing_the_line_and_replace_it_in_the_feeds(
+    seeded: Database,
+) -> None:
+    storm = await approved(seeded, urgent=True, title="Bão số 3 cách Cát Hải 300 km")
+    later = NOW + dt.timedelta(hours=3)
+    first_update = await approved(
+        seeded, urgent=True, title="Bão số 3 cách Cát Hải 150 km", supersedes=storm, at=later
+    )
+    latest = NOW + dt.timedelta(hours=6)
+    second_update = await approved(
+        seeded, topic="thoi-tiet", urgent=True, title="Bão số 3 đã đổ bộ",
+        supersedes=first_update, at=latest, translations={"en": ("Landfall", "Stay inside.")},
+    )  # fmt: skip
+
+    original = checked(await message(seeded, storm, cap.MsgType.alert))
+    one = checked(await message(seeded, first_update, cap.MsgType.update))
+    two = checked(await message(seeded, second_update, cap.MsgType.update))
+    assert (original.msgType[0], one.msgType[0], two.msgType[0]) == ("Alert", "Update", "Update")
+    assert one.identifier[0] == f"{SENDER}:bulletin:{first_update}:update"
+    assert one.sent[0] == "2026-11-25T13:00:00+07:00"  # its own approval
+    # Each Update names every earlier message of its line, oldest first.
+    assert one.references[0] == _named(original)
+    assert two.references[0] == f"{_named(original)} {_named(one)}"
+    assert [i.language[0] for i in infos(two)] == ["vi", "en"]
+    warning = await load(seeded, second_update)
+    assert warning is not None and warning.messages() == [cap.MsgType.update]
+    with pytest.raises(ValueError, match="no CAP Alert"):
+        await message(seeded, second_update, cap.MsgType.alert)
+
+    # Only the line's newest message stands in the feeds.
+    async with seeded.sessions() as session:
+        feed = [w.bulletin.id for w in await cap.recent(session, now=latest)]
+    assert feed == [second_update]
+
+    # Cancelling the latest update: a Cancel naming the whole line and the Update itself.
+    await cancel(seeded, second_update, latest + dt.timedelta(minutes=30))
+    cancelled = checked(await message(seeded, second_update, cap.MsgType.cancel))
+    assert cancelled.msgType[0] == "Cancel"
+    assert cancelled.references[0] == f"{_named(original)} {_named(one)} {_named(two)}"
+    # The Update stays published as it was.
+    assert checked(await message(seeded, second_update, cap.MsgType.update)).sent == two.sent
+
+
+async def test_an_update_follows_the_latest_message_of_a_live_warning(seeded: Database) -> None:
+    storm = await approved(seeded, urgent=True)
+    routine = await approved(seeded)
+    unapproved = await approved(seeded, urgent=True, approve=False)
+    refused = {
+        "is not an approved warning": [dict(supersedes=routine), dict(supersedes=unapproved)],
+        "must be urgent or of the weather topic": [dict(supersedes=storm, urgent=False)],
+    }
+    for message_part, attempts in refused.items():
+        for kwargs in attempts:
+            with pytest.raises(bulletins.BulletinError, match=message_part):
+                await approved(seeded, **{"urgent": True, **kwargs})  # type: ignore[arg-type]
+
+    # Two drafts may update the same warning; the first approved wins, the second must
+    # then update it instead (one line, as CAP's references are).
+    first = await approved(seeded, urgent=True, supersedes=storm, approve=False)
+    second = await approved(seeded, urgent=True, supersedes=storm, approve=False)
+    _, approver_id = await officials_pair(seeded)
+    async with seeded.sessions.begin() as session:
+        approver = await session.get_one(Official, approver_id)
+        await bulletins.approve(session, await bulletins.get(session, first), approver, NOW)
+    with pytest.raises(bulletins.BulletinError, match=f"already has an update \\(#{first}\\)"):
+        async with seeded.sessions.begin() as session:
+            approver = await session.get_one(Official, approver_id)
+            await bulletins.approve(session, await bulletins.get(session, second), approver, NOW)
+
+    # An ended warning gets a new warning, not an update.
+    await cancel(seeded, first, NOW + dt.timedelta(minutes=1))
+    with pytest.raises(bulletins.BulletinError, match="has ended"):
+        await approved(seeded, urgent=True, supersedes=first)
+
+
+async def test_approving_an_update_stops_the_earlier_warnings_repeats(seeded: Database) -> None:
+    storm = await approved(seeded, urgent=True)
+    _, approver_id = await officials_pair(seeded)
+    async with seeded.sessions.begin() as session:
+        approver = await session.get_one(Official, approver_id)
+        repeat = await schedules.schedule(
+            session, await bulletins.get(session, storm), approver, now=NOW, tz=TZ,
+            cron="0 */3 * * *",
+        )  # fmt: skip
+    update = await approved(seeded, urgent=True, supersedes=storm, at=NOW + dt.timedelta(hours=1))
+    async with seeded.sessions() as session:
+        assert (await session.get_one(Schedule, repeat.id)).active is False
+        entry = await session.scalar(
+            select(AuditEntry).where(
+                AuditEntry.action == "bulletin.approve", AuditEntry.object_id == str(update)
+            )
+        )
+    assert entry is not None
+    assert entry.details == {"supersedes": storm, "schedules_stopped": 1}

@@ -196,3 +196,52 @@ def test_the_sender_is_configured_or_the_public_host_or_a_reserved_name() -> Non
     for bad in ("có dấu cách", "a,b", "a<b", "a&b"):
         with pytest.raises(ValidationError, match="cap_sender"):
             Settings(_env_file=None, cap_sender=bad)
+
+
+async def test_an_official_writes_an_update_and_the_feed_carries_it(seeded: Database) -> None:
+    await make_officials(seeded)
+    storm = await approved(seeded, urgent=True, title="Bão số 3 cách Cát Hải 300 km")
+    routine = await approved(seeded, topic="dia-phuong")
+    app = app_for(seeded)
+    async with Client(app) as browser:
+        await browser.login("editor")
+        page = (await browser.get(f"/dashboard/bulletins/{storm}")).text
+        assert f'href="/dashboard/bulletins/{storm}/update" id="update-bulletin"' in page
+        routine_page = (await browser.get(f"/dashboard/bulletins/{routine}")).text
+        assert 'id="update-bulletin"' not in routine_page
+        form = await browser.get(f"/dashboard/bulletins/{storm}/update")
+        assert 'value="Cập nhật: Bão số 3 cách Cát Hải 300 km"' in form.text
+        assert f'name="supersedes" value="{storm}"' in form.text
+        fields = {
+            "title": "Cập nhật: Bão số 3 cách Cát Hải 150 km",
+            "body": "Bão số 3 đã tiến gần. Tàu thuyền ở lại nơi trú ẩn.",
+            "priority": "urgent", "areas": "11914", "supersedes": str(storm),
+            "action": "submit",
+        }  # fmt: skip
+        created = await browser.post("/dashboard/bulletins", fields)
+        assert created.status_code == 303, created.text
+        update = int(created.headers["location"].split("?")[0].rsplit("/", 1)[-1])
+        # An update that is not a warning is refused in Vietnamese, the form kept.
+        refused = await browser.post(
+            "/dashboard/bulletins", fields | {"priority": "routine", "topic": ""}
+        )
+        assert refused.status_code == 400
+        assert "phải là tin khẩn hoặc thuộc chủ đề thời tiết" in refused.text
+        assert f'name="supersedes" value="{storm}"' in refused.text
+
+        await browser.login("approver")
+        detail = (await browser.get(f"/dashboard/bulletins/{update}")).text
+        assert f'href="/dashboard/bulletins/{storm}">#{storm} ' in detail
+        approved_page = await browser.post(f"/dashboard/bulletins/{update}/approve")
+        assert approved_page.status_code == 303
+        earlier = (await browser.get(f"/dashboard/bulletins/{storm}")).text
+        assert 'id="updated-by"' in earlier and f"#{update} " in earlier
+        # Updated: the warning itself can no longer be updated (its update can).
+        assert 'id="update-bulletin"' not in earlier
+
+    feed = feedparser.parse((await get(app, "/cap/p31.atom")).content)
+    # The update stands for the line: the warning it replaced left the feed.
+    assert [entry.link.rsplit("/", 1)[-1] for entry in feed.entries] == [f"{update}.xml?msg=update"]
+    message = checked((await get(app, f"/cap/alerts/{update}.xml")).content)
+    assert message.msgType[0] == "Update"
+    assert f":bulletin:{storm}:alert," in message.references[0]

@@ -14,10 +14,12 @@ from haidang.settings import Settings
 from web.dashboard import (
     admin_views,
     bulletin_views,
+    cap_views,
     document_views,
     inbox_views,
     poster_views,
     progress,
+    station_views,
     subscriber_views,
     texts,
 )
@@ -157,7 +159,9 @@ def make_router(
     document_views.register(router, dash)
     subscriber_views.register(router, dash)
     poster_views.register(router, dash)
+    station_views.register(router, dash)
     admin_views.register(router, dash)
+    cap_views.register(router, dash)
 
     @router.get("/{rest:path}")
     @dash.view

@@ -14,7 +14,7 @@ from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import FormData
 
-from broadcasts import areas, audiences, bulletins, cap, officials, schedules
+from broadcasts import areas, audiences, bulletins, cap, cap_import, officials, schedules
 from broadcasts.bulletins import BulletinError, ScopeError
 from db.models import (
     Area,
@@ -55,9 +55,17 @@ NEXT_RUNS_SHOWN = 5
 
 
 def visible(actor: Actor) -> ColumnElement[bool]:
-    """Bulletins the official may see: their own, and others' (not drafts) in their scope."""
+    """Bulletins the official may see: their own, and others' (not drafts) in their scope.
+
+    Drafts imported from CAP sources (written by cap_import's account) are everyone's in
+    their scope: one official takes such a draft over (cap_views) to edit and submit it.
+    """
     me = actor.official.id
-    not_draft = or_(Bulletin.state != BulletinState.draft, Bulletin.author_id == me)
+    not_draft = or_(
+        Bulletin.state != BulletinState.draft,
+        Bulletin.author_id == me,
+        Bulletin.author_id == cap_import.import_account(),
+    )
     if actor.is_admin:
         return not_draft
     in_scope = (
@@ -210,13 +218,16 @@ def register(router: APIRouter, dash: Dashboard) -> None:
         editing: Bulletin | None = None,
     ) -> Response:
         chosen = await _chosen_areas(db, values.get("areas", []))
+        updating = None
+        if values.get("supersedes"):
+            updating = await _earlier(db, actor, values["supersedes"])
         return dash.render(
             request,
             "dashboard/bulletin_new.html",
             {"topics": await ordered_topics(db), "values": values, "error": error, "chosen": chosen,
              "roles": texts.SUBSCRIBER_ROLES, "platforms": texts.PLATFORMS,
              "languages": texts.TRANSLATION_LANGUAGES, "limits": editor.LIMITS,
-             "marks": MARKS, "editing": editing,
+             "marks": MARKS, "editing": editing, "updating": updating,
              "max_photo_mb": editor.MAX_PHOTO_BYTES // 1_000_000},
             actor=actor, status_code=status_code,
         )  # fmt: skip
@@ -229,6 +240,26 @@ def register(router: APIRouter, dash: Dashboard) -> None:
             if actor.official.role not in bulletins.AUTHORS:
                 raise Forbidden(texts.FORBIDDEN)
             values = editor.blank_values([actor.scope.code] if actor.scope is not None else [])
+            return await _editor(request, db, actor, values)
+
+    async def _earlier(db: AsyncSession, actor: Actor, bulletin_id: str | int) -> Bulletin:
+        """The bulletin an update follows, if the official may see it."""
+        try:
+            return await load_visible(db, actor, int(bulletin_id))
+        except (ValueError, NotFound):
+            raise DashboardError(texts.BAD_CHOICE) from None
+
+    @router.get("/bulletins/{bulletin_id}/update")
+    @dash.view
+    async def bulletin_update_form(request: Request, bulletin_id: int) -> Response:
+        """The editor of an update of a warning, filled from it (bulletins._check_update
+        says on saving whether it may be updated)."""
+        async with dash.sessions() as db:
+            actor = await dash.actor(request, db)
+            if actor.official.role not in bulletins.AUTHORS:
+                raise Forbidden(texts.FORBIDDEN)
+            earlier = await load_visible(db, actor, bulletin_id)
+            values = await editor.update_values(db, earlier, dash.tz, dash.now())
             return await _editor(request, db, actor, values)
 
     async def _editable(db: AsyncSession, actor: Actor, bulletin_id: int) -> Bulletin:
@@ -253,7 +284,12 @@ def register(router: APIRouter, dash: Dashboard) -> None:
                 submit = form_text(form, "action") == "submit"
                 content = editor.domain_arguments(values, checked, now=dash.now(), submit=submit)
                 if bulletin is None:
-                    bulletin = await bulletins.create(db, author=actor.official, **content)
+                    earlier = None
+                    if values["supersedes"]:
+                        earlier = await _earlier(db, actor, values["supersedes"])
+                    bulletin = await bulletins.create(
+                        db, author=actor.official, supersedes=earlier, **content
+                    )
                     notice = "created"
                 else:
                     await bulletins.edit(db, bulletin, editor=actor.official, **content)
@@ -347,6 +383,19 @@ def register(router: APIRouter, dash: Dashboard) -> None:
             covered = all([await officials.covers(db, actor.official, a) for a in audience])
             # The page's one query for translations (the detail page is benchmarked).
             translated = await bulletins.translations_of(db, bulletin.id)
+            # The warning it updates and the updates of it, for links both ways.
+            line = (
+                await db.scalars(
+                    select(Bulletin)
+                    .where(
+                        or_(
+                            Bulletin.id == bulletin.supersedes_id,
+                            Bulletin.supersedes_id == bulletin.id,
+                        )
+                    )
+                    .order_by(Bulletin.id)
+                )
+            ).all()
         now = dash.now()
         schedule_rows = []
         for row in rows:
@@ -369,6 +418,7 @@ def register(router: APIRouter, dash: Dashboard) -> None:
         ]
         has_cap = cap.has_alert(bulletin, topic.slug if topic else None)
         role = actor.official.role
+        updated_by = [row for row in line if row.supersedes_id == bulletin.id]
         mine = bulletin.author_id == actor.official.id
         can = {
             "submit": bulletin.state in bulletins.EDITABLE_STATES and (mine or actor.is_admin),
@@ -378,6 +428,10 @@ def register(router: APIRouter, dash: Dashboard) -> None:
             and role in bulletins.AUTHORS | bulletins.APPROVERS and covered,
             "cancel": bulletin.state not in bulletins.FINAL_STATES
             and role in bulletins.AUTHORS | bulletins.APPROVERS and covered,
+            # A live warning with no approved update yet (drafts of one may exist).
+            "write_update": has_cap and role in bulletins.AUTHORS and covered
+            and bulletin.state not in {BulletinState.cancelled, BulletinState.expired}
+            and not any(row.approved_at is not None for row in updated_by),
         }  # fmt: skip
         return dash.render(
             request,
@@ -388,7 +442,10 @@ def register(router: APIRouter, dash: Dashboard) -> None:
              "translations": translations, "limits": (TELEGRAM_LIMIT, ZALO_LIMIT), "can": can,
              "estimate": texts.duration(preview.estimated_seconds) if preview else "",
              "now_local": now.astimezone(dash.tz).strftime("%Y-%m-%dT%H:%M"),
-             "cap_url": alert_path(bulletin.id) if has_cap else None},
+             "cap_url": alert_path(bulletin.id) if has_cap else None,
+             "imported_by": cap_import.SYSTEM_USERNAME,
+             "updates": [row for row in line if row.supersedes_id == bulletin.id],
+             "updated": next((row for row in line if row.id == bulletin.supersedes_id), None)},
             actor=actor,
         )  # fmt: skip
 

@@ -44,6 +44,7 @@ __all__ = [
     "checked",
     "domain_arguments",
     "form_values",
+    "update_values",
 ]
 
 # Characters per message on each platform: a text message, and a photo's caption. The
@@ -57,6 +58,7 @@ MAX_TRANSLATIONS = len(texts.TRANSLATION_LANGUAGES)
 # A key store_photo made: content-addressed, so naming one means having had the picture.
 PHOTO_KEY = re.compile(r"photos/[0-9a-f]{2}/[0-9a-f]{64}\.(?:jpg|png)")
 _CHUNK = 256 * 1024
+UPDATE_PREFIX = "Cập nhật: "  # an update's title starts so; the official may change it
 
 
 @dataclass
@@ -75,7 +77,7 @@ def blank_values(area_codes: list[str]) -> dict[str, Any]:
     return {
         "title": "", "body": "", "topic": "", "priority": Priority.routine.value,
         "areas": area_codes, "roles": [], "platforms": [], "expires_at": "",
-        "translations": [], "photo_key": "",
+        "translations": [], "photo_key": "", "supersedes": "",
     }  # fmt: skip
 
 
@@ -98,7 +100,22 @@ async def bulletin_values(db: AsyncSession, bulletin: Bulletin, tz: ZoneInfo) ->
         "expires_at": expires.astimezone(tz).strftime("%Y-%m-%dT%H:%M") if expires else "",
         "translations": [{"language": t.language, "title": t.title, "body": t.body} for t in rows],
         "photo_key": bulletin.photo_path or "",
+        "supersedes": str(bulletin.supersedes_id or ""),
     }
+
+
+async def update_values(
+    db: AsyncSession, earlier: Bulletin, tz: ZoneInfo, now: dt.datetime
+) -> dict[str, Any]:
+    """The editor of an update of `earlier`: its text, audience and translations to
+    change, the title marked as an update, an expiry kept only while still ahead."""
+    values = await bulletin_values(db, earlier, tz)
+    if not values["title"].startswith(UPDATE_PREFIX):
+        values["title"] = (UPDATE_PREFIX + values["title"])[: bulletins.MAX_TITLE]
+    if earlier.expires_at is not None and earlier.expires_at <= now:
+        values["expires_at"] = ""
+    values["supersedes"] = str(earlier.id)
+    return values
 
 
 def form_values(form: FormData) -> dict[str, Any]:
@@ -132,6 +149,7 @@ def form_values(form: FormData) -> dict[str, Any]:
         "expires_at": form_text(form, "expires_at"),
         "translations": rows[: MAX_TRANSLATIONS + 1],
         "photo_key": "" if form_text(form, "remove_photo") else form_text(form, "photo_key"),
+        "supersedes": form_text(form, "supersedes"),
     }
 
 

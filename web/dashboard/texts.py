@@ -132,6 +132,11 @@ NOTICES: dict[str, str] = {
     "document_imported": "Đã nhập văn bản vào thư viện.",
     "document_version": "Đã lưu bản mới của văn bản.",
     "document_unchanged": "Nội dung văn bản không đổi; đã lưu các tệp đính kèm (nếu có).",
+    "play_requested": "Đã gửi lệnh phát ngay; loa sẽ phát bản tin trong vài giây.",
+    "taken_over": "Bạn đã nhận soạn bản nháp nhập từ CAP: hãy kiểm tra, sửa rồi gửi duyệt.",
+    "cap_source_added": "Đã thêm nguồn CAP; dịch vụ sẽ đọc nguồn trong khoảng thời gian đã đặt.",
+    "cap_source_changed": "Đã cập nhật nguồn CAP.",
+    "cap_source_removed": "Đã xóa nguồn CAP (các bản nháp đã nhập vẫn giữ).",
 }
 
 # The one answer to every refused sign-in (unknown name, wrong password, a delay after
@@ -245,6 +250,16 @@ DOMAIN_ERRORS: tuple[tuple[str, str], ...] = (
     ("four-eyes", "Người viết không được tự duyệt bản tin của mình (nguyên tắc hai người)."),
     ("cannot approve", "Vai trò của bạn không được duyệt bản tin."),
     ("only another official who may approve", "Chỉ cán bộ khác có quyền duyệt mới trả lại được."),
+    (
+        "update of a warning must be",
+        "Bản cập nhật của một cảnh báo phải là tin khẩn hoặc thuộc chủ đề thời tiết – thiên tai.",
+    ),
+    ("is not an approved warning to update", "Chỉ cập nhật được một cảnh báo đã duyệt."),
+    ("has ended", "Cảnh báo này đã kết thúc (bị hủy hoặc hết hạn); hãy soạn một bản tin mới."),
+    (
+        "already has an update",
+        "Cảnh báo này đã có bản cập nhật được duyệt; hãy cập nhật bản mới nhất.",
+    ),
     ("is already", "Bản tin đã kết thúc, không hủy được nữa."),
     ("cannot cancel", "Vai trò của bạn không được hủy bản tin."),
     ("cannot schedule", "Vai trò của bạn không được lên lịch gửi."),
@@ -389,3 +404,52 @@ def explain_document(error: Exception) -> str:
                 else vietnamese[:1].upper() + vietnamese[1:]
             )
     return BAD_REQUEST
+
+
+# --- loudspeaker pages (station_views) ----------------------------------------------------------
+
+LOUDSPEAKER_ROLE_ONLY = "Vai trò của bạn không dùng trang loa truyền thanh."
+# What a stream plays (db.models.StationOnAir).
+ON_AIR: dict[str, str] = {
+    "urgent": "Bản tin khẩn / phát ngay",
+    "programme": "Chương trình phát thanh trong ngày",
+    "filler": "Nhạc chờ giữa các chương trình",
+}
+# A "play now" request (db.models.StationRequestState) and why one was not played.
+STATION_REQUEST_STATES: dict[str, str] = {
+    "pending": "Đang chờ phát",
+    "played": "Đã phát",
+    "dropped": "Không phát",
+}
+STATION_DROP_REASONS: dict[str, str] = {
+    "expired": "quá 10 phút mà trạm chưa phát được",
+    "withdrawn": "bản tin đã bị hủy hoặc hết hạn",
+    "station_off": "trạm loa đã tắt",
+}
+# broadcasts.stations.PlayProblem
+PLAY_PROBLEMS: dict[str, str] = {
+    "station_off": "Trạm loa của xã này chưa bật.",
+    "not_published": "Chỉ phát được bản tin đã duyệt và còn hiệu lực.",
+    "not_public": "Bản tin này chỉ dành cho cán bộ hoặc biên phòng, không phát trên loa.",
+    "no_audio": "Bản tin chưa có tệp âm thanh MP3; hãy chờ vài phút rồi thử lại.",
+}
+PLAY_CHOOSE = "Hãy chọn một bản tin để phát."
+
+# CAP sources (administration) and drafts imported from them.
+CAP_SOURCE_PROBLEMS: tuple[tuple[str, str], ...] = (
+    ("http(s) URL", "Địa chỉ nguồn phải là URL http:// hoặc https://."),
+    ("already exists", "Đã có nguồn CAP cùng tên."),
+    ("poll interval", "Chu kỳ đọc phải từ 10 đến 86.400 giây."),
+    ("needs a name", "Hãy đặt tên cho nguồn (tối đa 120 ký tự)."),
+    ("default area", "Khu vực mặc định phải là một tỉnh hoặc một xã."),
+)
+CAP_SOURCE_BAD = "Không thêm được nguồn CAP."
+CAP_TAKE_OVER_REFUSED = (
+    "Không nhận soạn được bản nháp này (không phải bản nhập từ CAP, hoặc ngoài phạm vi)."
+)
+
+
+def explain_cap_source(error: Exception) -> str:
+    """The Vietnamese message for a refused CAP source."""
+    message = str(error)
+    return next((vi for en, vi in CAP_SOURCE_PROBLEMS if en in message), CAP_SOURCE_BAD)
