@@ -11,6 +11,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from xml.sax.saxutils import escape
 
+from lxml import etree
+
+from tests.cap import SCHEMA
+
 CAP_TYPE = "application/cap+xml"
 ATOM_TYPE = "application/atom+xml"
 
@@ -129,10 +133,14 @@ def cap_alert(
             "</info>"
         )
     refs = f"<references>{references}</references>" if references else ""
-    return (
+    body = (
         '<?xml version="1.0" encoding="UTF-8"?>'
         '<alert xmlns="urn:oasis:names:tc:emergency:cap:1.2">'
         f"<identifier>{identifier}</identifier><sender>{sender}</sender><sent>{sent}</sent>"
         f"<status>{status}</status><msgType>{msg_type}</msgType><scope>Public</scope>"
         f"{refs}{''.join(blocks)}</alert>"
     )
+    # Like every CAP message the suite produces, a valid one (the broken ones the import
+    # tests feed are written by hand).
+    assert SCHEMA.validate(etree.fromstring(body.encode())), SCHEMA.error_log
+    return body
