@@ -54,6 +54,12 @@ def _in_audience(bulletin: Bulletin, followed: Any) -> ColumnElement[bool]:
     )
 
 
+def matching_areas(bulletin: Bulletin) -> Select[int]:
+    """Ids of the areas whose followers are in the audience (the same test as `recipients`)."""
+    followed = Area.__table__.alias("followed")
+    return select(followed.c.id).where(_in_audience(bulletin, followed))
+
+
 def recipients(bulletin: Bulletin) -> Select[int, int, Any]:
     """(chat_address_id, bot_id, area_id): one row per reachable chat address.
 

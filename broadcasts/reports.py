@@ -575,7 +575,8 @@ async def _commune_rows(session: AsyncSession, loaded: _FollowUp) -> list[Commun
     return result
 
 
-def _cell(text: str) -> str:
+def csv_cell(text: str) -> str:
+    """`text` as a CSV cell Excel shows as text, never evaluates (CSV injection)."""
     return "'" + text if text.startswith(_FORMULA_STARTS) else text
 
 
@@ -594,9 +595,9 @@ def commune_csv(rows: list[CommuneRow]) -> str:
         rate = "" if row.ack_rate is None else f"{row.ack_rate * 100:.1f}%"
         writer.writerow(
             [
-                _cell(row.area_code),
-                _cell(row.area_name),
-                _cell(row.province_name),
+                csv_cell(row.area_code),
+                csv_cell(row.area_name),
+                csv_cell(row.province_name),
                 *(row.counts.get(state.value, 0) for state in DeliveryState),
                 row.acknowledgements,
                 rate,

@@ -26,6 +26,7 @@ from db.models import (
     SubscriberTopic,
     Subscription,
     Topic,
+    VesselMember,
 )
 from db.text import nfc
 
@@ -186,7 +187,7 @@ async def resume(session: AsyncSession, subscriber: Subscriber) -> None:
 
 
 async def erase(session: AsyncSession, subscriber: Subscriber, now: dt.datetime) -> None:
-    """/xoa: remove the name, chat ids, communes and topics; keep anonymous rows.
+    """/xoa: remove the name, chat ids, communes, topics and vessel links; keep anonymous rows.
 
     The person's chat addresses stay as blank rows (no chat id, no dialog, switched off),
     so deliveries keep pointing at them and the per-run counts stay right without
@@ -218,6 +219,8 @@ async def erase(session: AsyncSession, subscriber: Subscriber, now: dt.datetime)
     await session.execute(
         delete(SubscriberTopic).where(SubscriberTopic.subscriber_id == subscriber.id)
     )
+    # Which vessels they sail on or own says who they are: the links go (the vessel stays).
+    await session.execute(delete(VesselMember).where(VesselMember.subscriber_id == subscriber.id))
     # What the bots still owe the person, or failed to send them (with their chat id and
     # maybe their words): gone too. The answer to /xoa itself is stored after this.
     chats = select(ChatAddress.bot_id, ChatAddress.chat_id).where(

@@ -842,3 +842,75 @@ class CapImport(Base):
     references_id: Mapped[int | None] = mapped_column(ForeignKey("cap_imports.id"))
     reason: Mapped[str | None] = mapped_column(Text)
     imported_at: Mapped[dt.datetime]
+
+
+# --- vessels -------------------------------------------------------------------------------
+
+
+class VesselRelation(enum.StrEnum):
+    """How a person is tied to a vessel (any of them reached counts for the vessel)."""
+
+    captain = "captain"  # thuyền trưởng: sails on it and answers for it
+    crew = "crew"  # thuyền viên: sails on it
+    owner = "owner"  # chủ tàu: owns it, may be ashore
+    family = "family"  # gia đình trên bờ: can reach the vessel by radio or phone
+
+
+class MarkMethod(enum.StrEnum):
+    """How an official told a vessel about a bulletin by hand."""
+
+    radio = "radio"  # by the border guard's or the fisheries' radio
+    phone = "phone"  # by calling the vessel's number
+    in_person = "in_person"  # face to face (at the port, at the family's house)
+    other = "other"  # another way; the note says which
+
+
+class Vessel(Timestamped, Base):
+    """A fishing vessel of the provinces' registry; its phone is personal data."""
+
+    __tablename__ = "vessels"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # As shown: "QNg-90123-TS".
+    registration: Mapped[str] = mapped_column(String(32))
+    # What lookups compare against: "qng-90123-ts" (vessels.registration_key).
+    registration_key: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(120), default="", server_default="")
+    commune_id: Mapped[int] = mapped_column(ForeignKey("areas.id"), index=True)
+    home_port_id: Mapped[int | None] = mapped_column(ForeignKey("areas.id"))
+    # A Vietnamese number as 0XXXXXXXXX (vessels.normalise_phone); shown only to officials
+    # whose scope covers the commune, never logged nor audited.
+    phone: Mapped[str | None] = mapped_column(String(16))
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        server_default=_now_default(), onupdate=func.now()
+    )
+
+
+class VesselMember(Timestamped, Base):
+    """A person who sails on or owns a vessel (or its family ashore); /xoa deletes the row."""
+
+    __tablename__ = "vessel_members"
+
+    vessel_id: Mapped[int] = mapped_column(
+        ForeignKey("vessels.id", ondelete="CASCADE"), primary_key=True
+    )
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    relation: Mapped[VesselRelation] = mapped_column(str_enum(VesselRelation))
+
+
+class VesselMark(Base):
+    """An official's record that a vessel was told about a bulletin by hand (audited);
+    one per vessel and bulletin, a second marking updates it."""
+
+    __tablename__ = "vessel_marks"
+    __table_args__ = (UniqueConstraint("bulletin_id", "vessel_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    vessel_id: Mapped[int] = mapped_column(ForeignKey("vessels.id", ondelete="CASCADE"), index=True)
+    bulletin_id: Mapped[int] = mapped_column(ForeignKey("bulletins.id", ondelete="CASCADE"))
+    official_id: Mapped[int | None] = mapped_column(ForeignKey("officials.id"))
+    marked_at: Mapped[dt.datetime]
+    method: Mapped[MarkMethod] = mapped_column(str_enum(MarkMethod))
+    note: Mapped[str] = mapped_column(Text, default="", server_default="")

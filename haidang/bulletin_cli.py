@@ -14,7 +14,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from broadcasts import bulletins, reports, schedules
+from broadcasts import bulletins, readout, reports, schedules
 from db.models import DeliveryState, Platform, SubscriberRole
 from haidang.cli_support import active_official as _official
 from haidang.cli_support import fail as _fail
@@ -331,7 +331,31 @@ def status(ctx: typer.Context, bulletin_id: IdArgument, as_json: JsonOption = Fa
         )
 
 
-def _write_atomically(path: Path, text: str) -> None:
+@bulletin_app.command("readout")
+def readout_command(
+    ctx: typer.Context, bulletin_id: IdArgument, as_json: JsonOption = False
+) -> None:
+    """The radio read-out of an urgent bulletin: ≤ 160 plain characters for VMS terminals
+    and SMS, and a text to read aloud in ≤ 60 s. Fails for a routine bulletin (none)."""
+    settings: Settings = ctx.obj
+
+    async def work(session: AsyncSession) -> readout.Readout | None:
+        bulletin = await bulletins.get(session, bulletin_id)
+        return await readout.for_bulletin(session, bulletin, settings.tz)
+
+    relay = _run(ctx, work)
+    if relay is None:
+        raise _fail(f"bulletin {bulletin_id} is routine: only urgent bulletins have a read-out")
+    if as_json:
+        typer.echo(json.dumps(readout.as_json(bulletin_id, relay), ensure_ascii=False))
+        return
+    typer.echo(f"short ({relay.short_chars}/{readout.SHORT_LIMIT} characters):")
+    typer.echo(relay.short)
+    typer.echo(f"spoken (about {relay.spoken_seconds:.0f} s of {readout.SPOKEN_LIMIT:.0f}):")
+    typer.echo(relay.spoken)
+
+
+def write_atomically(path: Path, text: str) -> None:
     """Write through a temporary file and a rename, so readers never see half a report."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -365,7 +389,7 @@ def report(
 
     rows = _run(ctx, work)
     try:
-        _write_atomically(csv_path, reports.commune_csv(rows))
+        write_atomically(csv_path, reports.commune_csv(rows))
     except OSError as exc:
         raise _fail(f"cannot write {csv_path}: {exc.strerror or exc}") from None
     typer.echo(f"wrote {len(rows)} areas to {csv_path}")

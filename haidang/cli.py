@@ -44,6 +44,7 @@ class _LazyGroups(TyperGroup):
         "docs": "haidang.docs_cli:docs_app",
         "inbox": "haidang.inbox_cli:inbox_app",
         "station": "haidang.station_cli:station_app",
+        "vessels": "haidang.vessel_cli:vessels_app",
     }
 
     def list_commands(self, ctx: ClickContext) -> list[str]:

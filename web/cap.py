@@ -13,14 +13,15 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from broadcasts import cap
+from broadcasts import cap, readout
 from broadcasts.areas import AreaError, get_by_code
-from db.models import Area, AreaKind
+from db.models import Area, AreaKind, BulletinState
 from haidang.settings import Settings
 
 ATOM: Final = "http://www.w3.org/2005/Atom"
 ATOM_TYPE: Final = "application/atom+xml; charset=utf-8"
 CAP_TYPE: Final = cap.MEDIA_TYPE + "; charset=utf-8"
+TEXT_TYPE: Final = "text/plain; charset=utf-8"
 # A Cancel should reach aggregators within a minute; a message addressed by its type
 # (?msg=alert, ?msg=cancel) never changes once issued.
 _CACHE_CURRENT: Final = "public, max-age=60"
@@ -106,7 +107,8 @@ def make_router(
     *,
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
 ) -> APIRouter:
-    """Routes for /cap/national.atom, /cap/p<NN>.atom and /cap/alerts/<bulletin id>.xml.
+    """Routes for /cap/national.atom, /cap/p<NN>.atom, /cap/alerts/<bulletin id>.xml and
+    its read-out, /cap/alerts/<bulletin id>.txt.
 
     The feeds list the warnings of the last 30 days not past their expiry (broadcasts.cap.
     recent), each entry linking its current message. Absolute URLs start with
@@ -156,5 +158,25 @@ def make_router(
             return _not_found(NOT_FOUND)
         body = cap.to_xml(warning, chosen, sender=sender, tz=tz)
         return _cached(request, body, CAP_TYPE, _CACHE_ISSUED if msg else _CACHE_CURRENT)
+
+    @router.get("/cap/alerts/{bulletin_id}.txt")
+    async def relay_text(bulletin_id: int, request: Request) -> Response:
+        """The read-out of a live urgent warning for radio stations and VMS relays: the
+        160-character plain text, a blank line, the text to read aloud. Approved, not
+        cancelled and not expired only (404 otherwise)."""
+        relay = None
+        async with sessions() as session:
+            warning = await cap.load(session, bulletin_id)
+            if (
+                warning is not None
+                and warning.current is not cap.MsgType.cancel
+                and warning.bulletin.state is not BulletinState.expired
+                and not (warning.bulletin.expires_at and warning.bulletin.expires_at <= clock())
+            ):
+                relay = await readout.for_bulletin(session, warning.bulletin, tz)
+        if relay is None:
+            return _not_found(NOT_FOUND)
+        body = f"{relay.short}\n\n{relay.spoken}\n".encode()
+        return _cached(request, body, TEXT_TYPE, _CACHE_CURRENT)
 
     return router

@@ -22,6 +22,7 @@ from web.dashboard import (
     station_views,
     subscriber_views,
     texts,
+    vessel_views,
 )
 from web.dashboard.auth import DEVICE_COOKIE, attempt_login, login_name, new_session
 from web.dashboard.common import (
@@ -162,6 +163,7 @@ def make_router(
     station_views.register(router, dash)
     admin_views.register(router, dash)
     cap_views.register(router, dash)
+    vessel_views.register(router, dash)
 
     @router.get("/{rest:path}")
     @dash.view

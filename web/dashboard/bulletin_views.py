@@ -14,7 +14,7 @@ from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import FormData
 
-from broadcasts import areas, audiences, bulletins, cap, cap_import, officials, schedules
+from broadcasts import areas, audiences, bulletins, cap, cap_import, officials, readout, schedules
 from broadcasts.bulletins import BulletinError, ScopeError
 from db.models import (
     Area,
@@ -396,6 +396,7 @@ def register(router: APIRouter, dash: Dashboard) -> None:
                     .order_by(Bulletin.id)
                 )
             ).all()
+            relay = await readout.for_bulletin(db, bulletin, dash.tz)  # urgent ones only
         now = dash.now()
         schedule_rows = []
         for row in rows:
@@ -445,7 +446,9 @@ def register(router: APIRouter, dash: Dashboard) -> None:
              "cap_url": alert_path(bulletin.id) if has_cap else None,
              "imported_by": cap_import.SYSTEM_USERNAME,
              "updates": [row for row in line if row.supersedes_id == bulletin.id],
-             "updated": next((row for row in line if row.id == bulletin.supersedes_id), None)},
+             "updated": next((row for row in line if row.id == bulletin.supersedes_id), None),
+             "readout": relay, "readout_limits": (readout.SHORT_LIMIT, int(readout.SPOKEN_LIMIT)),
+             "readout_estimate": texts.duration(relay.spoken_seconds) if relay else ""},
             actor=actor,
         )  # fmt: skip
 
@@ -504,6 +507,19 @@ def register(router: APIRouter, dash: Dashboard) -> None:
             methods=["POST"],
             name=f"bulletin_{action}",
         )
+
+    @router.get("/bulletins/{bulletin_id}/readout.json")
+    @dash.view
+    async def bulletin_readout(request: Request, bulletin_id: int) -> Response:
+        """The radio/VMS read-out of an urgent bulletin (same visibility as the page, like
+        progress.json); 404 for a routine bulletin, which has none."""
+        async with dash.sessions() as db:
+            actor = await dash.actor(request, db)
+            bulletin = await load_visible(db, actor, bulletin_id)
+            relay = await readout.for_bulletin(db, bulletin, dash.tz)
+        if relay is None:
+            raise NotFound
+        return JSONResponse(readout.as_json(bulletin.id, relay))
 
     @router.get("/api/cron")
     @dash.view

@@ -102,6 +102,12 @@ AUDIT_ACTIONS: dict[str, str] = {
     "area.rename": "Đổi tên thôn hoặc bến cá",
     "area.coastal_on": "Đánh dấu xã ven biển",
     "area.coastal_off": "Bỏ đánh dấu xã ven biển",
+    "vessel.mark": "Đánh dấu tàu đã được báo trực tiếp",
+    "vessel.create": "Thêm tàu cá",
+    "vessel.update": "Sửa thông tin tàu cá",
+    "vessel.import": "Nhập danh sách tàu cá",
+    "vessel.link": "Gắn người với tàu cá",
+    "vessel.unlink": "Bỏ gắn người với tàu cá",
 }
 
 # Short notices shown after a redirect (?ok=<key>); only these keys are ever displayed.
@@ -137,6 +143,7 @@ NOTICES: dict[str, str] = {
     "cap_source_added": "Đã thêm nguồn CAP; dịch vụ sẽ đọc nguồn trong khoảng thời gian đã đặt.",
     "cap_source_changed": "Đã cập nhật nguồn CAP.",
     "cap_source_removed": "Đã xóa nguồn CAP (các bản nháp đã nhập vẫn giữ).",
+    "vessel_marked": "Đã ghi nhận tàu đã được báo.",
 }
 
 # The one answer to every refused sign-in (unknown name, wrong password, a delay after
@@ -453,3 +460,24 @@ def explain_cap_source(error: Exception) -> str:
     """The Vietnamese message for a refused CAP source."""
     message = str(error)
     return next((vi for en, vi in CAP_SOURCE_PROBLEMS if en in message), CAP_SOURCE_BAD)
+
+
+# Vessels of a bulletin (the border guards' list).
+VESSEL_STATUSES: dict[str, str] = {
+    "acknowledged": "Đã bấm «Đã nhận»",
+    "reached": "Đã nhận tin",
+    "informed": "Đã báo trực tiếp",
+    "not_reached": "Chưa liên lạc được",
+}
+MARK_METHODS: dict[str, str] = {
+    "radio": "Vô tuyến điện",
+    "phone": "Điện thoại",
+    "in_person": "Trực tiếp",
+    "other": "Cách khác",
+}
+VESSEL_MARK_ROLE_ONLY = (
+    "Chỉ quản trị viên, biên tập viên và người duyệt trong phạm vi của tàu được đánh dấu đã báo."
+)
+VESSEL_MARK_BAD = (
+    "Không đánh dấu được tàu này cho bản tin (bản tin chưa duyệt hoặc tàu không thuộc vùng nhận)."
+)
