@@ -63,8 +63,8 @@ async def inbox_texts(database: Database) -> list[str]:
 async def test_a_burst_is_taken_in_by_several_polls_at_once(
     seeded: Database, tmp_path: Path
 ) -> None:
-    """100 people at 80 ms a round trip: one poll at a time takes over 8 s to take them in."""
-    latency = 0.08
+    """100 people at 120 ms a round trip: one poll at a time takes 12 s to take them in."""
+    latency = 0.12
     people = [f"zalo-burst-{n}" for n in range(100)]
     one_at_a_time = len(people) * latency
     # The fake in its own thread: its latency does not wait for the service's loop.
@@ -85,10 +85,11 @@ async def test_a_burst_is_taken_in_by_several_polls_at_once(
                 assert max(said.values()) == 1, (chat, said)
     assert len(handed_out) == len(people)
     taken_in = max(handed_out) - started  # by the fake's clock, not our busy loop's
-    # About 100 / 8 round trips and the keeps: 1.6-1.8 s on an idle machine. The margin
-    # is for a loaded one: the 100 turns run meanwhile in the same loop (2-4 s of CPU),
-    # and on 2 cores shared with PostgreSQL and a busy process it took up to 3.4 s.
-    assert taken_in < 0.5 * one_at_a_time, f"taken in in {taken_in:.2f} s"
+    # About 100 / 8 round trips and the keeps: under 3 s on an idle machine. The margin
+    # is for a loaded one: the 100 turns run meanwhile in the same loop (2-4 s of CPU);
+    # at 80 ms a round trip, 2 cores shared with PostgreSQL and two busy test runs took
+    # 4.1 s, so the round trips are longer now and the bound leaves room for the CPU.
+    assert taken_in < 0.6 * one_at_a_time, f"taken in in {taken_in:.2f} s"
 
 
 async def test_a_chats_messages_are_turned_in_date_order_whatever_poll_brought_them(
