@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import texts
 from bot.places import Map, Place
-from broadcasts import areas, documents, inbox, library, subscribers
+from broadcasts import areas, documents, inbox, library, sms, subscribers, vessels
 from db.engine import insert_for
 from db.models import (
     Area,
@@ -235,6 +235,9 @@ class Conversation:
             offered = [r for r in turn.replies if r.options]
             if offered:
                 turn.dialog["options"] = [o.data for o in offered[-1].options]
+            if turn.dialog.get("step") != "phone_consent":
+                # A number given without consent is kept only while the question is open.
+                turn.dialog.pop("phone", None)
             if turn.subscriber.status is not SubscriberStatus.erased:  # /xoa blanked it
                 turn.address.dialog = turn.dialog
             if keep is not None and turn.replies:
@@ -258,6 +261,10 @@ class Conversation:
     # --- routing -------------------------------------------------------------------------
 
     async def _dispatch(self, turn: _Turn, event: Inbound) -> None:
+        if turn.dialog.get("step") == "phone_consent" and not _answers_phone(event):
+            # Anything else than an answer drops the question, and the number given
+            # without consent with it (see _handle).
+            turn.dialog = {}
         if event.kind is EventKind.button:
             await self._on_button(turn, event.data)
             return
@@ -310,6 +317,9 @@ class Conversation:
         if wanted is not None:
             await self._command(turn, "tracuu", wanted)
             return
+        if folded in texts.PHONE_REMOVE_WORDS:
+            await self._command(turn, "sdt", "xoa")
+            return
         keyword = texts.KEYWORDS.get(folded)
         if keyword == "ack":
             await self._ack_latest(turn)
@@ -328,6 +338,10 @@ class Conversation:
             await self._typed_commune(turn, text)
         elif step == "role":
             await self._typed_role(turn, text)
+        elif step == "phone":
+            await self._typed_phone(turn, text)
+        elif step == "phone_consent" and folded in texts.PHONE_YES_WORDS | texts.PHONE_NO_WORDS:
+            await self._phone_consent(turn, folded in texts.PHONE_YES_WORDS)
         elif step == "topics" and fold(text) in {"xong", "ok", "done"}:
             await self._on_button(turn, "t:done")
         elif (
@@ -358,6 +372,8 @@ class Conversation:
             turn.say(texts.CONFIRM_ERASE, self._yes_no(), columns=2)
         elif command == "tin":
             await self._latest(turn)
+        elif command == "sdt":
+            await self._phone(turn, argument.strip())
         elif command == "tracuu":
             if argument.strip():
                 await self._search(turn, argument.strip())
@@ -373,6 +389,8 @@ class Conversation:
             await self._ack(turn, int(value) if value.isdigit() else 0)
         elif kind == "consent":
             await self._consent(turn, value == "yes")
+        elif kind == "phone":
+            await self._phone_consent(turn, value == "yes")
         elif kind == "pg" and value.lstrip("-").isdigit():
             turn.dialog["page"] = max(0, int(value))
             if step == "commune":
@@ -739,6 +757,54 @@ class Conversation:
             await self._communes(turn)
         )
 
+    # --- the phone for urgent bulletins by ZNS or SMS (/sdt) -----------------------------
+
+    async def _phone(self, turn: _Turn, argument: str) -> None:
+        """/sdt: show the kept number (masked) or ask for one; "/sdt xoa" removes it;
+        "/sdt 0912345678" goes straight to the consent question."""
+        if fold(argument) in {"xoa", "bo"}:
+            removed = await subscribers.remove_phone(turn.session, turn.subscriber)
+            turn.say(texts.PHONE_REMOVED if removed else texts.PHONE_NONE)
+            return
+        if turn.subscriber.consent_at is None:
+            turn.say(texts.PHONE_NEED_SIGNUP)
+            return
+        if argument:
+            await self._typed_phone(turn, argument)
+        elif turn.subscriber.phone is not None:
+            turn.say(texts.PHONE_KEPT.format(phone=sms.mask(turn.subscriber.phone)))
+        else:
+            turn.dialog = {"step": "phone"}
+            turn.say(texts.PHONE_ASK)
+
+    async def _typed_phone(self, turn: _Turn, text: str) -> None:
+        if fold(text) in texts.PHONE_NO_WORDS:
+            turn.dialog = {}
+            turn.say(texts.PHONE_DECLINED)
+            return
+        try:
+            phone = sms.msisdn(text)
+        except ValueError:
+            turn.dialog = {"step": "phone"}
+            turn.say(texts.PHONE_INVALID)
+            return
+        # Kept in the dialog only until the answer (see _handle), never in the person's row.
+        turn.dialog = {"step": "phone_consent", "phone": phone}
+        turn.say(
+            texts.PHONE_CONSENT.format(phone=vessels.display_phone("0" + phone[2:])),
+            [Option(texts.PHONE_YES, "phone:yes"), Option(texts.PHONE_NO, "phone:no")],
+            columns=2,
+        )
+
+    async def _phone_consent(self, turn: _Turn, agreed: bool) -> None:
+        pending = turn.dialog.get("phone") if turn.dialog.get("step") == "phone_consent" else None
+        turn.dialog = {}
+        if not agreed or not isinstance(pending, str):  # a refusal, or a stale button
+            turn.say(texts.PHONE_DECLINED)
+            return
+        phone = await subscribers.set_phone(turn.session, turn.subscriber, pending, turn.now)
+        turn.say(texts.PHONE_SAVED.format(phone=sms.mask(phone)))
+
     # --- bulletins, acknowledgements, inbox ---------------------------------------------
 
     async def _latest(self, turn: _Turn) -> None:
@@ -990,6 +1056,17 @@ class Conversation:
     @staticmethod
     def _yes_no() -> list[Option]:
         return [Option(texts.YES, "yes"), Option(texts.NO, "no")]
+
+
+def _answers_phone(event: Inbound) -> bool:
+    """Whether the event answers the consent question for a phone ("1"/"2" on Zalo)."""
+    if event.kind is EventKind.button:
+        return event.data.startswith("phone:")
+    if event.kind is not EventKind.text:
+        return False
+    text = event.text.strip()
+    folded = fold(text).strip(" .!?")
+    return text.isdigit() or folded in texts.PHONE_YES_WORDS | texts.PHONE_NO_WORDS
 
 
 def _short(text: str, limit: int) -> str:

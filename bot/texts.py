@@ -109,10 +109,11 @@ HELP = (
     "/huy – ngừng nhận tin\n"
     "/batdau – nhận tin trở lại\n"
     "/xoa – xóa thông tin của bà con\n"
+    "/sdt – cho số điện thoại để nhận tin khẩn qua SMS/Zalo (/sdt xoa để bỏ số)\n"
     "/tracuu – tra cứu văn bản pháp luật (ví dụ: /tracuu luật thủy sản, /tracuu 1191)\n"
     "/trogiup – xem hướng dẫn này\n"
-    "(Nhắn chữ cũng được: «dang ky», «tin», «cai dat», «huy», «bat dau», «xoa», «tro giup», "
-    "«tra cuu …»; tin khẩn thì nhắn «da nhan» để xác nhận.)\n\n"
+    "(Nhắn chữ cũng được: «dang ky», «tin», «cai dat», «huy», «bat dau», «xoa», «sdt», "
+    "«xoa so», «tro giup», «tra cuu …»; tin khẩn thì nhắn «da nhan» để xác nhận.)\n\n"
     "Muốn phản ánh, báo tin (tàu lạ, tai nạn, phao hỏng…) bà con cứ nhắn chữ, gửi ảnh hoặc "
     "vị trí: tin nhắn sẽ được chuyển tới cán bộ xã."
 )
@@ -140,6 +141,45 @@ GROUP_REPLY = (
 TOO_FAST = "Bà con nhắn nhanh quá, Hải Đăng xin phép trả lời chậm lại một chút."
 TOO_LONG_NOTE = "(Tin nhắn dài nên chỉ giữ {limit} ký tự đầu.)"
 APOLOGY = "Xin lỗi bà con, Hải Đăng đang gặp trục trặc. Bà con thử lại sau ít phút nhé."
+
+# --- the phone for urgent bulletins by SMS or Zalo message (/sdt) -------------------------------
+
+PHONE_ASK = (
+    "📱 Khi có tin khẩn (bão, thiên tai) mà tin nhắn trên ứng dụng này không tới được bà con "
+    "(mất mạng, đang ngoài khơi), Hải Đăng sẽ gửi cảnh báo qua SMS hoặc tin nhắn Zalo tới số "
+    "điện thoại của bà con. Bà con không mất tiền: Nhà nước chi trả. Bà con có thể bỏ số bất "
+    "cứ lúc nào (nhắn /sdt xoa).\n\nBà con nhắn số điện thoại di động của mình (ví dụ: "
+    "0912345678)."
+)
+PHONE_INVALID = (
+    "Số này không phải số di động Việt Nam. Bà con nhắn lại 10 số bắt đầu bằng 03, 05, 07, 08 "
+    "hoặc 09 (ví dụ: 0912345678), hoặc nhắn «không» để thôi."
+)
+PHONE_CONSENT = (
+    "Bà con đồng ý để Hải Đăng lưu số {phone} và chỉ dùng số này để gửi tin khẩn qua SMS hoặc "
+    "tin nhắn Zalo, không chia sẻ cho ai khác?"
+)
+PHONE_YES = "✅ Đồng ý"
+PHONE_NO = "Không"
+PHONE_SAVED = (
+    "✅ Đã lưu số {phone} để gửi tin khẩn. Muốn bỏ số, bà con nhắn /sdt xoa; /xoa xóa toàn "
+    "bộ thông tin."
+)
+PHONE_DECLINED = "Hải Đăng không lưu số của bà con. Khi cần, bà con nhắn /sdt."
+PHONE_KEPT = (
+    "📱 Hải Đăng đang lưu số {phone} của bà con để gửi tin khẩn qua SMS/Zalo. Muốn bỏ số, "
+    "bà con nhắn /sdt xoa; muốn đổi số, nhắn /sdt kèm số mới (ví dụ: /sdt 0912345678)."
+)
+PHONE_REMOVED = "Đã xóa số điện thoại của bà con. Hải Đăng sẽ không gửi tin qua SMS/Zalo nữa."
+PHONE_NONE = "Hải Đăng không lưu số điện thoại nào của bà con. Nhắn /sdt nếu muốn cho số."
+PHONE_NEED_SIGNUP = "Bà con đăng ký nhận tin trước (nhắn /start), rồi nhắn /sdt để cho số nhé."
+# Typed answers to the consent question (folded); Zalo has no buttons, "1"/"2" work too.
+PHONE_YES_WORDS = frozenset(("dong y", "co", "ok", "yes", "u", "uh", "vang", "da"))
+PHONE_NO_WORDS = frozenset(("khong", "khong dong y", "ko", "k", "no", "thoi"))
+# Typed words (folded) that remove the phone: "/sdt xoa" as words.
+PHONE_REMOVE_WORDS = frozenset(
+    ("xoa so", "xoa sdt", "sdt xoa", "xoa so dien thoai", "so dien thoai xoa", "bo so")
+)
 
 ACK_BUTTON = "✅ Đã nhận"
 ACK_THANKS = "Cảm ơn bà con đã xác nhận đã nhận tin!"
@@ -173,6 +213,7 @@ COMMANDS: dict[str, str] = {
     "batdau": "Nhận tin trở lại",
     "xoa": "Xóa thông tin của tôi",
     "tracuu": "Tra cứu văn bản pháp luật",
+    "sdt": "Số điện thoại nhận tin khẩn",
     "trogiup": "Hướng dẫn",
 }
 
@@ -189,6 +230,9 @@ KEYWORDS: dict[str, str] = {
     "tiep tuc": "batdau",
     "xoa": "xoa",
     "xoa du lieu": "xoa",
+    "sdt": "sdt",
+    "so dien thoai": "sdt",
+    "so dt": "sdt",
     "tin": "tin",
     "tin moi": "tin",
     "tro giup": "trogiup",

@@ -1,4 +1,4 @@
-"""Subscribers and their chat addresses, communes and topics: subscribe, stop, resume, erase."""
+"""Subscribers and their chat addresses, communes, topics and phones: subscribe, stop, erase."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import Integer, delete, exists, insert, literal, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from broadcasts import sms
 from db.engine import insert_for
 from db.models import (
     Acknowledgement,
@@ -186,8 +187,33 @@ async def resume(session: AsyncSession, subscriber: Subscriber) -> None:
     subscriber.stopped_at = None
 
 
+async def set_phone(
+    session: AsyncSession, subscriber: Subscriber, number: str, now: dt.datetime
+) -> str:
+    """/sdt: keep the person's mobile (they consented just now) and return it as stored.
+
+    `number` is as typed (0912 345 678, +84 912 345 678, 84912345678); raises ValueError
+    (the message never holds the number) for anything but a Vietnamese mobile. Not
+    audited: the audit trail is for officials' actions, and `phone_consent_at` is the
+    record of the person's. The caller owns the transaction.
+    """
+    phone = sms.msisdn(number)
+    subscriber.phone = phone
+    subscriber.phone_consent_at = now
+    return phone
+
+
+async def remove_phone(session: AsyncSession, subscriber: Subscriber) -> bool:
+    """/sdt xoa: forget the person's mobile and their consent to it; False if none was kept."""
+    had = subscriber.phone is not None
+    subscriber.phone = None
+    subscriber.phone_consent_at = None
+    return had
+
+
 async def erase(session: AsyncSession, subscriber: Subscriber, now: dt.datetime) -> None:
-    """/xoa: remove the name, chat ids, communes, topics and vessel links; keep anonymous rows.
+    """/xoa: remove the name, phone, chat ids, communes, topics and vessel links; keep
+    anonymous rows.
 
     The person's chat addresses stay as blank rows (no chat id, no dialog, switched off),
     so deliveries keep pointing at them and the per-run counts stay right without
@@ -239,6 +265,7 @@ async def erase(session: AsyncSession, subscriber: Subscriber, now: dt.datetime)
         )
     )
     subscriber.display_name = None
+    await remove_phone(session, subscriber)
     subscriber.status = SubscriberStatus.erased
     subscriber.erased_at = now
     subscriber.consent_at = None

@@ -223,6 +223,11 @@ class Subscriber(Timestamped, Base):
     consent_at: Mapped[dt.datetime | None]
     stopped_at: Mapped[dt.datetime | None]
     erased_at: Mapped[dt.datetime | None]
+    # A mobile as 84xxxxxxxxx (broadcasts.sms.msisdn) for urgent bulletins by ZNS or SMS
+    # when the chat cannot reach the person; kept only with their consent (/sdt), never
+    # logged whole (sms.mask), blanked by /xoa.
+    phone: Mapped[str | None] = mapped_column(String(16))
+    phone_consent_at: Mapped[dt.datetime | None]
 
 
 class SubscriberTopic(Base):

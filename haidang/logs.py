@@ -41,13 +41,17 @@ class RedactingFilter(logging.Filter):
 
 
 _installed: list[logging.Handler] = []
-# Libraries whose DEBUG output carries personal data (updates, request bodies).
-THIRD_PARTY = ("telegram", "zalo_bot", "aiohttp", "uvicorn", "asyncio")
+# Libraries whose DEBUG output carries personal data (updates, request bodies). The Zalo
+# SDK names its loggers "zaloBot.", "zaloBot.ext." ... (zalo_bot._utils.logging), not
+# after its package.
+THIRD_PARTY = ("telegram", "zalo_bot", "zaloBot", "aiohttp", "uvicorn", "asyncio")
 # Libraries held at WARNING: httpx logs every request URL at INFO (a Telegram URL carries
-# the bot token), SQLAlchemy echoes every statement with its parameters at INFO, boto3's
-# botocore every request's signed headers and body at DEBUG (ASSET_STORE=s3).
+# the bot token), SQLAlchemy echoes every statement with its parameters at INFO, and
+# aiosqlite at DEBUG (names, phones, what people wrote), boto3's botocore every request's
+# signed headers and body at DEBUG (ASSET_STORE=s3).
 AT_WARNING = (
-    "httpx", "httpcore", "apscheduler", "sqlalchemy", "boto3", "botocore", "s3transfer", "urllib3",
+    "httpx", "httpcore", "apscheduler", "sqlalchemy", "aiosqlite", "boto3", "botocore",
+    "s3transfer", "urllib3",
 )  # fmt: skip
 
 

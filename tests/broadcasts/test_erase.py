@@ -40,6 +40,7 @@ async def test_erase_blanks_the_person_and_keeps_the_counts(seeded: Database) ->
         for address in await session.scalars(select(ChatAddress)):
             person = await session.get_one(Subscriber, address.subscriber_id)
             await subscribers.record_consent(session, person, NOW, f"Nguyễn Văn {address.id}")
+            await subscribers.set_phone(session, person, f"09123456{address.id:02d}", NOW)
             address.last_seen_at = NOW
             address.dialog = {"step": "communes", "typed": "cat hai"}
     run_id = await start_run(seeded, await approved_bulletin(seeded))
@@ -77,6 +78,7 @@ async def test_erase_blanks_the_person_and_keeps_the_counts(seeded: Database) ->
             assert (address.active, address.inactive_reason) == (False, subscribers.ERASED)
             person = await session.get_one(Subscriber, person_id)
             assert (person.display_name, person.consent_at) == (None, None)
+            assert (person.phone, person.phone_consent_at) == (None, None)
             assert person.status is SubscriberStatus.erased
             for table in (Subscription, SubscriberTopic):
                 assert not await session.scalar(
