@@ -22,8 +22,7 @@ from collections import Counter
 
 from bot.smpp import Receipt, SmppConfig, SmppGateway
 from broadcasts import sms
-from broadcasts.channels import FailureKind, Outbound, SendFailure
-from tests.fakes.smpp import FakeSmsc
+from tests.fakes.smpp import FakeSmsc, deliver
 
 TEXT = (
     "Tin bão khẩn cấp: Bão số 3 đang di chuyển theo hướng Tây Tây Bắc, gió mạnh cấp 10-11, "
@@ -38,20 +37,6 @@ def _config(smsc: FakeSmsc, encoding: sms.Encoding, paced: float | None) -> Smpp
         brandname="HAIDANG", tariff=sms.GatewayTariff(cost_per_part_vnd=550),
         encoding=encoding, throughput=paced, throttle_wait_s=0.2, reconnect_wait_s=0.1,
     )  # fmt: skip
-
-
-async def _deliver(gateway: SmppGateway, number: str, text: str, seen: Counter[str]) -> str:
-    while True:
-        try:
-            return await gateway.send(number, Outbound(text=text))
-        except SendFailure as failure:
-            seen[failure.kind.value] += 1
-            if failure.kind is FailureKind.rate_limited:
-                await asyncio.sleep(failure.retry_after)
-            elif failure.kind is FailureKind.transient:
-                await asyncio.sleep(0.05)
-            else:
-                raise
 
 
 async def run(
@@ -76,7 +61,7 @@ async def run(
         seen: Counter[str] = Counter()
 
         async def one(number: str, text: str) -> None:
-            await _deliver(gateway, number, text, seen)
+            await deliver(gateway, number, text, seen)
 
         started = time.monotonic()
         await asyncio.gather(*(one(*job) for job in jobs))

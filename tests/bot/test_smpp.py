@@ -14,7 +14,7 @@ from bot.smpp import Receipt, SmppConfig, SmppGateway, SmppLoginRefused, failure
 from broadcasts import sms
 from broadcasts.channels import FailureKind, Media, MediaKind, Outbound, SendFailure
 from db.models import DeliveryState
-from tests.fakes.smpp import FakeSmsc
+from tests.fakes.smpp import FakeSmsc, deliver
 
 TARIFF = sms.GatewayTariff(cost_per_part_vnd=550)
 LONG_VI = (
@@ -41,22 +41,6 @@ def config(smsc: FakeSmsc, **overrides: object) -> SmppConfig:
 
 def number(i: int) -> str:
     return f"0912{i:06d}"
-
-
-async def deliver(gateway: SmppGateway, chat_id: str, text: str, seen: Counter[str]) -> str:
-    """Send as the sender does: wait out rate limits, retry what is transient."""
-    for _ in range(500):
-        try:
-            return await gateway.send(chat_id, Outbound(text=text))
-        except SendFailure as failure:
-            seen[failure.kind.value] += 1
-            if failure.kind is FailureKind.rate_limited:
-                await asyncio.sleep(failure.retry_after)
-            elif failure.kind is FailureKind.transient:
-                await asyncio.sleep(0.05)
-            else:
-                raise
-    raise AssertionError("never accepted")
 
 
 async def wait_for(predicate: object, within: float = 5.0) -> None:

@@ -11,18 +11,22 @@ and can drop a connection on purpose (before answering a chosen submit_sm).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import socket
 import struct
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any, Self
 
 from smpplib import consts, gsm, smpp
 from smpplib.command import Command
+
+from bot.smpp import SmppGateway
+from broadcasts.channels import FailureKind, Outbound, SendFailure
 
 UDHI = 0x40
 DELIVERY_RECEIPT = 0x04  # esm_class of a deliver_sm that is a receipt
@@ -320,3 +324,20 @@ def with_shutdown(sock: socket.socket) -> None:
     with contextlib.suppress(OSError):
         sock.shutdown(socket.SHUT_RDWR)
     sock.close()
+
+
+async def deliver(gateway: SmppGateway, chat_id: str, text: str, seen: Counter[str]) -> str:
+    """Send as the sender does: wait out rate limits, retry what is transient (the tests'
+    and bench.smpp's client of the gateway)."""
+    for _ in range(500):
+        try:
+            return await gateway.send(chat_id, Outbound(text=text))
+        except SendFailure as failure:
+            seen[failure.kind.value] += 1
+            if failure.kind is FailureKind.rate_limited:
+                await asyncio.sleep(failure.retry_after)
+            elif failure.kind is FailureKind.transient:
+                await asyncio.sleep(0.05)
+            else:
+                raise
+    raise AssertionError("never accepted")
