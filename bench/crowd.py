@@ -55,11 +55,11 @@ from broadcasts import runs
 from broadcasts.subscribers import ensure_bot
 from db import schema
 from db.models import (
+    ENV_PLATFORMS,
     Acknowledgement,
     Answer,
     BroadcastRun,
     Delivery,
-    Platform,
 )
 from haidang.runtime import AudioPart, OffPart, Service
 from haidang.settings import Settings
@@ -116,7 +116,7 @@ async def configure_bots(
     pass or fail by the hour it runs at); their ids by platform."""
     ids = {}
     async with sessions.begin() as session:
-        for platform in Platform:
+        for platform in ENV_PLATFORMS:
             bot = await ensure_bot(session, platform)
             bot.quiet_start = bot.quiet_end = None
             bot.rate_per_second, bot.per_chat_interval = rate, gap

@@ -28,6 +28,8 @@ def _filters(bulletin: Bulletin) -> list[ColumnElement[bool]]:
     conditions = [
         Subscriber.status == SubscriberStatus.active,
         ChatAddress.active.is_(True),
+        # A phone kept for fallback steps is reached only by broadcasts.fallback.
+        ChatAddress.fallback.is_(False),
         Bot.enabled.is_(True),
     ]
     if bulletin.audience_roles:

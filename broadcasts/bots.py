@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from broadcasts import areas
-from db.models import AreaKind, Bot, Platform
+from db.models import ENV_PLATFORMS, AreaKind, Bot, Platform
 
 FIRST_BOT = "default"  # each platform's first bot: its token is in the environment
 NAME_MAX = 60
@@ -46,6 +46,8 @@ class BotProblem(enum.StrEnum):
     province_taken = "province_taken"  # another bot of the platform serves that province
     unreadable = "unreadable"  # sealed with another SECRET_KEY
     not_found = "not_found"  # no such bot
+    bad_options = "bad_options"  # a gateway's options lack a required key or hold a bad value
+    bad_secret = "bad_secret"  # noqa: S105 - a gateway's secret is empty or too long
 
 
 _EXPLAINED = {
@@ -65,7 +67,46 @@ _EXPLAINED = {
         "set the token again"
     ),
     BotProblem.not_found: "no such bot",
+    BotProblem.bad_options: "the gateway's options are incomplete or malformed (see --option)",
+    BotProblem.bad_secret: "the gateway's secret is empty or longer than 500 characters",
 }
+
+# What each gateway platform cannot run without (bot/sms.py, bot/zalo_oa.py and bot/zns.py
+# check the rest when the bot starts, and say what is wrong in its status).
+REQUIRED_OPTIONS: dict[Platform, tuple[str, ...]] = {
+    Platform.sms: ("host", "port", "system_id", "brandname"),
+    Platform.zalo_oa: ("app_id",),
+    Platform.zns: ("app_id",),
+}
+# The options that name the account: two bots with the same are the same account.
+_ACCOUNT_OPTIONS: dict[Platform, tuple[str, ...]] = {
+    Platform.sms: ("host", "port", "system_id"),
+    Platform.zalo_oa: ("app_id",),
+    Platform.zns: ("app_id",),
+}
+_OPTION_KEY = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+SECRET_MAX = 500
+
+
+def is_gateway(platform: Platform) -> bool:
+    """Registered with options and a secret, not a "<digits>:<secret>" bot token."""
+    return platform not in ENV_PLATFORMS
+
+
+def clean_options(platform: Platform, options: dict[str, object]) -> dict[str, object]:
+    """A gateway's options: short lower-case keys, scalar values, the required ones there."""
+    cleaned: dict[str, object] = {}
+    for key, value in options.items():
+        if not _OPTION_KEY.match(key) or not isinstance(value, str | int | float | bool):
+            raise BotError(BotProblem.bad_options)
+        cleaned[key] = value.strip() if isinstance(value, str) else value
+    if any(cleaned.get(key) in (None, "") for key in REQUIRED_OPTIONS.get(platform, ())):
+        raise BotError(BotProblem.bad_options)
+    return cleaned
+
+
+def _account_of(bot: Bot) -> tuple[object, ...]:
+    return tuple(str(bot.options.get(key)) for key in _ACCOUNT_OPTIONS.get(bot.platform, ()))
 
 
 class BotError(ValueError):
@@ -208,8 +249,10 @@ async def add(
     link: str | None = None,
     province: str | None = None,
     taken: Collection[str] = (),
+    options: dict[str, object] | None = None,
 ) -> Bot:
-    """Register another bot of `platform`; `taken` are the environment's tokens."""
+    """Register another bot of `platform`; `taken` are the environment's tokens. A gateway
+    (SMS, Official Account, ZNS) gives its `options` and its secret as `token`."""
     name = name.strip().lower()
     if not _NAME.match(name):
         raise BotError(BotProblem.bad_name)
@@ -217,11 +260,23 @@ async def add(
         raise BotError(BotProblem.first_bot_token)
     if await session.scalar(select(Bot.id).where(Bot.platform == platform, Bot.name == name)):
         raise BotError(BotProblem.name_taken)
-    token = clean_token(token)
-    await _check_account_free(session, box, None, platform, token, taken)
+    cleaned: dict[str, object] = {}
+    if is_gateway(platform):
+        token = token.strip()
+        if not token or len(token) > SECRET_MAX:
+            raise BotError(BotProblem.bad_secret)
+        cleaned = clean_options(platform, options or {})
+        others = await session.scalars(select(Bot).where(Bot.platform == platform))
+        probe = Bot(platform=platform, options=cleaned)
+        if any(_account_of(other) == _account_of(probe) for other in others):
+            raise BotError(BotProblem.token_taken)
+    else:
+        token = clean_token(token)
+        await _check_account_free(session, box, None, platform, token, taken)
     bot = Bot(
         platform=platform,
         name=name,
+        options=cleaned,
         token_sealed=box.seal(token),
         rate_per_second=_rate(rate_per_second),
         link=_link(link),
@@ -238,8 +293,13 @@ async def set_token(
     """Replace a bot's token (the platform issued a new one); the running bot restarts."""
     if is_first(bot):
         raise BotError(BotProblem.first_bot_token)
-    token = clean_token(token)
-    await _check_account_free(session, box, bot, bot.platform, token, taken)
+    if is_gateway(bot.platform):
+        token = token.strip()
+        if not token or len(token) > SECRET_MAX:
+            raise BotError(BotProblem.bad_secret)
+    else:
+        token = clean_token(token)
+        await _check_account_free(session, box, bot, bot.platform, token, taken)
     bot.token_sealed = box.seal(token)
     bot.username = None  # read again from the platform with the new token
 

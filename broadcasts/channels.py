@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from db.models import Platform
 
@@ -53,6 +54,10 @@ class Outbound:
     text: str = ""
     ack_bulletin_id: int | None = None
     media: Media | None = None
+    # A ZNS message: Zalo's id of an approved template and its parameters' values (the
+    # text is then only what the preview and logs show).
+    template_id: str | None = None
+    template_data: Mapping[str, str] | None = None
 
 
 class Channel(Protocol):
@@ -67,6 +72,16 @@ class Channel(Protocol):
         A medium the platform cannot take (Zalo without a public URL) is replaced by a
         short note or skipped, never an error: the text must not suffer for the audio.
         """
+        ...
+
+
+@runtime_checkable
+class BriefChannel(Protocol):
+    """A channel every message of which is paid for (SMS): a bulletin goes out as one
+    brief text (broadcasts.sms.bulletin_text in the channel's encoding), no media."""
+
+    def brief(self, title: str, body: str, *, short: str | None) -> str:
+        """The text to send; `short` is an urgent bulletin's read-out (None: routine)."""
         ...
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import re
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from db.text import nfc
@@ -92,6 +93,26 @@ class GatewayTariff:
         if encoding is Encoding.ucs2:
             return self.ucs2_single_limit, min(UCS2_PART, self.ucs2_single_limit)
         return self.single_limit, min(GSM7_PART, self.single_limit)
+
+
+# Characters of GSM-7 in a single SMS per carrier's brandname route: VinaPhone's leaves
+# room for its own prefix. An aggregator reaching all three is held to the smallest.
+CARRIER_SINGLE_LIMITS = {"viettel": 160, "mobifone": 160, "vinaphone": 123, "aggregator": 123}
+
+
+def tariff_from(options: Mapping[str, object]) -> GatewayTariff:
+    """A gateway's tariff from its options (bots.options): `cost_per_part_vnd` (the
+    contract's price of one part, required) and `carrier` (viettel, mobifone, vinaphone,
+    aggregator; default aggregator). Raises ValueError saying what is wrong."""
+    cost = options.get("cost_per_part_vnd")
+    if isinstance(cost, str) and cost.strip().isdigit():
+        cost = int(cost)
+    if not isinstance(cost, int) or isinstance(cost, bool) or not 0 < cost <= 10_000:
+        raise ValueError("cost_per_part_vnd: the contract's price of one SMS part, 1-10000 đ")
+    carrier = str(options.get("carrier") or "aggregator").strip().lower()
+    if carrier not in CARRIER_SINGLE_LIMITS:
+        raise ValueError(f"carrier: one of {', '.join(CARRIER_SINGLE_LIMITS)}")
+    return GatewayTariff(cost_per_part_vnd=cost, single_limit=CARRIER_SINGLE_LIMITS[carrier])
 
 
 @dataclass(frozen=True)
@@ -246,3 +267,44 @@ def mask(number: str) -> str:
     if len(number) <= 5:
         return "*" * len(number)
     return number[:2] + "*" * (len(number) - 5) + number[-3:]
+
+
+# What an SMS says of a bulletin. Every part is paid for, so a bulletin goes out brief:
+ACK_HINT = "Tra loi DA NHAN de xac nhan."  # how a feature phone acknowledges (bot/sms.py)
+ACK_HINT_UCS2 = "Trả lời DA NHAN để xác nhận."
+BRIEF_PARTS = 2  # a routine bulletin's title and the start of its body: two parts at most
+
+
+def _cut_words(text: str, encoding: Encoding, limit: int) -> str:
+    """The longest start of `text` within `limit` units, cut between words, with "..."."""
+    if length(text, encoding) <= limit:
+        return text
+    kept = ""
+    for word in text.split(" "):
+        candidate = f"{kept} {word}" if kept else word
+        if length(candidate, encoding) + 3 > limit:
+            break
+        kept = candidate
+    return f"{kept}..." if kept else text[: max(0, limit - 3)] + "..."
+
+
+def bulletin_text(
+    title: str, body: str, *, short: str | None, encoding: Encoding, tariff: GatewayTariff
+) -> str:
+    """The text of a bulletin as one SMS, prepared for `encoding`.
+
+    Urgent (`short` is its read-out, broadcasts.readout: ≤ 160 unaccented characters): in
+    GSM-7 the read-out, and the reply that acknowledges it when both fit one part; in
+    UCS-2 the accented title and body cut to two parts, then that reply. Routine: the
+    title and the start of the body within BRIEF_PARTS parts, cut between words.
+    """
+    single, part = tariff.limits(encoding)
+    two_parts = part * BRIEF_PARTS
+    if short is not None and encoding is Encoding.gsm7_unaccented:
+        with_hint = f"{short} {ACK_HINT}"
+        return with_hint if length(prepare(with_hint, encoding), encoding) <= single else short
+    text = prepare(f"{title}: {' '.join(body.split())}", encoding)
+    if short is None:
+        return _cut_words(text, encoding, two_parts)
+    hint = prepare(ACK_HINT_UCS2, encoding)
+    return f"{_cut_words(text, encoding, two_parts - length(hint, encoding) - 1)} {hint}"

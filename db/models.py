@@ -74,6 +74,19 @@ class AreaKind(enum.StrEnum):
 class Platform(enum.StrEnum):
     telegram = "telegram"  # python-telegram-bot against the Telegram Bot API
     zalo = "zalo"  # the Zalo Bot API (Telegram-like, no buttons, no uploads)
+    zalo_oa = "zalo_oa"  # a Zalo Official Account: messages its followers (Open API)
+    zns = "zns"  # Zalo Notification Service: an approved template to a phone number
+    sms = "sms"  # a carrier's brandname SMS gateway over SMPP 3.4 (chat ids are 84xxxxxxxxx)
+
+
+# Platforms a person talks to (a conversation, buttons or keywords); ZNS only sends, to a
+# phone a person consented to, as a step of an urgent bulletin's fallback chain.
+CHAT_PLATFORMS = (Platform.telegram, Platform.zalo, Platform.zalo_oa, Platform.sms)
+# Platforms whose first bot's token is in the environment (TELEGRAM_BOT_TOKEN, ...); the
+# others exist only once an administrator registers them (broadcasts.bots).
+ENV_PLATFORMS = (Platform.telegram, Platform.zalo)
+# Platforms a fallback step may use: they reach a phone number, not a chat.
+PHONE_PLATFORMS = (Platform.zns, Platform.sms)
 
 
 class SubscriberRole(enum.StrEnum):
@@ -289,6 +302,10 @@ class Bot(Timestamped, Base):
     # The province this bot serves (its posters, its people); NULL: any province not
     # served by a bot of its own.
     area_id: Mapped[int | None] = mapped_column(ForeignKey("areas.id"))
+    # What a gateway needs besides its secret (SMPP host, port, system id, brandname,
+    # encoding, tariff, throughput; an Official Account's app id, window and quota): no
+    # secret here, those are in token_sealed.
+    options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default="{}")
 
 
 class ChatAddress(Timestamped, Base):
@@ -311,6 +328,9 @@ class ChatAddress(Timestamped, Base):
     last_seen_at: Mapped[dt.datetime | None]
     # Where this chat is in a conversation flow (step, page, offered options); see bot/.
     dialog: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default="{}")
+    # A consented phone kept on a ZNS or SMS bot only for urgent bulletins' fallback steps
+    # (broadcasts.fallback): never in a bulletin's first fan-out, and /sdt xoa ends it.
+    fallback: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class ProcessedUpdate(Base):
@@ -422,6 +442,14 @@ class Bulletin(Timestamped, Base):
     # The approved warning this one updates (a storm's next position, say): published in
     # CAP as an Update referencing it, and its approval stops the earlier one's repeats.
     supersedes_id: Mapped[int | None] = mapped_column(ForeignKey("bulletins.id"), index=True)
+    # An urgent bulletin's fallback chain (broadcasts.fallback): a person who has not
+    # acknowledged `fallback_minutes` after their last step was sent gets the next of
+    # `fallback_platforms` ("zns", "sms") at their consented phone; empty: no chain.
+    fallback_minutes: Mapped[int | None] = mapped_column(Integer)
+    fallback_platforms: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
+    # The approved ZNS template the chain's ZNS step fills in. No foreign key: adding one
+    # to bulletins on SQLite rebuilds the table, and templates are disabled, never deleted.
+    zns_template_id: Mapped[int | None] = mapped_column(Integer)
 
 
 class BulletinArea(Base):
@@ -491,6 +519,15 @@ class Delivery(Base):
         # this index alone, never the table. Partial: rows enter it when they leave
         # `pending`, so fan-out does not pay for it (a full index added 30-60 % to a
         # 1,000,000-row fan-out); reports.AreaTotals covers the rest.
+        # Delivery receipts and callbacks find their row by the platform's message id;
+        # partial, so the fan-out's inserts (no id yet) do not pay for it.
+        Index(
+            "ix_deliveries_message",
+            "bot_id",
+            "platform_message_id",
+            sqlite_where=text("platform_message_id IS NOT NULL"),
+            postgresql_where=text("platform_message_id IS NOT NULL"),
+        ),
         Index(
             "ix_deliveries_progress",
             "run_id",
@@ -533,6 +570,8 @@ class Delivery(Base):
     platform_message_id: Mapped[str | None] = mapped_column(String(64))
     reason: Mapped[str | None] = mapped_column(String(80))
     sent_at: Mapped[dt.datetime | None]
+    # 0: the bulletin's fan-out; k: the k-th step of its fallback chain (broadcasts.fallback).
+    step: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class Acknowledgement(Timestamped, Base):
@@ -919,3 +958,39 @@ class VesselMark(Base):
     marked_at: Mapped[dt.datetime]
     method: Mapped[MarkMethod] = mapped_column(str_enum(MarkMethod))
     note: Mapped[str] = mapped_column(Text, default="", server_default="")
+
+
+# --- Zalo Official Account, ZNS ------------------------------------------------------------
+
+
+class OAuthToken(Base):
+    """An Official Account's current access and refresh tokens, by app: Zalo rotates the
+    refresh token at every refresh (the old one stops working), so exactly one row per
+    app, refreshed under a row lock, serves every process and both its OA and ZNS bots."""
+
+    __tablename__ = "oauth_tokens"
+
+    app_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    access_sealed: Mapped[str | None] = mapped_column(Text)  # TokenBox-sealed
+    refresh_sealed: Mapped[str] = mapped_column(Text)  # TokenBox-sealed
+    expires_at: Mapped[dt.datetime | None]  # of the access token
+    refreshed_at: Mapped[dt.datetime | None]
+
+
+class ZnsTemplate(Timestamped, Base):
+    """A ZNS template Zalo approved for the account, registered once by an official:
+    its id at Zalo, its parameters and what fills each, and its price per message."""
+
+    __tablename__ = "zns_templates"
+    __table_args__ = (UniqueConstraint("bot_id", "template_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    bot_id: Mapped[int] = mapped_column(ForeignKey("bots.id"))  # the ZNS bot (account)
+    template_id: Mapped[str] = mapped_column(String(40))  # Zalo's id of the template
+    name: Mapped[str] = mapped_column(String(120))
+    # {"<parameter>": "<source>"}: sources are broadcasts.zns.SOURCES (title, summary,
+    # area, time, readout); Zalo refuses a message missing any parameter.
+    params: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    price_vnd: Mapped[int] = mapped_column(Integer, default=300)  # per message delivered
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("officials.id"))

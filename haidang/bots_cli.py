@@ -19,10 +19,32 @@ bots_app = typer.Typer(
     no_args_is_help=True,
 )
 
-PlatformArgument = Annotated[Platform, typer.Argument(help="telegram or zalo.")]
+PlatformArgument = Annotated[
+    Platform, typer.Argument(help="telegram, zalo, zalo_oa (Official Account), zns or sms.")
+]
+OptionsOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--option",
+        metavar="KEY=VALUE",
+        help=(
+            "A gateway's option, repeated. sms: host, port, system_id, brandname, "
+            "cost_per_part_vnd, carrier, encoding, throughput; zalo_oa and zns: app_id "
+            "(and oa_id, api_base_url ...)."
+        ),
+    ),
+]
 NameArgument = Annotated[str, typer.Argument(help='The bot\'s name; "default" is the first bot.')]
 TokenStdinOption = Annotated[
-    bool, typer.Option("--token-stdin", help="Read the bot's token from standard input.")
+    bool,
+    typer.Option(
+        "--token-stdin",
+        help=(
+            "Read the bot's token from standard input (a gateway's secret: the SMPP "
+            "password; for zalo_oa and zns the app's secret key, then on a second line "
+            "the Official Account's refresh token)."
+        ),
+    ),
 ]
 LinkOption = Annotated[
     str | None,
@@ -36,18 +58,43 @@ def _read_token(token_stdin: bool) -> str:
     return sys.stdin.read().strip()
 
 
+def _options(pairs: list[str] | None) -> dict[str, object]:
+    """KEY=VALUE pairs; whole numbers become integers (a port, a price)."""
+    options: dict[str, object] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise fail(f"--option {pair!r}: expected KEY=VALUE", code=2)
+        value = value.strip()
+        options[key.strip()] = int(value) if value.isdigit() and len(value) < 10 else value
+    return options
+
+
+def _oa_secret(platform: Platform, read: str) -> tuple[str, str | None]:
+    """An Official Account app's secret key and the refresh token that came with it."""
+    if platform not in (Platform.zalo_oa, Platform.zns):
+        return read, None
+    lines = [line.strip() for line in read.splitlines() if line.strip()]
+    if len(lines) != 2:
+        raise fail("give the app's secret key, then the OA's refresh token, on two lines")
+    return lines[0], lines[1]
+
+
 async def _province_code(session: AsyncSession, bot: Bot) -> str | None:
     return None if bot.area_id is None else (await session.get_one(Area, bot.area_id)).code
 
 
 async def _settings_of(session: AsyncSession, bot: Bot) -> dict[str, Any]:
     """What the audit row records of a bot (never its token)."""
-    return {
+    recorded: dict[str, Any] = {
         "rate": bot.rate_per_second,
         "enabled": bot.enabled,
         "link": bot.link,
         "province": await _province_code(session, bot),
     }
+    if bot.options:  # a gateway's; its secret is not among them
+        recorded["options"] = dict(bot.options)
+    return recorded
 
 
 async def _record(session: AsyncSession, action: str, bot: Bot, details: dict[str, Any]) -> None:
@@ -109,17 +156,24 @@ def bots_add(
         str | None, typer.Option(metavar="CODE", help="The province it serves, e.g. p51.")
     ] = None,
     link: LinkOption = None,
+    option: OptionsOption = None,
 ) -> None:
-    """Register another bot; its token, read from standard input, is stored sealed."""
+    """Register another bot; its token, read from standard input, is stored sealed. A
+    gateway (zalo_oa, zns, sms) gives its options with --option."""
     settings: Settings = ctx.obj
-    token = _read_token(token_stdin)
+    token, refresh = _oa_secret(platform, _read_token(token_stdin))
     box = bots.TokenBox(settings.secret_key.get_secret_value())
 
     async def work(session: AsyncSession) -> str:
         bot = await bots.add(
             session, box, platform=platform, name=name, token=token, rate_per_second=rate,
             link=link, province=province, taken=settings.first_bot_tokens(platform),
+            options=_options(option),
         )  # fmt: skip
+        if refresh is not None:
+            from bot import zalo_oauth  # only a deployment with an Official Account needs it
+
+            await zalo_oauth.seed(session, box, str(bot.options["app_id"]), refresh)
         await _record(session, "bot.create", bot, {"after": await _settings_of(session, bot)})
         return f"added {bots.label(bot)}; a running service starts it within seconds"
 

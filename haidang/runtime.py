@@ -9,6 +9,7 @@ import datetime as dt
 import gc
 import hashlib
 import hmac
+import importlib
 import logging
 import os
 import shutil
@@ -18,7 +19,7 @@ import time
 import uuid
 from collections.abc import Collection, Generator
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol, cast
 
 import httpx
 import uvicorn
@@ -39,6 +40,7 @@ from audio.station import (
 from bot.answers import MAX_TURNS, Answers, Received, keep_events
 from bot.answers import store as store_answer
 from bot.conversation import Conversation
+from bot.front_end import FrontEnd, FrontEndArgs, FrontEndFactory
 from bot.listening import DocumentVoices
 from bot.replies import inbox_answer
 from bot.telegram import CONNECTION_POOL, TelegramChannel, TelegramFrontEnd
@@ -60,6 +62,7 @@ from broadcasts.subscribers import ensure_bot
 from db import schema
 from db.engine import make_engine, make_sessionmaker
 from db.models import (
+    ENV_PLATFORMS,
     Area,
     AudioAsset,
     Bot,
@@ -195,11 +198,10 @@ def webhook_secret(settings: Settings, platform: Platform, bot_id: int | None = 
     """A bot's webhook secret: for each platform's first bot (`bot_id` None) the configured
     one or one derived from SECRET_KEY; for the others, one derived from SECRET_KEY and
     the bot (never none at all)."""
-    configured = (
-        settings.telegram_webhook_secret
-        if platform is Platform.telegram
-        else settings.zalo_webhook_secret
-    )
+    configured = {
+        Platform.telegram: settings.telegram_webhook_secret,
+        Platform.zalo: settings.zalo_webhook_secret,
+    }.get(platform)
     if configured is not None and bot_id is None:
         return configured.get_secret_value()
     key = settings.secret_key.get_secret_value().encode()
@@ -207,7 +209,25 @@ def webhook_secret(settings: Settings, platform: Platform, bot_id: int | None = 
     return hmac.new(key, f"webhook:{which}".encode(), hashlib.sha256).hexdigest()
 
 
-WEBHOOK_PATHS = {Platform.telegram: TELEGRAM_WEBHOOK_PATH, Platform.zalo: ZALO_WEBHOOK_PATH}
+WEBHOOK_PATHS = {
+    Platform.telegram: TELEGRAM_WEBHOOK_PATH,
+    Platform.zalo: ZALO_WEBHOOK_PATH,
+    Platform.zalo_oa: "/webhooks/zalo_oa",  # followers' events (each bot at /<bot id>)
+    Platform.zns: "/webhooks/zns",  # delivery callbacks (each bot at /<bot id>)
+}  # SMS has none: its messages and receipts come over the SMPP link
+
+# The gateway platforms' front ends, by "module:class" (bot/front_end.py): imported when
+# a bot of the platform first runs, so a deployment without one loads none of its code.
+FRONT_ENDS: dict[Platform, str] = {
+    Platform.sms: "bot.sms:SmsFrontEnd",
+    Platform.zalo_oa: "bot.zalo_oa:ZaloOaFrontEnd",
+    Platform.zns: "bot.zns:ZnsFrontEnd",
+}
+
+
+def front_end_factory(platform: Platform) -> FrontEndFactory:
+    module, name = FRONT_ENDS[platform].split(":")
+    return cast(FrontEndFactory, getattr(importlib.import_module(module), name))
 
 
 def webhook_path(platform: Platform, bot_id: int | None = None) -> str:
@@ -231,12 +251,15 @@ class BotConfig:
     # The rest of the sender's settings (paid broadcast, quiet hours): when they or the
     # rate change, the running bot's sender restarts; its front end goes on.
     sending: tuple[object, ...]
+    # A gateway's options (bots.options): a change restarts its front end.
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def same_bot(self, other: BotConfig) -> bool:
         """Whether `other` can take this bot's place without restarting its front end (the
-        same token and name); a restart is kept for that, since a Zalo bot's long polls cut
-        at a restart may take the next few updates with them."""
-        return (self.token, self.label, self.first) == (other.token, other.label, other.first)
+        same token, name and options); a restart is kept for that, since a Zalo bot's long
+        polls cut at a restart may take the next few updates with them."""
+        mine = (self.token, self.label, self.first, self.options)
+        return mine == (other.token, other.label, other.first, other.options)
 
     @property
     def hook_id(self) -> int | None:
@@ -263,8 +286,8 @@ class ChatPart:
         self.config = config
         self._settings = settings
         self._service = service
-        self.front: TelegramFrontEnd | ZaloFrontEnd | None = None
-        self._connecting: TelegramFrontEnd | ZaloFrontEnd | None = None
+        self.front: FrontEnd | None = None
+        self._connecting: FrontEnd | None = None
         self._task: asyncio.Task[None] | None = None
         self._failure: str | None = None  # why the last attempt failed
         self._bot_id: int | None = None
@@ -317,24 +340,34 @@ class ChatPart:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(first_try.wait(), self.FIRST_TRY_S)
 
-    def _front_end(self, bot_id: int) -> TelegramFrontEnd | ZaloFrontEnd:
+    def _front_end(self, bot_id: int) -> FrontEnd:
         settings, config = self._settings, self.config
         public = str(settings.public_base_url).rstrip("/") if settings.public_base_url else None
         secret = webhook_secret(settings, self.platform, config.hook_id)
-        telegram = self.platform is Platform.telegram
-        front_end = TelegramFrontEnd if telegram else ZaloFrontEnd
-        base = settings.telegram_api_base_url if telegram else settings.zalo_api_base_url
-        # Telegram keeps its file ids of uploaded audio in the database across restarts.
         service = self._service
-        extra = {}
-        if telegram:
-            ids = StoredFileIds(service.sessions, bot_id, read_sessions=service.read_sessions)
-            extra["file_ids"] = ids
         answers = Answers(
             service.sessions, service.conversation, service.outboxes[bot_id],
             bot_id=bot_id, holder=service.holder, turn_slots=service.turn_slots,
         )  # fmt: skip
         service.answers[bot_id] = answers
+        if self.platform not in ENV_PLATFORMS:
+            hook = f"{public}{webhook_path(self.platform, bot_id)}"
+            args = FrontEndArgs(
+                bot_id=bot_id, secret=_secret(config.token), options=config.options,
+                answers=answers, sessions=service.sessions,
+                box=TokenBox(settings.secret_key.get_secret_value()),
+                webhook_url=hook if public and self.platform in WEBHOOK_PATHS else None,
+                webhook_secret=secret,
+            )  # fmt: skip
+            return front_end_factory(self.platform)(args)
+        telegram = self.platform is Platform.telegram
+        front_end = TelegramFrontEnd if telegram else ZaloFrontEnd
+        base = settings.telegram_api_base_url if telegram else settings.zalo_api_base_url
+        # Telegram keeps its file ids of uploaded audio in the database across restarts.
+        extra = {}
+        if telegram:
+            ids = StoredFileIds(service.sessions, bot_id, read_sessions=service.read_sessions)
+            extra["file_ids"] = ids
         return front_end(
             **extra,
             token=_secret(config.token),
@@ -422,9 +455,7 @@ class ChatPart:
                 self._lost.set()
                 return
 
-    async def _connect(
-        self, bot_id: int, first_try: asyncio.Event
-    ) -> TelegramFrontEnd | ZaloFrontEnd | None:
+    async def _connect(self, bot_id: int, first_try: asyncio.Event) -> FrontEnd | None:
         """Start the front end, retrying with a growing delay; None when the lease was
         lost meanwhile."""
         # One front end for every attempt: its start() may be called again after a
@@ -1235,7 +1266,7 @@ class Bots:
         self._workers = 1  # live workers, as last read
         self._started = False
         self._last_asked = 0.0  # when a webhook for an unknown bot last ran a refresh
-        for platform in Platform:  # shown from the start (/healthz answers before bots start)
+        for platform in ENV_PLATFORMS:  # shown from the start (/healthz answers before bots start)
             first_off = self._first_off(platform)
             starting = PartStatus(active=False, detail="starting")
             self._off[platform.value] = starting if first_off is None else first_off
@@ -1268,11 +1299,11 @@ class Bots:
         wanted: dict[int, BotConfig] = {}
         off = {
             platform.value: status
-            for platform in Platform
+            for platform in ENV_PLATFORMS
             if (status := self._first_off(platform)) is not None
         }
         async with self._service.sessions.begin() as session:
-            for platform in Platform:  # a first bot's row is made when first served
+            for platform in ENV_PLATFORMS:  # a first bot's row is made when first served
                 if platform.value not in off:
                     await ensure_bot(session, platform)
             rows = await bots.listing(session)
@@ -1282,6 +1313,10 @@ class Bots:
                 continue
             if not row.enabled:
                 off[label] = PartStatus(active=False, detail="disabled by an administrator")
+                continue
+            if bots.is_gateway(row.platform) and not self._worker:
+                # Its link (SMPP) or webhook (OA, ZNS) is served where the bot runs.
+                off[label] = PartStatus(active=False, detail="runs in a worker")
                 continue
             token: str | None = None
             if first:
@@ -1302,6 +1337,7 @@ class Bots:
                 bot_id=row.id, platform=row.platform, label=label, first=first, token=token,
                 rate_per_second=row.rate_per_second, per_chat_interval=row.per_chat_interval,
                 sending=(row.paid_broadcast, row.quiet_start, row.quiet_end),
+                options=dict(row.options or {}),
             )  # fmt: skip
         return wanted, off
 
@@ -1534,7 +1570,7 @@ class Service:
         self.bots = Bots(settings, self, self.roles)
         self.webhooks: dict[str, Webhook] = {}
         if self.bots.serves_webhooks:
-            for platform in Platform:
+            for platform in WEBHOOK_PATHS:
                 self.webhooks.update(_webhook_routes(self.bots, platform))
         # The web app starts first, so webhooks have somewhere to land when registered;
         # senders start last, once every bot's channel is registered, and stop first.

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from broadcasts.subscribers import ensure_bot
 from db import schema
-from db.models import Area, ChatAddress, Platform, Subscriber, Subscription
+from db.models import ENV_PLATFORMS, Area, ChatAddress, Subscriber, Subscription
 from haidang.pool import PoolBudget
 from haidang.roles import ALL_ROLES, Role
 from haidang.runtime import OffPart, Service
@@ -63,7 +63,7 @@ async def without_quiet_hours(database: Database, **bot_settings: Any) -> None:
     the wall clock would otherwise pass or fail by the hour it runs at (CI runs at any hour).
     """
     async with database.sessions.begin() as session:
-        for platform in Platform:
+        for platform in ENV_PLATFORMS:
             bot = await ensure_bot(session, platform)
             bot.quiet_start = bot.quiet_end = None
             for name, value in bot_settings.items():

@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from broadcasts import bots, leases
 from broadcasts.bots import TokenBox
 from broadcasts.sender import sender_lease
-from db.models import Bot, ChatAddress, Delivery, DeliveryState, Platform
+from db.models import ENV_PLATFORMS, Bot, ChatAddress, Delivery, DeliveryState, Platform
 from haidang.runtime import Bots
 from haidang.settings import DEV_SECRET_KEY
 from tests.bot.harness import running_service, until, until_async, wait_text
@@ -66,7 +66,7 @@ def _settings(platform: Platform, token: str, router: TokenRouter) -> dict[str, 
     return {f"{platform.value}_bot_token": token, f"{platform.value}_api_base_url": router.base_url}
 
 
-@pytest.mark.parametrize("platform", list(Platform))
+@pytest.mark.parametrize("platform", ENV_PLATFORMS)
 async def test_each_bot_answers_and_warns_its_own_people(
     seeded: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, platform: Platform
 ) -> None:
