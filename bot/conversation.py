@@ -45,6 +45,8 @@ FLOOD_WINDOW_S = 10.0
 FLOOD_MAX_EVENTS = 30  # a person toggling topics taps fast; a script taps faster
 SEARCH_RESULTS = 3  # documents shown for a search: each gets a read and a listen button
 TOPIC_PAGE = 5  # documents listed per page when browsing a topic
+SMS_CHOICES = 4  # communes offered by SMS for an ambiguous name (a reply of two SMS at most)
+SMS_BRIEF = 200  # characters of a bulletin's body in the answer to TIN by SMS
 # Characters of a reading page's message kept for its header, the page-turn hint and (on
 # Zalo) the numbered options, so page + extras stay under the platform's limit.
 READ_RESERVE = 300
@@ -81,6 +83,9 @@ class Inbound:
     # The platform takes audio only as a link it fetches (Zalo), so a voice needs
     # PUBLIC_BASE_URL; otherwise it is uploaded (Telegram).
     voice_by_url: bool = False
+    # A text message to an SMS brandname from a phone: words instead of buttons, short
+    # unaccented replies (each costs money), no menus (see Conversation._sms_text).
+    sms: bool = False
 
 
 @dataclass(frozen=True)
@@ -121,6 +126,7 @@ class _Turn:
     display_name: str | None
     text_limit: int = 2000
     voice_by_url: bool = False
+    sms: bool = False
     # The person was created by this turn and follows nothing (cleared when they follow
     # an area: see Conversation._follow), so their areas need not be read.
     is_new: bool = False
@@ -221,6 +227,7 @@ class Conversation:
                 display_name=event.display_name,
                 text_limit=event.text_limit,
                 voice_by_url=event.voice_by_url,
+                sms=event.sms,
                 is_new=contact.is_new,
             )
             # Without autoflush, the address's new last_seen_at (contact_for) and the
@@ -300,6 +307,9 @@ class Conversation:
         text = nfc(raw.strip())
         cut = len(text) > MAX_INPUT
         text = text[:MAX_INPUT]
+        if turn.sms:
+            await self._sms_text(turn, text)
+            return
         if text.startswith("/"):
             word, _, rest = text[1:].partition(" ")
             command = word.split("@", 1)[0].lower()  # "/start@HaiDangBot" in groups
@@ -755,6 +765,113 @@ class Conversation:
     async def _is_subscribed(self, turn: _Turn) -> bool:
         return turn.subscriber.status is SubscriberStatus.active and bool(
             await self._communes(turn)
+        )
+
+    # --- SMS: feature phones text words to the brandname --------------------------------
+
+    async def _sms_text(self, turn: _Turn, text: str) -> None:
+        """A text by SMS: "DK <commune name or code>" subscribes at once, a number picks
+        from the communes DK offered, DA NHAN / HUY / BAT DAU / XOA / TIN act at once (a
+        confirmation would cost another SMS each way); a distress call goes to the
+        officials; anything else gets the one-SMS help."""
+        folded = fold(text).strip(" .!?")
+        options = turn.dialog.get("options") or []
+        turn.dialog = {}
+        keyword = texts.KEYWORDS.get(folded)
+        for word in texts.SMS_WORDS_SUBSCRIBE:
+            if folded == word or folded.startswith(word + " "):
+                await self._sms_subscribe(turn, folded[len(word) :].strip())
+                return
+        if folded.isdigit() and 1 <= int(folded) <= len(options):
+            kind, _, code = str(options[int(folded) - 1]).partition(":")
+            if kind == "c":
+                await self._sms_subscribe_to(turn, code)
+                return
+        if keyword == "ack":
+            await self._ack_latest(turn)
+        elif keyword == "huy":
+            if await self._is_subscribed(turn):
+                await subscribers.stop(turn.session, turn.subscriber, turn.now)
+                turn.say(texts.SMS_STOPPED)
+            else:
+                turn.say(texts.SMS_NOT_SUBSCRIBED)
+        elif keyword == "batdau":
+            followed = await self._communes(turn)
+            if followed and turn.subscriber.consent_at is not None:
+                await subscribers.resume(turn.session, turn.subscriber)
+                turn.say(texts.SMS_RESUMED.format(areas=self._names(followed)))
+            else:
+                turn.say(texts.SMS_NOT_SUBSCRIBED)
+        elif keyword == "xoa":
+            await turn.session.flush()  # see _confirmed
+            await subscribers.erase(turn.session, turn.subscriber, turn.now)
+            turn.say(texts.SMS_ERASED)
+        elif keyword == "tin":
+            await self._sms_latest(turn)
+        elif inbox.is_urgent(text):  # a distress call always reaches the officials
+            await self._to_inbox(turn, text, cut=False)
+        else:
+            turn.say(texts.SMS_HELP)
+
+    async def _sms_subscribe(self, turn: _Turn, query: str) -> None:
+        if not query:
+            turn.say(texts.SMS_NEED_COMMUNE)
+            return
+        area = await self._map.find(turn.session, query)
+        if area is not None and area.kind is AreaKind.commune:
+            await self._sms_subscribe_to(turn, area.code)
+            return
+        matches = await areas.search(turn.session, query, kinds=(AreaKind.commune,), limit=8)
+        # "binh chau" names Xã Bình Châu exactly: a fuzzy neighbour is no rival to it.
+        exact = [m for m in matches if fold(m.area.name).endswith(fold(query))]
+        matches = exact or matches
+        if len(matches) == 1:
+            await self._sms_subscribe_to(turn, matches[0].area.code)
+        elif matches:
+            options = [Option(m.label, f"c:{m.area.code}") for m in matches[:SMS_CHOICES]]
+            turn.say(texts.SMS_PICK_COMMUNE, options)
+        else:
+            turn.say(texts.SMS_NO_COMMUNE.format(text=query[:30]))
+
+    async def _sms_subscribe_to(self, turn: _Turn, code: str) -> None:
+        """Texting DK is the consent: follow the commune with every topic at once."""
+        commune = await self._map.find(turn.session, code)
+        if commune is None:
+            turn.say(texts.SMS_NO_COMMUNE.format(text=code[:30]))
+            return
+        if turn.subscriber.consent_at is None:
+            turn.subscriber.role = SubscriberRole.fisherman
+        await subscribers.record_consent(turn.session, turn.subscriber, turn.now, None)
+        chose = not turn.is_new and bool(
+            await subscribers.topic_ids_of(turn.session, turn.subscriber.id)
+        )
+        await self._follow(turn, commune.id)
+        if not chose:
+            await subscribers.follow_all_topics(turn.session, turn.subscriber.id)
+        province = (
+            await self._map.get(turn.session, commune.province_id) if commune.province_id else None
+        )
+        turn.say(
+            texts.SMS_SUBSCRIBED.format(commune=commune.name, province=self._area_name(province))
+        )
+
+    async def _sms_latest(self, turn: _Turn) -> None:
+        """TIN: the newest bulletin for the person's communes, in brief."""
+        if not await self._communes(turn):
+            turn.say(texts.SMS_NOT_SUBSCRIBED)
+            return
+        found = await subscribers.latest_bulletins(turn.session, turn.subscriber.id, limit=1)
+        if not found:
+            turn.say(texts.SMS_NO_BULLETINS)
+            return
+        bulletin = found[0]
+        local = bulletin.updated_at.astimezone(dt.timezone(dt.timedelta(hours=7)))
+        turn.say(
+            texts.SMS_LATEST.format(
+                date=local.strftime("%d/%m"),
+                title=bulletin.title.rstrip(" ."),
+                body=_short(bulletin.body, SMS_BRIEF),
+            )
         )
 
     # --- the phone for urgent bulletins by ZNS or SMS (/sdt) -----------------------------

@@ -11,7 +11,7 @@ import socket
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +20,7 @@ from smpplib import consts, exceptions, smpp
 
 from broadcasts import sms
 from broadcasts.channels import FailureKind, Outbound, SendFailure
-from db.models import DeliveryState
+from db.models import DeliveryState, Platform
 
 log = logging.getLogger(__name__)
 # smpplib logs every PDU in hex at DEBUG, phone numbers and texts included, and warns on
@@ -29,9 +29,21 @@ log = logging.getLogger(__name__)
 WIRE_LOGGER = "bot.smpp.wire"
 logging.getLogger(WIRE_LOGGER).setLevel(logging.ERROR)
 
-PLATFORM = "sms"
+PLATFORM = Platform.sms
 UDHI = 0x40  # esm_class: the short message begins with a user data header
 RECEIPT_ESM = 0x04  # esm_class of a deliver_sm that is a delivery receipt
+# esm_class bits 2-5: the message type. 0 is a person's message (MO); the others are
+# receipts, intermediate notifications and acknowledgements, never a turn.
+MESSAGE_TYPE = 0x3C
+# Parts of a concatenated MO message wait this long for the rest (a phone sends them
+# within seconds); so many incomplete messages are held at most, the oldest dropped.
+MO_PARTS_WAIT_S = 600.0
+MO_INCOMPLETE_MAX = 10_000
+# An MO message whose deliver_sm_resp did not go out (the link broke, or it was not kept)
+# is redelivered by the gateway: its key is remembered this long, so the redelivery is
+# the same update and is turned once.
+MO_UNANSWERED_KEEP_S = 3600.0
+MO_UNANSWERED_MAX = 10_000
 DATA_CODING = {sms.Encoding.gsm7_unaccented: 0x00, sms.Encoding.ucs2: 0x08}
 _RECEIPT = re.compile(rb"id:(?P<id>\S+).*?stat:(?P<stat>[A-Z]+)", re.DOTALL)
 # Receipts that are not final yet: the part stays waited for.
@@ -88,6 +100,15 @@ class SmppConfig:
 
     def __post_init__(self) -> None:
         sms.check_brandname(self.brandname)
+
+
+@dataclass(frozen=True)
+class MobileMessage:
+    """A person's SMS to the brandname (MO), its parts joined."""
+
+    source: str  # the sender's number, normalised (84xxxxxxxxx), or as the gateway gave it
+    text: str
+    key: str  # stable for the gateway's redeliveries of this message (see SmppGateway)
 
 
 @dataclass(frozen=True)
@@ -227,17 +248,29 @@ class SmppGateway:
     broke may have been accepted, and its send() fails as transient, so a retry can send
     that message again, its earlier parts included. At most the messages in flight then
     (`window`) are repeated; none is lost, as only a submit_sm_resp counts as sent.
+
+    A person's SMS (MO) reaches `on_message` on the event loop, concatenated parts joined
+    first; its deliver_sm_resp waits for `on_message` to return (the message kept), and
+    an exception there answers ESME_RX_T_APPN so that the gateway delivers it again. A
+    redelivery (the answer lost with the link, or refused) carries the key the first
+    delivery got, while this process lives; after a restart it is a new message.
     """
 
     platform = PLATFORM
 
     def __init__(
-        self, config: SmppConfig, *, on_receipt: Callable[[Receipt], None] | None = None
+        self,
+        config: SmppConfig,
+        *,
+        on_receipt: Callable[[Receipt], None] | None = None,
+        on_message: Callable[[MobileMessage], Awaitable[None]] | None = None,
     ) -> None:
         self.config = config
         single, part = config.tariff.limits(config.encoding)
         self.max_text = part * config.max_parts if config.max_parts > 1 else single
         self._on_receipt = on_receipt
+        self._on_message = on_message
+        self._mo = _Reassembly()
         self._link: _Link | None = None
         self._generation = 0
         self._listener: threading.Thread | None = None
@@ -366,11 +399,14 @@ class SmppGateway:
                     self._await_receipt(pending.message, pending.index, message_id)
                 self._settle(pending.future, (int(pdu.status), message_id))
         elif command == "deliver_sm":
-            if (pdu.esm_class or 0) & RECEIPT_ESM:
+            esm_class = pdu.esm_class or 0
+            if esm_class & MESSAGE_TYPE == 0:
+                message = self._mo.take(pdu) if self._on_message is not None else None
+                if message is not None and self._hand_on(link, pdu.sequence, message):
+                    return True  # answered once kept
+            elif esm_class & RECEIPT_ESM:
                 self._receipt(pdu)
-            response = smpp.make_pdu("deliver_sm_resp", client=link)
-            response.sequence = pdu.sequence
-            link.send_pdu(response)
+            _answer_deliver(link, pdu.sequence)
         elif command == "enquire_link":
             response = smpp.make_pdu("enquire_link_resp", client=link)
             response.sequence = pdu.sequence
@@ -412,6 +448,36 @@ class SmppGateway:
                 # A status, not an exception: the waiter may be gone already (its write
                 # failed first), and nobody would retrieve it.
                 pending.future.set_result((_LINK_LOST, ""))
+
+    # -- people's messages (MO)
+
+    def _hand_on(self, link: _Link, sequence: int, message: MobileMessage) -> bool:
+        """From the listener thread: run on_message on the loop, answering the deliver_sm
+        when it returns. False when there is no loop to run it on."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return False
+        try:
+            asyncio.run_coroutine_threadsafe(self._keep_message(link, sequence, message), loop)
+        except RuntimeError:  # the loop closed meanwhile
+            return False
+        return True
+
+    async def _keep_message(self, link: _Link, sequence: int, message: MobileMessage) -> None:
+        status = consts.SMPP_ESME_ROK
+        try:
+            if self._on_message is not None:
+                await self._on_message(message)
+        except Exception as exc:
+            status = consts.SMPP_ESME_RX_T_APPN  # "try again later"
+            log.warning("sms: a message from %s was not kept (%s); the gateway will redeliver",
+                        sms.mask(message.source), type(exc).__name__)  # fmt: skip
+        try:
+            await asyncio.to_thread(_answer_deliver, link, sequence, status)
+        except (exceptions.ConnectionError, exceptions.PDUError, OSError, AttributeError):
+            return  # the link went: the gateway redelivers, under the same key
+        if status == consts.SMPP_ESME_ROK:
+            self._mo.answered(message.key)
 
     # -- receipts (listener thread)
 
@@ -463,6 +529,13 @@ class SmppGateway:
         """How `text` would go out through this gateway (parts, cost per recipient)."""
         return sms.plan(text, self.config.encoding, self.config.tariff)
 
+    def brief(self, title: str, body: str, *, short: str | None) -> str:
+        """A bulletin as one brief SMS in this gateway's encoding (broadcasts.sms): the
+        sender sends that, not the whole bulletin (broadcasts.channels.BriefChannel)."""
+        return sms.bulletin_text(
+            title, body, short=short, encoding=self.config.encoding, tariff=self.config.tariff
+        )
+
     async def send(self, chat_id: str, message: Outbound) -> str:
         """Send the text as one (concatenated) SMS; return the gateway's id of its first
         part ("" when there was nothing to send: SMS carries no media).
@@ -471,13 +544,22 @@ class SmppGateway:
         part is retried in place for up to `part_retry_s`, since the earlier parts are
         already on their way and a retry of the whole would repeat them.
         """
-        if not message.text.strip():
+        return await self.send_text(chat_id, message.text)
+
+    async def send_text(
+        self, chat_id: str, text: str, *, encoding: sms.Encoding | None = None,
+        max_parts: int | None = None,
+    ) -> str:  # fmt: skip
+        """`send` of a plain text, in `encoding` (the gateway's if None), cut at a word
+        end with "..." to fit `max_parts` parts (the gateway's max_parts if None)."""
+        if not text.strip():
             return ""
         try:
             number = sms.msisdn(chat_id)
         except ValueError as exc:
             raise SendFailure(FailureKind.chat_not_found, str(exc)) from exc
-        plan = self.plan(message.text)
+        encoding = encoding or self.config.encoding
+        plan = fit(text, encoding, self.config.tariff, max_parts or self.config.max_parts)
         if not plan.parts:
             return ""
         sms_message = _Message(total=plan.count)
@@ -561,7 +643,198 @@ class SmppGateway:
             raise SendFailure(FailureKind.transient, "no submit_sm_resp in time") from exc
 
 
+def fit(text: str, encoding: sms.Encoding, tariff: sms.GatewayTariff, parts: int) -> sms.SmsPlan:
+    """The plan of `text`, cut at a word end and marked "..." when it needs more than
+    `parts` parts (at least one)."""
+    plan = sms.plan(text, encoding, tariff)
+    if plan.count <= parts:
+        return plan
+    single, part = tariff.limits(encoding)
+    room = (single if parts <= 1 else part * parts) - 3
+    prepared = sms.prepare(text, encoding)
+    kept: list[str] = []
+    used = 0
+    for ch in prepared:
+        used += sms.length(ch, encoding)
+        if used > room:
+            break
+        kept.append(ch)
+    cut = "".join(kept)
+    cut = (cut.rsplit(" ", 1)[0] if " " in cut[room // 2 :] else cut).rstrip(" .,;:") + "..."
+    return sms.plan(cut, encoding, tariff)
+
+
 def _text(value: bytes | str | None) -> str:
     if isinstance(value, bytes):
         return value.decode("latin-1")
     return value or ""
+
+
+def _answer_deliver(link: _Link, sequence: int, status: int = consts.SMPP_ESME_ROK) -> None:
+    response = smpp.make_pdu("deliver_sm_resp", client=link, status=status)
+    response.sequence = sequence
+    link.send_pdu(response)
+
+
+_GSM7_DECODE = {i: ch for i, ch in enumerate(sms.GSM7_BASIC) if ch != "\x1b"}
+_GSM7_EXTENSION_DECODE = {code: ch for ch, code in sms.GSM7_EXTENSION.items()}
+
+
+def decode_mo(octets: bytes, data_coding: int) -> str:
+    """A message's text by its data_coding: 0 the GSM default alphabet (one septet per
+    octet, as gateways hand it over), 1 IA5 (ASCII), 3 Latin-1, 8 UCS-2 (UTF-16, surrogate
+    pairs included); anything else is read as Latin-1. Never raises."""
+    if data_coding == 0x08:
+        return octets.decode("utf-16-be", "replace")
+    if data_coding == 0x00:
+        out: list[str] = []
+        escaped = False
+        for octet in octets:
+            if escaped:
+                out.append(_GSM7_EXTENSION_DECODE.get(octet, " "))
+                escaped = False
+            elif octet == 0x1B:
+                escaped = True
+            else:
+                out.append(_GSM7_DECODE.get(octet & 0x7F, " "))
+        return "".join(out)
+    if data_coding == 0x01:
+        return octets.decode("ascii", "replace")
+    return octets.decode("latin-1")
+
+
+def split_udh(payload: bytes) -> tuple[tuple[int, int, int] | None, bytes]:
+    """(concatenation (reference, total, number) or None, the text's octets) of a short
+    message that begins with a user data header; 8- and 16-bit references are read."""
+    if not payload:
+        return None, b""
+    length = payload[0]
+    header, rest = payload[1 : 1 + length], payload[1 + length :]
+    concatenation = None
+    at = 0
+    while at + 2 <= len(header):
+        element, size = header[at], header[at + 1]
+        value = header[at + 2 : at + 2 + size]
+        if element == 0x00 and size == 3 and len(value) == 3:
+            concatenation = (value[0], value[1], value[2])
+        elif element == 0x08 and size == 4 and len(value) == 4:
+            concatenation = ((value[0] << 8) | value[1], value[2], value[3])
+        at += 2 + size
+    return concatenation, rest
+
+
+_Concatenation = tuple[str, int, int]  # (source, reference, total)
+
+
+@dataclass
+class _Unanswered:
+    """A message handed on whose deliver_sm_resp has not gone out as ESME_ROK yet."""
+
+    key: str
+    since: float
+    joined: _Concatenation | None  # the parts it was joined from
+
+
+class _Reassembly:
+    """MO messages read off the link (listener thread): parts joined, keys handed out.
+
+    Only the deliver_sm that completes a message waits for it to be kept (the other parts
+    are answered at once), so when it is delivered again alone the message it completed
+    is remembered, whole, until it is answered.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        # Parts waiting for the rest: their first arrival, and the texts by part number.
+        self._incomplete: OrderedDict[_Concatenation, tuple[float, dict[int, str]]] = OrderedDict()
+        self._unanswered: OrderedDict[tuple[str, str], _Unanswered] = OrderedDict()
+        self._by_key: dict[str, tuple[str, str]] = {}  # key -> (source, text)
+        self._joined: dict[_Concatenation, str] = {}  # of unanswered messages
+        self._serial = itertools.count(1)
+        self._started = time.time_ns()
+
+    def take(self, pdu: Any) -> MobileMessage | None:
+        """The message a deliver_sm completes; None for a part that waits for others."""
+        raw_source = _text(pdu.source_addr)
+        try:
+            source = sms.msisdn(raw_source)
+        except ValueError:
+            source = raw_source  # a short code or a foreign number: answered all the same
+        payload: bytes = pdu.short_message or b""
+        if not payload:
+            payload = getattr(pdu, "message_payload", None) or b""
+        concatenation = None
+        if (pdu.esm_class or 0) & UDHI:
+            concatenation, payload = split_udh(payload)
+        elif getattr(pdu, "sar_total_segments", None):
+            concatenation = (
+                int(pdu.sar_msg_ref_num or 0),
+                int(pdu.sar_total_segments),
+                int(pdu.sar_segment_seqnum or 1),
+            )
+        text = decode_mo(payload, pdu.data_coding or 0)
+        now = time.monotonic()
+        joined: _Concatenation | None = None
+        with self._lock:
+            self._forget(now)
+            if concatenation is not None and concatenation[1] > 1:
+                reference, total, number = concatenation
+                joined = (source, reference, total)
+                whole = self._joined.get(joined)
+                if whole is None:
+                    whole = self._join(joined, number, text, now)
+                    if whole is None:
+                        return None
+                text = whole
+            return MobileMessage(source=source, text=text, key=self._key(source, text, now, joined))
+
+    def _join(self, joined: _Concatenation, number: int, text: str, now: float) -> str | None:
+        _, parts = self._incomplete.setdefault(joined, (now, {}))
+        parts[number] = text
+        total = joined[2]
+        if len(parts) < total:
+            return None
+        del self._incomplete[joined]
+        return "".join(parts.get(n, "") for n in range(1, total + 1))
+
+    def _key(self, source: str, text: str, now: float, joined: _Concatenation | None) -> str:
+        known = self._unanswered.get((source, text))
+        if known is not None:
+            return known.key
+        # This process's start and a serial: unique (the same words texted again later
+        # are a new message), and no trace of the number or the words.
+        key = f"mo:{self._started:x}:{next(self._serial)}"
+        self._unanswered[(source, text)] = _Unanswered(key, now, joined)
+        self._by_key[key] = (source, text)
+        if joined is not None:
+            self._joined[joined] = text
+        return key
+
+    def _forget(self, now: float) -> None:
+        """Drop parts that never completed and messages never answered, oldest first."""
+        while self._incomplete:
+            first, _ = next(iter(self._incomplete.values()))
+            if now - first < MO_PARTS_WAIT_S and len(self._incomplete) < MO_INCOMPLETE_MAX:
+                break
+            self._incomplete.popitem(last=False)
+        while self._unanswered:
+            oldest = next(iter(self._unanswered.values()))
+            recent = now - oldest.since < MO_UNANSWERED_KEEP_S
+            if recent and len(self._unanswered) < MO_UNANSWERED_MAX:
+                break
+            _, record = self._unanswered.popitem(last=False)
+            self._drop(record)
+
+    def _drop(self, record: _Unanswered) -> None:
+        self._by_key.pop(record.key, None)
+        if record.joined is not None:
+            self._joined.pop(record.joined, None)
+
+    def answered(self, key: str) -> None:
+        """The message was kept and its deliver_sm_resp written: the same words again are
+        a new message."""
+        with self._lock:
+            content = self._by_key.get(key)
+            record = self._unanswered.pop(content, None) if content is not None else None
+            if record is not None:
+                self._drop(record)

@@ -288,3 +288,28 @@ LISTEN_NO_LINK = (
     "🔊 Bản nghe chưa gửi được qua Zalo vì hệ thống chưa có địa chỉ công khai. Bà con đọc "
     "bản chữ, hoặc nghe qua Telegram hay loa truyền thanh của xã."
 )
+
+# --- SMS (feature phones) ----------------------------------------------------------------------
+# Unaccented GSM-7, each within one SMS of 160 characters where a placeholder allows: every
+# reply costs the service money. The commands are words texted to the brandname.
+
+# The first words of a subscription, folded: "DK Binh Chau", "dk c22024".
+SMS_WORDS_SUBSCRIBE = ("dk", "dang ky")
+SMS_HELP = (
+    "Hai Dang: nhan DK <ten xa> de nhan tin (vd: DK Binh Chau), TIN xem tin moi, DA NHAN "
+    "xac nhan tin khan, HUY ngung, XOA xoa so."
+)
+SMS_SUBSCRIBED = (
+    "Da dang ky nhan tin cua {commune} ({province}). Nhan DK la dong y nhan tin qua so nay."
+    " HUY: ngung, XOA: xoa so."
+)
+SMS_PICK_COMMUNE = "Co nhieu xa ten nay. Tra loi so:"
+SMS_NO_COMMUNE = 'Khong tim thay xa "{text}". Nhan DK <ten xa>, vd: DK Binh Chau'
+SMS_NEED_COMMUNE = "Nhan DK kem ten xa, vd: DK Binh Chau"
+SMS_STOPPED = "Da ngung gui tin. Nhan DK <ten xa> hoac BAT DAU de nhan lai."
+SMS_ERASED = "Da xoa so cua ba con va moi thong tin kem theo. Nhan DK <ten xa> de dang ky lai."
+SMS_NOT_SUBSCRIBED = "Ba con chua dang ky. Nhan DK <ten xa>, vd: DK Binh Chau"
+SMS_RESUMED = "Ba con se nhan tin tro lai cua {areas}."
+SMS_LATEST = "Tin {date}: {title}. {body}"
+SMS_NO_BULLETINS = "Chua co ban tin nao cho xa cua ba con."
+SMS_INBOX = "Da chuyen tin nhan cua ba con toi can bo xa."

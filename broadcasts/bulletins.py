@@ -15,6 +15,7 @@ from broadcasts import areas, audit
 from broadcasts.cap import WEATHER_TOPIC, is_warning
 from broadcasts.officials import covers
 from db.models import (
+    PHONE_PLATFORMS,
     Area,
     AudioAsset,
     BroadcastRun,
@@ -32,6 +33,7 @@ from db.models import (
     Schedule,
     SubscriberRole,
     Topic,
+    ZnsTemplate,
 )
 from db.text import nfc
 
@@ -44,6 +46,9 @@ FINAL_STATES = {BulletinState.sent, BulletinState.cancelled, BulletinState.expir
 EDITABLE_STATES = {BulletinState.draft, BulletinState.rejected}
 # BCP 47 primary language subtags as the bots store them (subscribers.language).
 LANGUAGE_CODE = re.compile(r"[a-z]{2,3}")
+# Minutes an urgent bulletin's fallback chain waits for "Đã nhận" before its next step:
+# less than 5 reaches people still reading the chat; more than 12 hours is no warning.
+FALLBACK_MINUTES = range(5, 721)
 
 
 class BulletinError(ValueError):
@@ -114,6 +119,48 @@ class _Content:
         }
 
 
+@dataclass(frozen=True)
+class FallbackChain:
+    """An urgent bulletin's fallback chain: who has not acknowledged `minutes` after a
+    step was sent gets the next of `platforms` (in order, each once) at their consented
+    phone; `zns_template_id` is the template the ZNS step fills (required with ZNS)."""
+
+    minutes: int
+    platforms: tuple[Platform, ...]
+    zns_template_id: int | None = None
+
+
+async def _fallback_columns(
+    session: AsyncSession, chain: FallbackChain | None, *, urgent: bool
+) -> dict[str, Any]:
+    """The chain's Bulletin columns once checked; None (or no platforms) clears them."""
+    if chain is None or not chain.platforms:
+        return {"fallback_minutes": None, "fallback_platforms": [], "zns_template_id": None}
+    if not urgent:
+        raise BulletinError("only an urgent bulletin has a fallback chain")
+    if any(p not in PHONE_PLATFORMS for p in chain.platforms):
+        raise BulletinError("a fallback step is zns or sms")
+    if len(set(chain.platforms)) != len(chain.platforms):
+        raise BulletinError("each fallback platform at most once")
+    if chain.minutes not in FALLBACK_MINUTES:
+        raise BulletinError(
+            f"fallback minutes must be {FALLBACK_MINUTES.start}-{FALLBACK_MINUTES.stop - 1}"
+        )
+    template_id = None
+    if Platform.zns in chain.platforms:
+        if chain.zns_template_id is None:
+            raise BulletinError("a ZNS fallback step needs a ZNS template")
+        template = await session.get(ZnsTemplate, chain.zns_template_id)
+        if template is None or not template.enabled:
+            raise BulletinError(f"no enabled ZNS template #{chain.zns_template_id}")
+        template_id = template.id
+    return {
+        "fallback_minutes": chain.minutes,
+        "fallback_platforms": [p.value for p in chain.platforms],
+        "zns_template_id": template_id,
+    }
+
+
 async def _validated(
     session: AsyncSession,
     author: Official,
@@ -179,6 +226,7 @@ async def create(
     translations: dict[str, tuple[str, str]] | None = None,
     photo_path: str | None = None,
     supersedes: Bulletin | None = None,
+    fallback: FallbackChain | None = None,
     submit: bool = False,
     via: str = "web",
 ) -> Bulletin:
@@ -186,6 +234,7 @@ async def create(
 
     Every audience area must be inside the author's scope; text is stored NFC. With
     `supersedes`, the bulletin is an update of that approved warning (see _check_update).
+    `fallback`: an urgent bulletin's chain to ZNS and SMS (FallbackChain).
     """
     if author.role not in AUTHORS:
         raise BulletinError(f"a {author.role.value} cannot write bulletins")
@@ -193,6 +242,7 @@ async def create(
         session, author, title=title, body=body, area_codes=area_codes, now=now,
         topic_slug=topic_slug, expires_at=expires_at, translations=translations,
     )  # fmt: skip
+    chain = await _fallback_columns(session, fallback, urgent=urgent)
     if supersedes is not None:
         await _check_update(session, author, supersedes, urgent=urgent, topic_slug=topic_slug)
     targets = content.targets
@@ -201,6 +251,7 @@ async def create(
             urgent=urgent, expires_at=expires_at, roles=roles, platforms=platforms,
             photo_path=photo_path,
         ),
+        **chain,
         state=BulletinState.pending_approval if submit else BulletinState.draft,
         author_id=author.id,
         supersedes_id=supersedes.id if supersedes is not None else None,
@@ -219,7 +270,8 @@ async def create(
         session, now=now, official=author, via=via, action="bulletin.create",
         object_type="bulletin", object_id=bulletin.id,
         details={"areas": [a.code for a in targets], "urgent": urgent, "submitted": submit}
-        | ({"supersedes": supersedes.id} if supersedes is not None else {}),
+        | ({"supersedes": supersedes.id} if supersedes is not None else {})
+        | ({"fallback": chain} if chain["fallback_platforms"] else {}),
     )  # fmt: skip
     return bulletin
 
@@ -281,6 +333,7 @@ async def edit(
     expires_at: dt.datetime | None = None,
     translations: dict[str, tuple[str, str]] | None = None,
     photo_path: str | None = None,
+    fallback: FallbackChain | None = None,
     submit: bool = False,
     via: str = "web",
 ) -> list[str]:
@@ -289,7 +342,8 @@ async def edit(
     Only the author (or an admin) edits, and only before approval. Both the old and the
     new audience must be inside the editor's scope. The result is a draft again, or
     submitted for approval when `submit`. A changed title or body drops the rendered
-    voice, so the audio part renders the new text.
+    voice, so the audio part renders the new text. `fallback` replaces the chain (None:
+    no chain).
     """
     if bulletin.state not in EDITABLE_STATES:
         raise BulletinError(f"only a draft can be edited (this one is {bulletin.state.value})")
@@ -306,10 +360,11 @@ async def edit(
     old_translations = {
         t.language: (t.title, t.body) for t in await translations_of(session, bulletin.id)
     }
+    chain = await _fallback_columns(session, fallback, urgent=urgent)
     new_values = content.columns(
         urgent=urgent, expires_at=expires_at, roles=roles, platforms=platforms,
         photo_path=photo_path,
-    )  # fmt: skip
+    ) | chain  # fmt: skip
     changed = [name for name, value in new_values.items() if getattr(bulletin, name) != value]
     if {a.id for a in old_targets} != {a.id for a in content.targets}:
         changed.append("areas")
@@ -338,7 +393,8 @@ async def edit(
         session, now=now, official=editor, via=via, action="bulletin.edit",
         object_type="bulletin", object_id=bulletin.id,
         details={"changed": changed, "areas": [a.code for a in content.targets],
-                 "submitted": submit},
+                 "submitted": submit}
+        | ({"fallback": chain} if chain["fallback_platforms"] else {}),
     )  # fmt: skip
     return changed
 

@@ -8,6 +8,7 @@ from typing import cast
 from sqlalchemy import ColumnElement, Select, exists, func, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from broadcasts import fallback
 from broadcasts.audiences import recipients
 from db.engine import insert_for
 from db.models import (
@@ -160,10 +161,20 @@ def _bulletin_transitions() -> list[tuple[BulletinState, ColumnElement[bool], Bu
     ]  # fmt: skip
 
 
-async def anything_to_finish(session: AsyncSession) -> bool:
+async def _closable(session: AsyncSession, now: dt.datetime) -> list[int]:
+    """Finished runs, less those a fallback chain step may still come to (kept sending)."""
+    done = (await session.scalars(_finished_runs())).all()
+    kept = await fallback.chain_open(session, done, now) if done else set()
+    return [run_id for run_id in done if run_id not in kept]
+
+
+async def anything_to_finish(session: AsyncSession, now: dt.datetime | None = None) -> bool:
     """Whether `finish_runs` would change anything now (a read: the scheduler's tick
-    takes the write lock only when it would)."""
-    checks = [exists(_finished_runs())]
+    takes the write lock only when it would). Without `now`, a run kept open by its
+    fallback chain counts as finishable."""
+    if now is not None and await _closable(session, now):
+        return True
+    checks = [] if now is not None else [exists(_finished_runs())]
     checks += [
         exists(select(Bulletin.id).where(Bulletin.state == before, condition))
         for before, condition, _ in _bulletin_transitions()
@@ -177,10 +188,11 @@ async def finish_runs(session: AsyncSession, now: dt.datetime) -> list[int]:
     A run with nothing pending or sending is done. A sending bulletin with no open run
     goes back to scheduled while a schedule is active, else it is sent. A scheduled one
     whose schedules are used up is sent when something went out, else approved again
-    (every firing was missed), so an official can schedule it anew. Returns the runs
+    (every firing was missed), so an official can schedule it anew. A run a fallback
+    chain step may still come to stays sending (fallback.chain_open). Returns the runs
     closed now.
     """
-    done = (await session.scalars(_finished_runs())).all()
+    done = await _closable(session, now)
     if done:
         await session.execute(
             update(BroadcastRun)

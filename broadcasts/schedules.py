@@ -14,7 +14,7 @@ from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import Select, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from broadcasts import audit, bulletins, leases, officials, runs
+from broadcasts import audit, bulletins, fallback, leases, officials, runs
 from broadcasts.bulletins import APPROVERS, AUTHORS, FINAL_STATES, BulletinError, ScopeError
 from broadcasts.parts import PartStatus
 from db.engine import reading
@@ -392,7 +392,9 @@ async def anything_due(session: AsyncSession, now: dt.datetime) -> bool:
     """Whether `fire_due` would change anything now (reads only)."""
     if await session.scalar(select(exists(_due(now)))):
         return True
-    return await bulletins.any_to_expire(session, now) or await runs.anything_to_finish(session)
+    if await bulletins.any_to_expire(session, now):
+        return True
+    return await runs.anything_to_finish(session, now)
 
 
 async def fire_due(
@@ -420,6 +422,8 @@ async def fire_due(
         else:
             made += await _fire_cron(session, row, bulletin, now=now, tz=tz, max_missed=max_missed)
     await session.flush()
+    # Fallback steps of urgent bulletins (ZNS, then SMS) for whoever has not acknowledged.
+    await fallback.advance(session, now)
     await runs.finish_runs(session, now)
     return made
 

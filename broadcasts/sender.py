@@ -16,8 +16,15 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from broadcasts import bulletins, leases, queue
-from broadcasts.channels import Channel, FailureKind, Media, Outbound, SendFailure
+from broadcasts import bulletins, leases, queue, readout, zns
+from broadcasts.channels import (
+    BriefChannel,
+    Channel,
+    FailureKind,
+    Media,
+    Outbound,
+    SendFailure,
+)
 from broadcasts.outbox import Outbox
 from broadcasts.pacing import Lane, Pacer, Slot
 from db.engine import connection_lost
@@ -26,9 +33,11 @@ from db.models import (
     Bulletin,
     Delivery,
     DeliveryState,
+    Platform,
     Priority,
     RunState,
     SubscriberRole,
+    ZnsTemplate,
 )
 from db.text import split_message
 
@@ -371,6 +380,9 @@ class Sender:
         if expires_at is not None and self._clock() >= expires_at:
             self._finish(delivery, DeliveryState.expired, reason="expired")
             return
+        if not parts:  # a ZNS step whose template was disabled meanwhile
+            self._finish(delivery, DeliveryState.failed, reason="zns_no_template")
+            return
         await self._slots.acquire()
         lane = Lane.urgent if delivery.priority == queue.URGENT else Lane.routine
         slot = await self.pacer.wait_turn(delivery.chat_id, lane)
@@ -393,6 +405,11 @@ class Sender:
         async with self._sessions() as session:
             bulletin = await session.get_one(Bulletin, delivery.bulletin_id)
             title, body = await bulletins.text_for(session, bulletin, delivery.language)
+            if isinstance(self._channel, BriefChannel) or self._channel.platform is Platform.zns:
+                phone = await self._phone_message(session, bulletin, title, body)
+                found = [phone] if phone is not None else []
+                self._parts[key] = (found, bulletin.expires_at, time.monotonic() + MEDIA_RECHECK_S)
+                return found, bulletin.expires_at
         media = await self._media.media_for(bulletin.id) if self._media else BulletinMedia()
         urgent = bulletin.priority is Priority.urgent
         mark = URGENT_MARK if urgent else ROUTINE_MARK
@@ -408,6 +425,33 @@ class Sender:
         rebuild = float("inf") if complete else time.monotonic() + MEDIA_RECHECK_S
         self._parts[key] = (parts, bulletin.expires_at, rebuild)
         return parts, bulletin.expires_at
+
+    async def _phone_message(
+        self, session: AsyncSession, bulletin: Bulletin, title: str, body: str
+    ) -> Outbound | None:
+        """A bulletin to a phone number: one brief SMS (its read-out when urgent), or the
+        bulletin's ZNS template filled in (broadcasts.zns); None when its ZNS template is
+        missing or disabled (nothing can be sent)."""
+        relay = await readout.for_bulletin(session, bulletin, self._tz)
+        ack = bulletin.id if bulletin.priority is Priority.urgent else None
+        if isinstance(self._channel, BriefChannel):
+            short = relay.short if relay is not None else None
+            return Outbound(self._channel.brief(title, body, short=short), ack_bulletin_id=ack)
+        template = (
+            await session.get(ZnsTemplate, bulletin.zns_template_id)
+            if bulletin.zns_template_id is not None
+            else None
+        )
+        if template is None or not template.enabled:
+            return None
+        places = await readout.places_of(session, bulletin.id)
+        area = ", ".join(place.commune or place.province for place in places)
+        short = relay.short if relay is not None else None
+        data = zns.fill(template, bulletin, area, self._clock(), self._tz, relay=short)
+        return Outbound(
+            relay.short if relay is not None else title,  # what logs and previews show
+            ack_bulletin_id=ack, template_id=template.template_id, template_data=data,
+        )  # fmt: skip
 
     async def _send(
         self, delivery: queue.Claimed, parts: list[Outbound], slot: Slot, lane: Lane

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import Integer, delete, exists, insert, literal, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from broadcasts import sms
+from broadcasts import fallback, sms
 from db.engine import insert_for
 from db.models import (
     Acknowledgement,
@@ -204,7 +204,9 @@ async def set_phone(
 
 
 async def remove_phone(session: AsyncSession, subscriber: Subscriber) -> bool:
-    """/sdt xoa: forget the person's mobile and their consent to it; False if none was kept."""
+    """/sdt xoa: forget the person's mobile and their consent to it, and blank their
+    fallback addresses for it (fallback.forget_phone); False if none was kept."""
+    await fallback.forget_phone(session, subscriber.id)
     had = subscriber.phone is not None
     subscriber.phone = None
     subscriber.phone_consent_at = None

@@ -14,7 +14,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from broadcasts import bulletins, readout, reports, schedules
+from broadcasts import bulletins, readout, reports, schedules, zns
 from db.models import DeliveryState, Platform, SubscriberRole
 from haidang.cli_support import active_official as _official
 from haidang.cli_support import fail as _fail
@@ -92,10 +92,31 @@ def create(
         int | None,
         typer.Option(metavar="ID", help="An update of this approved warning (CAP Update)."),
     ] = None,
+    fallback: Annotated[
+        str | None,
+        typer.Option(
+            metavar="zns,sms",
+            help="With --urgent: who has not acknowledged gets these next, in order, at "
+            "their consented phone.",
+        ),
+    ] = None,
+    fallback_minutes: Annotated[
+        int, typer.Option(help="Minutes without an acknowledgement before each step (5-720).")
+    ] = 30,
+    zns_template: Annotated[
+        str | None,
+        typer.Option(metavar="ID", help="The ZNS template a zns step fills (ours or Zalo's id)."),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Write a bulletin and submit it for approval; prints its id."""
     settings: Settings = ctx.obj
+    steps: tuple[Platform, ...] = ()
+    if fallback:
+        try:
+            steps = tuple(Platform(step.strip()) for step in fallback.split(",") if step.strip())
+        except ValueError:
+            raise _fail("--fallback takes zns and/or sms, e.g. zns,sms", code=2) from None
     text = sys.stdin.read() if body == "-" else body
     expires_at = _parse_time(expires, settings, "--expires") if expires else None
     now = _now()
@@ -109,6 +130,12 @@ def create(
     async def work(session: AsyncSession) -> tuple[int, str]:
         author = await _official(session, by)
         earlier = await bulletins.get(session, supersedes) if supersedes is not None else None
+        chain = None
+        if steps:
+            template = await zns.get(session, zns_template) if zns_template else None
+            chain = bulletins.FallbackChain(
+                fallback_minutes, steps, template.id if template is not None else None
+            )
         bulletin = await bulletins.create(
             session,
             author=author,
@@ -123,6 +150,7 @@ def create(
             expires_at=expires_at,
             photo_path=photo_key,
             supersedes=earlier,
+            fallback=chain,
             submit=True,
             via="cli",
         )

@@ -45,6 +45,7 @@ class _LazyGroups(TyperGroup):
         "inbox": "haidang.inbox_cli:inbox_app",
         "station": "haidang.station_cli:station_app",
         "vessels": "haidang.vessel_cli:vessels_app",
+        "zns-template": "haidang.zns_cli:zns_template_app",
     }
 
     def list_commands(self, ctx: ClickContext) -> list[str]:

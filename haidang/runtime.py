@@ -9,7 +9,7 @@ import datetime as dt
 import gc
 import hashlib
 import hmac
-import importlib
+import json
 import logging
 import os
 import shutil
@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import Collection, Generator
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 import httpx
 import uvicorn
@@ -37,12 +37,14 @@ from audio.station import (
     find_station_binaries,
     make_station,
 )
+from bot import zns as zns_bot
 from bot.answers import MAX_TURNS, Answers, Received, keep_events
 from bot.answers import store as store_answer
 from bot.conversation import Conversation
 from bot.front_end import FrontEnd, FrontEndArgs, FrontEndFactory
 from bot.listening import DocumentVoices
 from bot.replies import inbox_answer
+from bot.sms import SmsFrontEnd
 from bot.telegram import CONNECTION_POOL, TelegramChannel, TelegramFrontEnd
 from bot.telegram import WEBHOOK_PATH as TELEGRAM_WEBHOOK_PATH
 from bot.telegram import handle_webhook as telegram_webhook
@@ -50,6 +52,7 @@ from bot.webhooks import one_line
 from bot.zalo import WEBHOOK_PATH as ZALO_WEBHOOK_PATH
 from bot.zalo import ZaloFrontEnd
 from bot.zalo import handle_webhook as zalo_webhook
+from bot.zalo_oa import ZaloOaFrontEnd
 from broadcasts import bots, cap_import, inbox, leases, stations
 from broadcasts.bots import BotError, TokenBox
 from broadcasts.channels import ChannelRegistry
@@ -216,18 +219,15 @@ WEBHOOK_PATHS = {
     Platform.zns: "/webhooks/zns",  # delivery callbacks (each bot at /<bot id>)
 }  # SMS has none: its messages and receipts come over the SMPP link
 
-# The gateway platforms' front ends, by "module:class" (bot/front_end.py): imported when
-# a bot of the platform first runs, so a deployment without one loads none of its code.
-FRONT_ENDS: dict[Platform, str] = {
-    Platform.sms: "bot.sms:SmsFrontEnd",
-    Platform.zalo_oa: "bot.zalo_oa:ZaloOaFrontEnd",
-    Platform.zns: "bot.zns:ZnsFrontEnd",
+# ZNS delivery callbacks, which Zalo may post to the app's OA webhook (Bots._zns_of).
+ZNS_EVENTS = frozenset((zns_bot.DELIVERED_EVENT, zns_bot.FAILED_EVENT))
+
+# The gateway platforms' front ends (bot/front_end.py), made from a bot's row.
+FRONT_ENDS: dict[Platform, FrontEndFactory] = {
+    Platform.sms: SmsFrontEnd,
+    Platform.zalo_oa: ZaloOaFrontEnd,
+    Platform.zns: zns_bot.ZnsFrontEnd,
 }
-
-
-def front_end_factory(platform: Platform) -> FrontEndFactory:
-    module, name = FRONT_ENDS[platform].split(":")
-    return cast(FrontEndFactory, getattr(importlib.import_module(module), name))
 
 
 def webhook_path(platform: Platform, bot_id: int | None = None) -> str:
@@ -351,15 +351,15 @@ class ChatPart:
         )  # fmt: skip
         service.answers[bot_id] = answers
         if self.platform not in ENV_PLATFORMS:
-            hook = f"{public}{webhook_path(self.platform, bot_id)}"
+            hooked = public is not None and self.platform in WEBHOOK_PATHS  # SMS has none
             args = FrontEndArgs(
                 bot_id=bot_id, secret=_secret(config.token), options=config.options,
                 answers=answers, sessions=service.sessions,
                 box=TokenBox(settings.secret_key.get_secret_value()),
-                webhook_url=hook if public and self.platform in WEBHOOK_PATHS else None,
+                webhook_url=f"{public}{webhook_path(self.platform, bot_id)}" if hooked else None,
                 webhook_secret=secret,
             )  # fmt: skip
-            return front_end_factory(self.platform)(args)
+            return FRONT_ENDS[self.platform](args)
         telegram = self.platform is Platform.telegram
         front_end = TelegramFrontEnd if telegram else ZaloFrontEnd
         base = settings.telegram_api_base_url if telegram else settings.zalo_api_base_url
@@ -1480,7 +1480,26 @@ class Bots:
             part = self._find(platform, bot_id)
         if part is None:
             return Response(status_code=503)
+        if platform is Platform.zalo_oa:
+            part = await self._zns_of(part, request)
         return await part.webhook(request)
+
+    async def _zns_of(self, part: BotPart, request: Request) -> BotPart:
+        """Zalo posts all of an app's events to the one URL set in the app: a ZNS delivery
+        callback that reaches the Official Account's path goes to the ZNS bot of the same
+        app, when one runs here (the body is read once; Starlette keeps it for the next)."""
+        try:
+            name = json.loads(await request.body()).get("event_name")
+        except (ValueError, AttributeError):
+            return part  # the OA front end refuses it with its reason
+        if name not in ZNS_EVENTS:
+            return part
+        app = part.config.options.get("app_id")
+        for other in self.parts.values():
+            config = other.config
+            if config.platform is Platform.zns and config.options.get("app_id") == app:
+                return other
+        return part
 
     def _find(self, platform: Platform, bot_id: int | None) -> BotPart | None:
         for part in self.parts.values():

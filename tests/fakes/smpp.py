@@ -6,7 +6,10 @@ the fake decodes GSM-7 with smpplib's table, not with ours). It does what a carr
 brandname gateway does to a client: checks the login, answers enquire_link, throttles
 submit_sm beyond its throughput with ESME_RTHROTTLED, refuses unknown numbers, sends a
 delivery receipt after each accepted part, reassembles concatenated parts by their UDH,
-and can drop a connection on purpose (before answering a chosen submit_sm).
+and can drop a connection on purpose (before answering a chosen submit_sm). A "phone" can
+text the brandname (`phone_sends`: a deliver_sm, concatenated with a UDH when asked,
+delivered again when the client answers it with an error), and `storm` throttles most
+submits for a while, whatever the throughput.
 """
 
 from __future__ import annotations
@@ -62,6 +65,16 @@ def decode_gsm7(octets: bytes) -> str:
     return "".join(out)
 
 
+def encode_gsm7(text: str) -> bytes:
+    """Unpacked GSM-7 as a phone's SMSC hands an MO over: smpplib's table holds the
+    extension table from 0x80, which goes out as the escape 0x1B and its code."""
+    out = bytearray()
+    for ch in text:
+        index = gsm.GSM_CHARACTER_TABLE.index(ch)
+        out += bytes((0x1B, index - 0x80)) if index >= 0x80 else bytes((index,))
+    return bytes(out)
+
+
 @dataclass(frozen=True)
 class Submit:
     """One accepted submit_sm, as the fake read it."""
@@ -94,6 +107,9 @@ class FakeSmsc:
     binds: int = 0
     dropped: int = 0
     unreceipted: int = 0  # receipts not sent: the link was gone
+    mo_answers: list[int] = field(default_factory=list)  # deliver_sm_resp statuses of MOs
+    mo_redeliveries: int = 0
+    redeliver_s: float = 0.3  # an MO answered with an error is delivered again after this
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -103,6 +119,12 @@ class FakeSmsc:
         self._links: set[socket.socket] = set()
         self._server: socket.socket | None = None
         self._threads: list[threading.Thread] = []
+        # Bound links, for MO messages: how to write to each and its sequence numbers.
+        self._bound: list[tuple[Any, _Sequences]] = []
+        self._mo: dict[int, tuple[Any, _Sequences, dict[str, Any]]] = {}  # by sequence
+        self._storm_until = 0.0
+        self._storm_every = 1  # in a storm, one submit in this many goes through
+        self._mo_references = itertools.count(1)
 
     # -- lifecycle
 
@@ -130,7 +152,67 @@ class FakeSmsc:
             self.dropped += 1
             with_shutdown(link)
 
+    def storm(self, seconds: float, *, let_through_one_in: int = 5) -> None:
+        """From now for `seconds`, answer ESME_RTHROTTLED to all submit_sm but one in
+        `let_through_one_in` (a carrier's congestion, whatever the contract says)."""
+        self._storm_every = let_through_one_in
+        self._storm_until = time.monotonic() + seconds
+
+    def phone_sends(
+        self, number: str, text: str, *, ucs2: bool = False, split: int | None = None,
+        to: str = "HAIDANG",
+    ) -> None:  # fmt: skip
+        """A phone texts `to`: a deliver_sm (MO) on the first bound link; with `split`,
+        as concatenated parts of at most that many characters, each with an 8-bit UDH."""
+        if not self._bound:
+            raise AssertionError("no client is bound to receive the message")
+        send, sequences = self._bound[0]
+        chunks = (
+            [text] if split is None else [text[i : i + split] for i in range(0, len(text), split)]
+        )
+        reference = next(self._mo_references) % 256
+        for number_of_part, chunk in enumerate(chunks, start=1):
+            octets = chunk.encode("utf-16-be") if ucs2 else encode_gsm7(chunk)
+            esm_class = 0
+            if len(chunks) > 1:
+                octets = bytes((5, 0, 3, reference, len(chunks), number_of_part)) + octets
+                esm_class = UDHI
+            params = {
+                "source_addr_ton": consts.SMPP_TON_INTL, "source_addr": number,
+                "dest_addr_ton": consts.SMPP_TON_ALNUM, "destination_addr": to,
+                "esm_class": esm_class, "data_coding": 8 if ucs2 else 0,
+                "short_message": octets,
+            }  # fmt: skip
+            self._deliver_mo(send, sequences, params)
+
+    def _deliver_mo(self, send: Any, sequences: _Sequences, params: dict[str, Any]) -> None:
+        pdu = smpp.make_pdu("deliver_sm", client=sequences, **params)
+        with self._lock:
+            self._mo[pdu.sequence] = (send, sequences, params)
+        send(pdu)
+
+    def _mo_answered(self, request: Any) -> None:
+        with self._lock:
+            sent = self._mo.pop(request.sequence, None)
+            if sent is None:
+                return  # the answer to a receipt
+            self.mo_answers.append(int(request.status))
+        if request.status == consts.SMPP_ESME_ROK:
+            return
+        self.mo_redeliveries += 1
+
+        def again() -> None:
+            time.sleep(self.redeliver_s)
+            with contextlib.suppress(OSError):
+                self._deliver_mo(*sent)
+
+        self._spawn(again)
+
     # -- what the tests read
+
+    def texts_to(self, number: str) -> list[str]:
+        """The complete messages sent to `number` (84xxxxxxxxx), in order."""
+        return [text for destination, text in self.messages() if destination == number]
 
     def messages(self) -> list[tuple[str, str]]:
         """(destination, text) of every complete message, concatenated parts joined by
@@ -189,6 +271,8 @@ class FakeSmsc:
                     status = self._login(request)
                     bound = status == consts.SMPP_ESME_ROK
                     answer(request, "bind_transceiver_resp", status, system_id="FAKESMSC")
+                    if bound:
+                        self._bound.append((send, sequences))
                 elif not bound:
                     answer(request, "generic_nack", consts.SMPP_ESME_RINVBNDSTS)
                 elif request.command == "enquire_link":
@@ -199,7 +283,9 @@ class FakeSmsc:
                 elif request.command == "submit_sm":
                     if not self._submit(request, answer, send, sequences):
                         return
-                elif request.command in ("deliver_sm_resp", "enquire_link_resp"):
+                elif request.command == "deliver_sm_resp":
+                    self._mo_answered(request)
+                elif request.command == "enquire_link_resp":
                     pass
                 else:
                     answer(request, "generic_nack", consts.SMPP_ESME_RINVCMDID)
@@ -207,6 +293,7 @@ class FakeSmsc:
             return
         finally:
             self._links.discard(link)
+            self._bound = [b for b in self._bound if b[0] is not send]
             link.close()
 
     def _login(self, request: Any) -> int:
@@ -231,7 +318,8 @@ class FakeSmsc:
             now = time.monotonic()
             while self._window and now - self._window[0] >= 1.0:
                 self._window.popleft()
-            if self.throughput is not None and len(self._window) >= self.throughput:
+            storming = now < self._storm_until and self._seen % self._storm_every != 0
+            if storming or (self.throughput is not None and len(self._window) >= self.throughput):
                 self.throttled += 1
                 answer(request, "submit_sm_resp", consts.SMPP_ESME_RTHROTTLED)
                 return True

@@ -23,6 +23,7 @@ from web.dashboard import (
     subscriber_views,
     texts,
     vessel_views,
+    zns_views,
 )
 from web.dashboard.auth import DEVICE_COOKIE, attempt_login, login_name, new_session
 from web.dashboard.common import (
@@ -164,6 +165,7 @@ def make_router(
     admin_views.register(router, dash)
     cap_views.register(router, dash)
     vessel_views.register(router, dash)
+    zns_views.register(router, dash)
 
     @router.get("/{rest:path}")
     @dash.view

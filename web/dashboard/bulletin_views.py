@@ -14,7 +14,17 @@ from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import FormData
 
-from broadcasts import areas, audiences, bulletins, cap, cap_import, officials, readout, schedules
+from broadcasts import (
+    areas,
+    audiences,
+    bulletins,
+    cap,
+    cap_import,
+    officials,
+    readout,
+    schedules,
+    zns,
+)
 from broadcasts.bulletins import BulletinError, ScopeError
 from db.models import (
     Area,
@@ -225,10 +235,11 @@ def register(router: APIRouter, dash: Dashboard) -> None:
             request,
             "dashboard/bulletin_new.html",
             {"topics": await ordered_topics(db), "values": values, "error": error, "chosen": chosen,
-             "roles": texts.SUBSCRIBER_ROLES, "platforms": texts.PLATFORMS,
+             "roles": texts.SUBSCRIBER_ROLES, "platforms": texts.AUDIENCE_PLATFORMS,
              "languages": texts.TRANSLATION_LANGUAGES, "limits": editor.LIMITS,
              "marks": MARKS, "editing": editing, "updating": updating,
-             "max_photo_mb": editor.MAX_PHOTO_BYTES // 1_000_000},
+             "max_photo_mb": editor.MAX_PHOTO_BYTES // 1_000_000,
+             "zns_templates": await zns.enabled_templates(db)},
             actor=actor, status_code=status_code,
         )  # fmt: skip
 
@@ -397,6 +408,12 @@ def register(router: APIRouter, dash: Dashboard) -> None:
                 )
             ).all()
             relay = await readout.for_bulletin(db, bulletin, dash.tz)  # urgent ones only
+            # What its ZNS and SMS steps would cost if nobody acknowledged (chains only).
+            phone = (
+                await zns.phone_preview(db, bulletin, tz=dash.tz, relay=relay)
+                if bulletin.fallback_platforms
+                else None
+            )
         now = dash.now()
         schedule_rows = []
         for row in rows:
@@ -448,7 +465,8 @@ def register(router: APIRouter, dash: Dashboard) -> None:
              "updates": [row for row in line if row.supersedes_id == bulletin.id],
              "updated": next((row for row in line if row.id == bulletin.supersedes_id), None),
              "readout": relay, "readout_limits": (readout.SHORT_LIMIT, int(readout.SPOKEN_LIMIT)),
-             "readout_estimate": texts.duration(relay.spoken_seconds) if relay else ""},
+             "readout_estimate": texts.duration(relay.spoken_seconds) if relay else "",
+             "phone": phone},
             actor=actor,
         )  # fmt: skip
 

@@ -18,6 +18,7 @@ from starlette.datastructures import FormData, UploadFile
 from audio.store import AssetStore
 from broadcasts import bulletins
 from db.models import (
+    PHONE_PLATFORMS,
     Bulletin,
     Platform,
     Priority,
@@ -53,12 +54,14 @@ __all__ = [
 LIMITS: dict[str, dict[str, int]] = {
     Platform.telegram.value: {"text": 4096, "caption": 1024},
     Platform.zalo.value: {"text": 2000, "caption": 2000},
+    Platform.zalo_oa.value: {"text": 2000, "caption": 2000},
 }
 MAX_TRANSLATIONS = len(texts.TRANSLATION_LANGUAGES)
 # A key store_photo made: content-addressed, so naming one means having had the picture.
 PHOTO_KEY = re.compile(r"photos/[0-9a-f]{2}/[0-9a-f]{64}\.(?:jpg|png)")
 _CHUNK = 256 * 1024
 UPDATE_PREFIX = "Cập nhật: "  # an update's title starts so; the official may change it
+FALLBACK_MINUTES_DEFAULT = 30  # what the chain's wait starts at in an empty editor
 
 
 @dataclass
@@ -70,6 +73,7 @@ class Checked:
     expires_at: dt.datetime | None = None
     translations: dict[str, tuple[str, str]] = field(default_factory=dict)
     photo_key: str | None = None
+    fallback: bulletins.FallbackChain | None = None
 
 
 def blank_values(area_codes: list[str]) -> dict[str, Any]:
@@ -78,6 +82,8 @@ def blank_values(area_codes: list[str]) -> dict[str, Any]:
         "title": "", "body": "", "topic": "", "priority": Priority.routine.value,
         "areas": area_codes, "roles": [], "platforms": [], "expires_at": "",
         "translations": [], "photo_key": "", "supersedes": "",
+        "fallback_minutes": str(FALLBACK_MINUTES_DEFAULT), "fallback_steps": [],
+        "zns_template": "",
     }  # fmt: skip
 
 
@@ -101,6 +107,9 @@ async def bulletin_values(db: AsyncSession, bulletin: Bulletin, tz: ZoneInfo) ->
         "translations": [{"language": t.language, "title": t.title, "body": t.body} for t in rows],
         "photo_key": bulletin.photo_path or "",
         "supersedes": str(bulletin.supersedes_id or ""),
+        "fallback_minutes": str(bulletin.fallback_minutes or FALLBACK_MINUTES_DEFAULT),
+        "fallback_steps": list(bulletin.fallback_platforms),
+        "zns_template": str(bulletin.zns_template_id or ""),
     }
 
 
@@ -150,6 +159,14 @@ def form_values(form: FormData) -> dict[str, Any]:
         "translations": rows[: MAX_TRANSLATIONS + 1],
         "photo_key": "" if form_text(form, "remove_photo") else form_text(form, "photo_key"),
         "supersedes": form_text(form, "supersedes"),
+        # The chain's steps in order: one select per phone platform, blanks skipped.
+        "fallback_minutes": form_text(form, "fallback_minutes"),
+        "fallback_steps": [
+            step
+            for index in range(1, len(PHONE_PLATFORMS) + 1)
+            if (step := form_text(form, f"fallback_step_{index}").strip())
+        ],
+        "zns_template": form_text(form, "zns_template"),
     }
 
 
@@ -196,6 +213,27 @@ async def checked(
         expires_at=parse_local(values["expires_at"], tz),
         translations=translations,
         photo_key=photo_key,
+        fallback=_fallback(values),
+    )
+
+
+def _fallback(values: dict[str, Any]) -> bulletins.FallbackChain | None:
+    """The chain as typed values (None without steps); bulletins checks the rest."""
+    if not values["fallback_steps"]:
+        return None
+    try:
+        steps = tuple(Platform(step) for step in values["fallback_steps"])
+    except ValueError:
+        raise DashboardError(texts.BAD_CHOICE) from None
+    try:
+        minutes = int(values["fallback_minutes"].strip())
+    except ValueError:
+        raise DashboardError(texts.FALLBACK_MINUTES_BAD) from None
+    template = values["zns_template"].strip()
+    if template and not template.isdigit():
+        raise DashboardError(texts.BAD_CHOICE)
+    return bulletins.FallbackChain(
+        minutes=minutes, platforms=steps, zns_template_id=int(template) if template else None
     )
 
 
@@ -215,6 +253,7 @@ def domain_arguments(
         "expires_at": checked.expires_at,
         "translations": checked.translations,
         "photo_path": checked.photo_key,
+        "fallback": checked.fallback,
         "submit": submit,
         "via": "web",
     }

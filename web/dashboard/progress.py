@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from broadcasts import reports
+from broadcasts import fallback, reports
 from db.models import Bot, BroadcastRun, Bulletin, BulletinState, Delivery, DeliveryState
 from web.dashboard import texts
 from web.dashboard.bulletin_views import load_visible
@@ -185,6 +185,24 @@ def progress_payload(report: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def chain_steps(found: list[fallback.StepReport]) -> list[dict[str, Any]]:
+    """The bulletin's fallback chain (fallback.steps) as the page shows it, step by step."""
+    return [
+        {
+            "step": report.step,
+            "platform": report.platform.value,
+            "platform_label": texts.PLATFORMS[report.platform],
+            "created": report.created,
+            "sent": report.sent,
+            "failed": report.failed,
+            "pending": report.pending,
+            "acknowledged": report.acknowledged,
+            "not_yet_due": report.not_yet_due,
+        }
+        for report in found
+    ]
+
+
 async def bot_queues(db: AsyncSession, dash: Dashboard) -> list[dict[str, Any]]:
     """Each running bot's live queue, for the page and its poll: why a broadcast slows
     while a crowd is being answered (answers go first) or the platform pushes back."""
@@ -236,11 +254,14 @@ def register(router: APIRouter, dash: Dashboard) -> None:
         )
         async with dash.sessions() as db:
             queues = await bot_queues(db, dash)
+            # The chain's waiting count costs about one fallback pass: on the page only,
+            # not in its 2-second poll.
+            chain = chain_steps(await fallback.steps(db, bulletin.id, dash.now()))
         return dash.render(
             request,
             "dashboard/progress.html",
             {"b": bulletin, "p": progress_payload(report), "rows": rows, "chart": CHART,
-             "states": STATES, "queues": queues},
+             "states": STATES, "queues": queues, "chain": chain},
             actor=actor,
         )  # fmt: skip
 

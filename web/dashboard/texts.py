@@ -55,7 +55,20 @@ SUBSCRIBER_ROLES: dict[str, str] = {
     SubscriberRole.commune_official: "Cán bộ xã",
 }
 
-PLATFORMS: dict[str, str] = {Platform.telegram: "Telegram", Platform.zalo: "Zalo"}
+PLATFORMS: dict[str, str] = {
+    Platform.telegram: "Telegram",
+    Platform.zalo: "Zalo",
+    Platform.zalo_oa: "Zalo OA",
+    Platform.zns: "Zalo ZNS",
+    Platform.sms: "SMS",
+}
+# What a bulletin's audience may be narrowed to: where people subscribe (ZNS only reaches
+# a consented phone, as a fallback step); and what the bots page registers (the gateways
+# need options: `haidang bots add`).
+AUDIENCE_PLATFORMS = {
+    p: PLATFORMS[p] for p in (Platform.telegram, Platform.zalo, Platform.zalo_oa, Platform.sms)
+}
+TOKEN_PLATFORMS = {p: PLATFORMS[p] for p in (Platform.telegram, Platform.zalo)}
 
 SCHEDULE_KINDS: dict[str, str] = {ScheduleKind.once: "Một lần", ScheduleKind.cron: "Định kỳ"}
 
@@ -108,6 +121,8 @@ AUDIT_ACTIONS: dict[str, str] = {
     "vessel.import": "Nhập danh sách tàu cá",
     "vessel.link": "Gắn người với tàu cá",
     "vessel.unlink": "Bỏ gắn người với tàu cá",
+    "zns_template.add": "Đăng ký mẫu tin ZNS",
+    "zns_template.disable": "Tắt mẫu tin ZNS",
 }
 
 # Short notices shown after a redirect (?ok=<key>); only these keys are ever displayed.
@@ -144,6 +159,8 @@ NOTICES: dict[str, str] = {
     "cap_source_changed": "Đã cập nhật nguồn CAP.",
     "cap_source_removed": "Đã xóa nguồn CAP (các bản nháp đã nhập vẫn giữ).",
     "vessel_marked": "Đã ghi nhận tàu đã được báo.",
+    "zns_template_added": "Đã đăng ký mẫu tin ZNS.",
+    "zns_template_disabled": "Đã tắt mẫu tin ZNS.",
 }
 
 # The one answer to every refused sign-in (unknown name, wrong password, a delay after
@@ -224,6 +241,14 @@ PHOTO_DIMENSIONS_BAD = (
 TRANSLATION_LANGUAGE_BAD = "Ngôn ngữ bản dịch không hợp lệ."
 TRANSLATION_DUPLICATE = "Mỗi ngôn ngữ chỉ có một bản dịch."
 TRANSLATION_INCOMPLETE = "Bản dịch cần có cả ngôn ngữ, tiêu đề và nội dung."
+FALLBACK_MINUTES_BAD = "Thời gian chờ xác nhận phải là số phút, từ 5 đến 720."
+# The steps of an urgent bulletin's fallback chain, in the editor's order.
+FALLBACK_STEPS: dict[str, str] = {Platform.zns: "ZNS (Zalo)", Platform.sms: "SMS"}
+# How an SMS is encoded (broadcasts.sms.Encoding), on the bulletin page's cost preview.
+SMS_ENCODINGS: dict[str, str] = {
+    "gsm7_unaccented": "Không dấu (GSM-7, 160 ký tự/tin)",
+    "ucs2": "Có dấu (UCS-2, 70 ký tự/tin)",
+}
 
 VIETNAMESE = "Tiếng Việt"
 
@@ -289,6 +314,20 @@ DOMAIN_ERRORS: tuple[tuple[str, str], ...] = (
     ("erased their data", "Người gửi đã xóa dữ liệu của mình; không thể trả lời nữa."),
     ("may not answer messages", "Tin nhắn này nằm ngoài phạm vi phụ trách của bạn."),
     ("only an admin answers", "Chỉ quản trị viên trả lời được tin nhắn không rõ xã."),
+    # An urgent bulletin's fallback chain (bulletins.FallbackChain).
+    (
+        "only an urgent bulletin has a fallback chain",
+        "Bản tin thường không có chuỗi gửi dự phòng: chỉ bản tin khẩn mới gửi tiếp qua ZNS, SMS."
+        " Hãy bỏ chọn các bước gửi dự phòng hoặc chọn mức độ Khẩn.",
+    ),
+    ("a fallback step is", "Bước gửi dự phòng chỉ có thể là ZNS hoặc SMS."),
+    ("each fallback platform at most once", "Mỗi kênh (ZNS, SMS) chỉ dùng một lần trong chuỗi."),
+    (
+        "fallback minutes must be",
+        "Thời gian chờ xác nhận phải từ 5 đến 720 phút (12 giờ).",
+    ),
+    ("needs a ZNS template", "Chuỗi có bước ZNS: hãy chọn mẫu tin ZNS."),
+    ("no enabled ZNS template", "Mẫu tin ZNS đã chọn không còn dùng được; hãy chọn mẫu khác."),
 )
 
 
@@ -454,6 +493,25 @@ CAP_SOURCE_BAD = "Không thêm được nguồn CAP."
 CAP_TAKE_OVER_REFUSED = (
     "Không nhận soạn được bản nháp này (không phải bản nhập từ CAP, hoặc ngoài phạm vi)."
 )
+
+
+# ZNS templates (admin_zns.html), by broadcasts.zns.ZnsProblem.
+ZNS_PROBLEMS: dict[str, str] = {
+    "not_zns_bot": "Hãy chọn một bot ZNS.",
+    "bad_template_id": "Mã mẫu gồm 1–40 chữ cái hoặc chữ số, đúng như Zalo cấp.",
+    "bad_name": "Hãy đặt tên cho mẫu (tối đa 120 ký tự).",
+    "no_params": "Hãy khai báo ít nhất một tham số của mẫu.",
+    "bad_param": (
+        "Tên tham số gồm chữ không dấu, chữ số hoặc dấu gạch dưới (như trong mẫu ở Zalo);"
+        " tối đa 14 tham số."
+    ),
+    "unknown_source": "Nội dung điền vào tham số không hợp lệ.",
+    "bad_limit": "Giới hạn ký tự của tham số phải từ 1 đến 200.",
+    "bad_price": "Giá mỗi tin phải từ 0 đến 100.000 đồng.",
+    "duplicate": "Mẫu này đã được đăng ký cho bot này.",
+    "not_found": "Không tìm thấy mẫu ZNS.",
+}
+ZNS_PARAM_TWICE = "Tham số «{name}» được khai báo hai lần."
 
 
 def explain_cap_source(error: Exception) -> str:
