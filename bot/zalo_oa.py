@@ -35,7 +35,7 @@ from bot.webhooks import (
     webhook_secret_ok,
 )
 from bot.zalo import numbered
-from bot.zalo_oauth import OAuthError, ZaloApp, error_code
+from bot.zalo_oauth import OAuthError, ZaloApp, app_for, error_code
 from broadcasts.channels import FailureKind, MediaKind, Outbound, SendFailure
 from broadcasts.pacing import Lane
 from broadcasts.parts import PartStatus
@@ -45,7 +45,6 @@ from db.text import split_message
 log = logging.getLogger(__name__)
 
 DEFAULT_API_BASE_URL = "https://openapi.zalo.me"
-DEFAULT_OAUTH_BASE_URL = "https://oauth.zaloapp.com"
 CS_PATH = "/v3.0/oa/message/cs"
 SIGNATURE_HEADER = "X-ZEvent-Signature"
 MAX_TEXT = 2000  # characters in one OA text message
@@ -189,23 +188,15 @@ class ZaloOaFrontEnd:
         self._app_id = str(options["app_id"])
         self._oa_id = str(options.get("oa_id") or "")
         self._api = str(options.get("api_base_url") or DEFAULT_API_BASE_URL).rstrip("/")
-        self._oauth_base = str(options.get("oauth_base_url") or DEFAULT_OAUTH_BASE_URL)
         self._pause_s = float(options.get("rate_limited_pause_s") or RATE_LIMITED_PAUSE_S)
         self._args = args
         self._answers = args.answers
         self._answers.attach(self)
         # Webhooks are checked whether or not this process runs the bot (a web replica).
-        self._app = self._new_app()
+        self._app = app_for(self._args)
         self._background = Background()
         self._running = False
         self._failure: str | None = None
-
-    def _new_app(self) -> ZaloApp:
-        args = self._args
-        return ZaloApp(
-            args.sessions, args.box, app_id=self._app_id, secret=args.secret,
-            oauth_base_url=self._oauth_base,
-        )  # fmt: skip
 
     @property
     def app(self) -> ZaloApp:
@@ -224,7 +215,7 @@ class ZaloOaFrontEnd:
         """Get an access token (a refresh token refused, or none seeded, fails here with
         a clear reason) and start answering."""
         if self._app.client.is_closed:
-            self._app = self._new_app()
+            self._app = app_for(self._args)
         try:
             await self._app.oauth.access_token()
         except OAuthError as exc:

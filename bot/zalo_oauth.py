@@ -21,6 +21,7 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.front_end import FrontEndArgs
 from broadcasts.bots import TokenBox
 from broadcasts.channels import FailureKind, SendFailure
 from broadcasts.pacing import request_written
@@ -214,6 +215,17 @@ def split_secret(secret: str) -> tuple[str, str]:
     if not parts:
         raise OAuthError("the app's secret key is empty")
     return parts[0], parts[-1]
+
+
+DEFAULT_OAUTH_BASE_URL = "https://oauth.zaloapp.com"
+
+
+def app_for(args: FrontEndArgs) -> ZaloApp:
+    """The app of an OA or ZNS bot, from its options (app_id, oauth_base_url) and secret."""
+    return ZaloApp(
+        args.sessions, args.box, app_id=str(args.options["app_id"]), secret=args.secret,
+        oauth_base_url=str(args.options.get("oauth_base_url") or DEFAULT_OAUTH_BASE_URL),
+    )  # fmt: skip
 
 
 class ZaloApp:

@@ -26,8 +26,8 @@ from starlette.responses import Response
 from bot.answers import Call, Owed
 from bot.front_end import FrontEndArgs
 from bot.webhooks import BadBody, dropped, one_line
-from bot.zalo_oa import DEFAULT_OAUTH_BASE_URL, RATE_LIMITED, signed_event
-from bot.zalo_oauth import OAuthError, ZaloApp, error_code
+from bot.zalo_oa import RATE_LIMITED, signed_event
+from bot.zalo_oauth import OAuthError, ZaloApp, app_for, error_code
 from broadcasts import receipts, sms
 from broadcasts.channels import FailureKind, Outbound, SendFailure
 from broadcasts.parts import PartStatus
@@ -127,10 +127,9 @@ class ZnsFrontEnd:
         self._bot_id = args.bot_id
         self._app_id = str(options["app_id"])
         self._base = str(options.get("zns_base_url") or DEFAULT_ZNS_BASE_URL).rstrip("/")
-        self._oauth_base = str(options.get("oauth_base_url") or DEFAULT_OAUTH_BASE_URL)
         self._pause_s = float(options.get("rate_limited_pause_s") or RATE_LIMITED_PAUSE_S)
         args.answers.attach(self)
-        self._app = self._new_app()
+        self._app = app_for(self._args)
         self._pending: list[_Callback] = []
         self._unmatched: list[_Callback] = []
         self._closing = False
@@ -139,13 +138,6 @@ class ZnsFrontEnd:
         self._running = False
         self._failure: str | None = None
         self.recorded = 0  # callbacks that changed a delivery
-
-    def _new_app(self) -> ZaloApp:
-        args = self._args
-        return ZaloApp(
-            args.sessions, args.box, app_id=self._app_id, secret=args.secret,
-            oauth_base_url=self._oauth_base,
-        )  # fmt: skip
 
     @property
     def app(self) -> ZaloApp:
@@ -158,7 +150,7 @@ class ZnsFrontEnd:
 
     async def start(self) -> None:
         if self._app.client.is_closed:
-            self._app = self._new_app()
+            self._app = app_for(self._args)
         try:
             await self._app.oauth.access_token()
         except OAuthError as exc:
