@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -187,19 +187,27 @@ async def record_progress(session: AsyncSession, progress: Mapping[int, int]) ->
 
 
 async def sweep(
-    session: AsyncSession, *, bot_id: int, now: dt.datetime, takeover: bool = False
+    session: AsyncSession,
+    *,
+    bot_id: int,
+    now: dt.datetime,
+    takeover: bool = False,
+    keep: Collection[int] = (),
 ) -> tuple[int, int]:
     """Return expired `sending` leases: urgent to pending (at-least-once), routine to unknown.
 
     Only the holder of the bot's sender lease calls this, so every expired lease it sees
     belongs to a sender that died. On `takeover` (the bot's lease just changed hands, so
     the previous sender is gone) every `sending` row is swept at once, without waiting
-    for the rows' own leases: a storm warning must not wait a minute. Returns
-    (requeued, unknown).
+    for the rows' own leases: a storm warning must not wait a minute. `keep`: the rows the
+    calling sender holds and is still sending (a 429 storm can hold a row past its
+    lease; sweeping it would send it twice). Returns (requeued, unknown).
     """
     expired = [Delivery.bot_id == bot_id, Delivery.state == DeliveryState.sending]
     if not takeover:
         expired.append(Delivery.lease_until < now)
+    if keep:
+        expired.append(Delivery.id.not_in(list(keep)))
     requeued = await session.execute(
         update(Delivery)
         .where(*expired, Delivery.priority == URGENT)

@@ -336,7 +336,8 @@ class Sender:
                         self.name, requeued, unknown,
                     )  # fmt: skip
             elif holding:
-                await queue.sweep(session, bot_id=self._config.bot_id, now=now)
+                # Never our own rows: one held through a long 429 storm outlives its lease.
+                await queue.sweep(session, bot_id=self._config.bot_id, now=now, keep=self._mine)
             rows = await session.scalars(
                 select(BroadcastRun.id).where(
                     BroadcastRun.state == RunState.cancelled,
