@@ -209,7 +209,49 @@ async def handle_webhook(
     )
 
 
-class ZaloFrontEnd:
+class NumberedAnswers:
+    """How both Zalo front ends (the bot, an Official Account) render answers
+    (bot.answers.Renderer): each reply's text with its options numbered, cut to
+    MAX_TEXT, and a document's voice as a link; each says a text its own way (`_say`)."""
+
+    _answers: Answers
+    _background: Background
+
+    def _say(self, chat_id: str, text: str) -> Callable[[], Awaitable[object]]:
+        raise NotImplementedError
+
+    def calls(self, owed: Owed) -> list[Call]:
+        return [
+            Call(self._say(owed.chat_id, part))
+            for reply in owed.replies
+            for part in split_message(numbered(reply.text, reply.options), MAX_TEXT)
+        ]
+
+    def after(self, owed: Owed) -> None:
+        for reply in owed.replies:
+            if reply.audio_document is not None:
+                self._background.spawn(self._send_voice(owed.chat_id, reply.audio_document))
+
+    async def _send_voice(self, chat_id: str, document_id: int) -> None:
+        """A document's voice as a link to its AAC (Zalo takes no uploads and fetches audio
+        by URL; the core does not offer it without PUBLIC_BASE_URL). The message is an
+        answer like any other: paced, retried, recorded if it fails."""
+        voices = self._answers.conversation.voices
+        media = texts.LISTEN_OFF if voices is None else await voices.voice_or_note(document_id)
+        if isinstance(media, str):
+            text = media
+        elif media.url is None:
+            text = texts.LISTEN_NO_LINK
+        else:
+            text = texts.LISTEN_AT.format(title=media.title, url=media.url)
+        owed = Owed(
+            chat_id, (), calls=(Call(self._say(chat_id, text)),),
+            what=f"voice of document {document_id}",
+        )  # fmt: skip
+        self._answers.give(owed, Lane.reply)
+
+
+class ZaloFrontEnd(NumberedAnswers):
     """Runs one Zalo bot: polling loop or webhook, numbered menus, checked API calls."""
 
     name = "zalo"
@@ -422,19 +464,6 @@ class ZaloFrontEnd:
 
     # --- answers (bot.answers.Renderer) ---------------------------------------------------
 
-    def calls(self, owed: Owed) -> list[Call]:
-        """An answer as Zalo messages: each reply's text with its options numbered."""
-        return [
-            Call(self._say(owed.chat_id, part))
-            for reply in owed.replies
-            for part in split_message(numbered(reply.text, reply.options), MAX_TEXT)
-        ]
-
-    def after(self, owed: Owed) -> None:
-        for reply in owed.replies:
-            if reply.audio_document is not None:
-                self._background.spawn(self._send_voice(owed.chat_id, reply.audio_document))
-
     def _say(self, chat_id: str, text: str) -> Callable[[], Awaitable[object]]:
         async def call() -> object:
             try:
@@ -443,26 +472,6 @@ class ZaloFrontEnd:
                 raise send_failure(exc) from None
 
         return call
-
-    async def _send_voice(self, chat_id: str, document_id: int) -> None:
-        """A document's voice as a link to its AAC (Zalo takes no uploads and fetches audio
-        by URL; the core does not offer it without PUBLIC_BASE_URL). The message is an
-        answer like any other: paced, retried, recorded if it fails."""
-        voices = self._answers.conversation.voices
-        media = texts.LISTEN_OFF if voices is None else await voices.voice_or_note(document_id)
-        if isinstance(media, str):
-            text = media
-        elif media.url is None:
-            text = texts.LISTEN_NO_LINK
-        else:
-            text = texts.LISTEN_AT.format(title=media.title, url=media.url)
-        owed = Owed(
-            chat_id,
-            (),
-            calls=(Call(self._say(chat_id, text)),),
-            what=f"voice of document {document_id}",
-        )
-        self._answers.give(owed, Lane.reply)
 
 
 class ZaloChannel:

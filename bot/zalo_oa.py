@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from bot import texts
-from bot.answers import Call, Owed, Received
+from bot.answers import Received
 from bot.conversation import EventKind, Inbound
 from bot.front_end import FrontEndArgs
 from bot.listening import Background
@@ -34,13 +34,11 @@ from bot.webhooks import (
     one_line,
     webhook_secret_ok,
 )
-from bot.zalo import numbered
+from bot.zalo import NumberedAnswers
 from bot.zalo_oauth import OAuthError, ZaloApp, app_for, error_code
 from broadcasts.channels import FailureKind, MediaKind, Outbound, SendFailure
-from broadcasts.pacing import Lane
 from broadcasts.parts import PartStatus
 from db.models import Platform
-from db.text import split_message
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +170,7 @@ def oa_failure(body: dict[str, Any], pause_s: float) -> SendFailure:
     return SendFailure(FailureKind.transient, f"oa_error {code}")
 
 
-class ZaloOaFrontEnd:
+class ZaloOaFrontEnd(NumberedAnswers):
     """Runs one Official Account: signed webhook events in, consultation messages out.
 
     Options: app_id, oa_id, api_base_url, oauth_base_url, rate_limited_pause_s; the
@@ -266,40 +264,11 @@ class ZaloOaFrontEnd:
 
     # --- answers (bot.answers.Renderer) ---------------------------------------------------
 
-    def calls(self, owed: Owed) -> list[Call]:
-        """An answer as OA messages: each reply's text with its options numbered."""
-        return [
-            Call(self._say(owed.chat_id, part))
-            for reply in owed.replies
-            for part in split_message(numbered(reply.text, reply.options), MAX_TEXT)
-        ]
-
-    def after(self, owed: Owed) -> None:
-        for reply in owed.replies:
-            if reply.audio_document is not None:
-                self._background.spawn(self._send_voice(owed.chat_id, reply.audio_document))
-
     def _say(self, chat_id: str, text: str) -> Callable[[], Awaitable[object]]:
         async def call() -> object:
             return await self.send(chat_id, {"text": text})
 
         return call
-
-    async def _send_voice(self, chat_id: str, document_id: int) -> None:
-        """A document's voice as a link to its AAC, like the Zalo bot's (bot.zalo)."""
-        voices = self._answers.conversation.voices
-        media = texts.LISTEN_OFF if voices is None else await voices.voice_or_note(document_id)
-        if isinstance(media, str):
-            text = media
-        elif media.url is None:
-            text = texts.LISTEN_NO_LINK
-        else:
-            text = texts.LISTEN_AT.format(title=media.title, url=media.url)
-        owed = Owed(
-            chat_id, (), calls=(Call(self._say(chat_id, text)),),
-            what=f"voice of document {document_id}",
-        )  # fmt: skip
-        self._answers.give(owed, Lane.reply)
 
 
 class ZaloOaChannel:
