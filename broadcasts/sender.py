@@ -433,10 +433,15 @@ class Sender:
         """A bulletin to a phone number: one brief SMS (its read-out when urgent), or the
         bulletin's ZNS template filled in (broadcasts.zns); None when its ZNS template is
         missing or disabled (nothing can be sent)."""
-        relay = await readout.for_bulletin(session, bulletin, self._tz)
+        # The areas once: the read-out names them, and so does a ZNS template's `area`.
+        places = await readout.places_of(session, bulletin.id)
+        relay = readout.build(
+            bulletin.title, bulletin.body, priority=bulletin.priority, places=places,
+            expires_at=bulletin.expires_at, tz=self._tz,
+        )  # fmt: skip
+        short = relay.short if relay is not None else None
         ack = bulletin.id if bulletin.priority is Priority.urgent else None
         if isinstance(self._channel, BriefChannel):
-            short = relay.short if relay is not None else None
             return Outbound(self._channel.brief(title, body, short=short), ack_bulletin_id=ack)
         template = (
             await session.get(ZnsTemplate, bulletin.zns_template_id)
@@ -445,12 +450,10 @@ class Sender:
         )
         if template is None or not template.enabled:
             return None
-        places = await readout.places_of(session, bulletin.id)
         area = ", ".join(place.commune or place.province for place in places)
-        short = relay.short if relay is not None else None
         data = zns.fill(template, bulletin, area, self._clock(), self._tz, relay=short)
         return Outbound(
-            relay.short if relay is not None else title,  # what logs and previews show
+            short or title,  # what logs and previews show
             ack_bulletin_id=ack, template_id=template.template_id, template_data=data,
         )  # fmt: skip
 
